@@ -1,0 +1,233 @@
+//! Element-wise activation functions and their derivatives.
+//!
+//! Every layer caches both its pre-activation `z` and its output `a = s(z)`, so each
+//! derivative is computed from whichever of the two gives the cheaper, more stable form
+//! (sigmoid: `a (1 - a)`, from the output; ReLU: `z > 0`, from the input).
+
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Zip};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{check_range, Result};
+use crate::Float;
+
+/// An element-wise activation `a = s(z)`.
+///
+/// All forms are numerically stable: sigmoid and softplus never overflow, whatever `|z|`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Activation {
+    /// `s(z) = z`; `s'(z) = 1`.
+    Identity,
+    /// `s(z) = max(z, 0)`; `s'(z) = 1` if `z > 0`, else `0` (0 at the kink).
+    Relu,
+    /// `s(z) = z` if `z > 0`, else `alpha z`; `s'(z) = 1` or `alpha`. `alpha` in `[0, 1)`.
+    LeakyRelu(f64),
+    /// `s(z) = 1 / (1 + e^-z)`, computed without overflow; `s'(z) = a (1 - a)`.
+    Sigmoid,
+    /// `s(z) = tanh z`; `s'(z) = 1 - a^2`.
+    Tanh,
+    /// `s(z) = ln(1 + e^z)`, computed as `max(z, 0) + ln(1 + e^-|z|)`; `s'(z) = sigmoid(z)`.
+    Softplus,
+    /// `s(z) = z` if `z > 0`, else `alpha (e^z - 1)`; `s'(z) = 1` or `alpha e^z`.
+    /// `alpha` must be finite and `> 0`.
+    Elu(f64),
+    /// GELU, tanh form: `s(z) = z/2 (1 + tanh(k (z + 0.044715 z^3)))`, `k = sqrt(2/pi)`.
+    Gelu,
+}
+
+/// Which of `z` (input) and `a` (output) the derivative reads; see [`Activation::derivative`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DerivativeFrom {
+    /// The derivative is a function of the pre-activation `z`.
+    Input,
+    /// The derivative is a function of the output `a`.
+    Output,
+}
+
+const GELU_K: f64 = 0.797_884_560_802_865_4; // sqrt(2 / pi)
+const GELU_C: f64 = 0.044_715;
+
+impl Activation {
+    /// Checks the activation's own parameter (`alpha` of leaky ReLU and ELU).
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidHyperparameter`] if `alpha` is out of range.
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            Activation::LeakyRelu(alpha) => check_range(
+                "leaky relu alpha",
+                alpha,
+                (0.0..1.0).contains(&alpha),
+                "a value in [0, 1)",
+            ),
+            Activation::Elu(alpha) => check_range(
+                "elu alpha",
+                alpha,
+                alpha > 0.0 && alpha.is_finite(),
+                "a finite value > 0",
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether every output lies strictly inside `(0, 1)` (sigmoid only), as a KL sparsity
+    /// penalty requires.
+    pub fn is_in_unit_interval(&self) -> bool {
+        matches!(self, Activation::Sigmoid)
+    }
+
+    /// Which of `z` and `a` [`Activation::derivative`] reads.
+    pub fn derivative_from(&self) -> DerivativeFrom {
+        match self {
+            Activation::Sigmoid | Activation::Tanh | Activation::Identity => DerivativeFrom::Output,
+            _ => DerivativeFrom::Input,
+        }
+    }
+
+    /// `s(z)` for one value.
+    #[inline]
+    pub fn value<T: Float>(&self, z: T) -> T {
+        let zero = T::zero();
+        let one = T::one();
+        match *self {
+            Activation::Identity => z,
+            Activation::Relu => {
+                if z > zero {
+                    z
+                } else {
+                    zero
+                }
+            }
+            Activation::LeakyRelu(alpha) => {
+                if z > zero {
+                    z
+                } else {
+                    T::cast(alpha) * z
+                }
+            }
+            Activation::Sigmoid => sigmoid(z),
+            Activation::Tanh => z.tanh(),
+            Activation::Softplus => z.max(zero) + (-z.abs()).exp().ln_1p(),
+            Activation::Elu(alpha) => {
+                if z > zero {
+                    z
+                } else {
+                    T::cast(alpha) * z.exp_m1()
+                }
+            }
+            Activation::Gelu => {
+                let half = T::cast(0.5);
+                let inner = T::cast(GELU_K) * (z + T::cast(GELU_C) * z * z * z);
+                half * z * (one + inner.tanh())
+            }
+        }
+    }
+
+    /// `s'(z)` for one value, given both `z` and `a = s(z)`; reads only the one named by
+    /// [`Activation::derivative_from`].
+    #[inline]
+    pub fn derivative<T: Float>(&self, z: T, a: T) -> T {
+        let zero = T::zero();
+        let one = T::one();
+        match *self {
+            Activation::Identity => one,
+            Activation::Relu => {
+                if z > zero {
+                    one
+                } else {
+                    zero
+                }
+            }
+            Activation::LeakyRelu(alpha) => {
+                if z > zero {
+                    one
+                } else {
+                    T::cast(alpha)
+                }
+            }
+            Activation::Sigmoid => a * (one - a),
+            Activation::Tanh => one - a * a,
+            Activation::Softplus => sigmoid(z),
+            Activation::Elu(alpha) => {
+                if z > zero {
+                    one
+                } else {
+                    T::cast(alpha) * z.exp()
+                }
+            }
+            Activation::Gelu => {
+                let half = T::cast(0.5);
+                let k = T::cast(GELU_K);
+                let c = T::cast(GELU_C);
+                let t = (k * (z + c * z * z * z)).tanh();
+                half * (one + t) + half * z * (one - t * t) * k * (one + T::cast(3.0) * c * z * z)
+            }
+        }
+    }
+
+    /// Applies `s` element-wise: `a = s(z)`; `z`, `a`: `(batch, n)`.
+    pub fn forward<T: Float>(&self, z: ArrayView2<T>, a: ArrayViewMut2<T>) {
+        Zip::from(a).and(z).for_each(|a, &z| *a = self.value(z));
+    }
+
+    /// Multiplies a gradient by `s'` in place: `grad *= s'(z)`, element-wise. `grad` holds
+    /// `dL/da` on entry and `dL/dz` on return; `z`, `a`, `grad`: `(batch, n)`.
+    pub fn backward<T: Float>(&self, z: ArrayView2<T>, a: ArrayView2<T>, grad: ArrayViewMut2<T>) {
+        match self {
+            Activation::Identity => {}
+            _ => Zip::from(grad)
+                .and(z)
+                .and(a)
+                .for_each(|g, &z, &a| *g *= self.derivative(z, a)),
+        }
+    }
+
+    /// `s(z)` for a whole array (allocates; for inference and tests).
+    pub fn apply<T: Float>(&self, z: ArrayView2<T>) -> Array2<T> {
+        z.mapv(|z| self.value(z))
+    }
+}
+
+/// The logistic function `1 / (1 + e^-z)`, computed without overflow for any `z`.
+#[inline]
+pub fn sigmoid<T: Float>(z: T) -> T {
+    let one = T::one();
+    if z >= T::zero() {
+        one / (one + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (one + e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sigmoid_and_softplus_do_not_overflow() {
+        for &z in &[-1000.0f64, -90.0, -80.0, 0.0, 80.0, 90.0, 1000.0] {
+            let s = Activation::Sigmoid.value(z);
+            assert!(
+                s.is_finite() && (0.0..=1.0).contains(&s),
+                "sigmoid({z}) = {s}"
+            );
+            let p = Activation::Softplus.value(z);
+            assert!(p.is_finite() && p >= 0.0, "softplus({z}) = {p}");
+            let s32 = Activation::Sigmoid.value(z as f32);
+            assert!(s32.is_finite(), "f32 sigmoid({z}) = {s32}");
+            let p32 = Activation::Softplus.value(z as f32);
+            assert!(p32.is_finite(), "f32 softplus({z}) = {p32}");
+        }
+        assert_eq!(Activation::Softplus.value(1000.0f64), 1000.0);
+    }
+
+    #[test]
+    fn parameters_are_validated() {
+        assert!(Activation::LeakyRelu(0.01).validate().is_ok());
+        assert!(Activation::LeakyRelu(1.5).validate().is_err());
+        assert!(Activation::LeakyRelu(f64::NAN).validate().is_err());
+        assert!(Activation::Elu(1.0).validate().is_ok());
+        assert!(Activation::Elu(0.0).validate().is_err());
+    }
+}

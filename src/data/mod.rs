@@ -1,0 +1,43 @@
+//! Data: checks shared by every entry point, corruption for denoising, and (in submodules)
+//! loaders and dataset helpers.
+
+use ndarray::ArrayView2;
+
+use crate::{Error, Float, Result};
+
+pub(crate) mod noise;
+
+pub use noise::{corrupt, Noise};
+
+/// Checks that `x` has `n` columns.
+pub(crate) fn check_width<T>(x: ArrayView2<T>, n: usize, context: &'static str) -> Result<()> {
+    if x.ncols() == n {
+        Ok(())
+    } else {
+        Err(Error::ShapeMismatch {
+            context,
+            expected: format!("(_, {n})"),
+            found: format!("{:?}", x.dim()),
+        })
+    }
+}
+
+/// Checks that every value of `x` is finite; the error names the first that is not.
+pub(crate) fn check_finite<T: Float>(x: ArrayView2<T>, context: &'static str) -> Result<()> {
+    // Fast path: v * 0 is 0 for finite v and NaN otherwise, so one branch-free pass decides; locate the culprit only on failure.
+    let all_finite = x.iter().fold(T::zero(), |acc, &v| acc + v * T::zero()) == T::zero();
+    if all_finite {
+        return Ok(());
+    }
+    for ((row, col), &v) in x.indexed_iter() {
+        if !v.is_finite() {
+            return Err(Error::NonFiniteData {
+                context,
+                row,
+                col,
+                value: v.as_f64(),
+            });
+        }
+    }
+    Ok(())
+}

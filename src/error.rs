@@ -1,0 +1,166 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in this crate.
+///
+/// Each variant says what was wrong, where, and (for ranges) what was allowed, so the
+/// message alone is enough to fix the call. The enum is `#[non_exhaustive]`: new failure
+/// kinds may be added without a major version.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A hyperparameter is outside its allowed range (NaN is always outside).
+    #[error("invalid hyperparameter `{name}` = {value}: expected {expected}")]
+    InvalidHyperparameter {
+        /// Name of the hyperparameter, as spelled in the builder method.
+        name: &'static str,
+        /// The value that was given, formatted.
+        value: String,
+        /// The allowed range, in words (e.g. `"a value in (0, 1)"`).
+        expected: &'static str,
+    },
+    /// A combination of settings that cannot work together, e.g. a binary cross-entropy
+    /// loss on a model whose output layer is not a sigmoid.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// An array did not have the shape its role requires.
+    #[error("shape mismatch in {context}: expected {expected}, found {found}")]
+    ShapeMismatch {
+        /// What was being checked, e.g. `"encode input"`.
+        context: &'static str,
+        /// The expected shape, e.g. `"(_, 784)"`.
+        expected: String,
+        /// The shape that was passed, e.g. `"(100, 785)"`.
+        found: String,
+    },
+    /// A data set had no rows or no columns.
+    #[error("empty data in {context}: shape {rows} x {cols}")]
+    EmptyData {
+        /// Which data set, e.g. `"training data"`.
+        context: &'static str,
+        /// Number of rows passed.
+        rows: usize,
+        /// Number of columns passed.
+        cols: usize,
+    },
+    /// A data set contained NaN or an infinity.
+    #[error("non-finite value {value} in {context} at row {row}, column {col}")]
+    NonFiniteData {
+        /// Which data set, e.g. `"validation data"`.
+        context: &'static str,
+        /// Row of the first non-finite value.
+        row: usize,
+        /// Column of the first non-finite value.
+        col: usize,
+        /// The value itself (NaN, inf or -inf).
+        value: f64,
+    },
+    /// Training produced a non-finite loss or gradient. The model keeps its last finite
+    /// weights.
+    #[error(
+        "training diverged at epoch {epoch}, batch {batch}: {what} is {value}; \
+         the model keeps its last finite weights (try a smaller learning rate or gradient clipping)"
+    )]
+    Diverged {
+        /// Epoch (counted from 0) in which it happened.
+        epoch: usize,
+        /// Batch within the epoch (counted from 0).
+        batch: usize,
+        /// What became non-finite: `"loss"` or `"gradient norm"`.
+        what: &'static str,
+        /// The non-finite value.
+        value: f64,
+    },
+    /// An operating-system error while reading or writing a file.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done, e.g. `"cannot open"`.
+        action: &'static str,
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file was read but its contents are not what they must be.
+    #[error("malformed file {path}: {reason}")]
+    Format {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong and, where possible, what to do about it.
+        reason: String,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Builds [`Error::InvalidHyperparameter`].
+    pub(crate) fn hyper(
+        name: &'static str,
+        value: impl std::fmt::Display,
+        expected: &'static str,
+    ) -> Self {
+        Error::InvalidHyperparameter {
+            name,
+            value: value.to_string(),
+            expected,
+        }
+    }
+}
+
+/// Turns an "inside the range" test into a result. Callers write the test as inside
+/// (`x > 0.0`, not `!(x <= 0.0)`), so NaN is rejected.
+pub(crate) fn check_range(
+    name: &'static str,
+    value: f64,
+    inside: bool,
+    expected: &'static str,
+) -> Result<()> {
+    if inside {
+        Ok(())
+    } else {
+        Err(Error::hyper(name, value, expected))
+    }
+}
+
+/// `value > 0` and finite.
+pub(crate) fn check_positive(name: &'static str, value: f64) -> Result<()> {
+    check_range(
+        name,
+        value,
+        value > 0.0 && value.is_finite(),
+        "a finite value > 0",
+    )
+}
+
+/// `value >= 0` and finite.
+pub(crate) fn check_non_negative(name: &'static str, value: f64) -> Result<()> {
+    check_range(
+        name,
+        value,
+        value >= 0.0 && value.is_finite(),
+        "a finite value >= 0",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_send_sync() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Error>();
+    }
+
+    #[test]
+    fn nan_is_outside_every_range() {
+        assert!(check_positive("lr", f64::NAN).is_err());
+        assert!(check_non_negative("lambda", f64::NAN).is_err());
+        assert!(check_positive("lr", 1e-3).is_ok());
+        assert!(check_non_negative("lambda", 0.0).is_ok());
+    }
+}

@@ -1,0 +1,263 @@
+//! Finite-difference gradient checking, in `f64`.
+//!
+//! Each checker compares the hand-derived gradient `a` with the central difference
+//! `n = (f(p + h) - f(p - h)) / 2h` for every parameter `p`, and reports the largest
+//! relative error `|a - n| / max(|a| + |n|, TINY)` ([`TINY`] keeps gradients that are
+//! both essentially zero from dividing by zero). With `h` near 1e-5 in `f64`, a correct
+//! gradient gives errors around 1e-8 or below; kinks (ReLU at 0, L1 at 0) can give larger
+//! ones if a perturbation crosses them, so test inputs should stay away from kinks.
+
+use ndarray::{Array2, ArrayView2};
+
+use crate::model::LossTerms;
+use crate::{Activation, Autoencoder, Dense, Error, Loss, Penalty, Result};
+
+/// Floor of the relative error's denominator.
+pub const TINY: f64 = 1e-10;
+
+/// The outcome of a gradient check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradCheck {
+    /// The largest relative error found.
+    pub max_rel_error: f64,
+    /// Where it was, e.g. `"layer 1 weights [3, 0]"`.
+    pub worst: String,
+    /// The analytic and numerical gradient there.
+    pub worst_pair: (f64, f64),
+    /// How many values were checked.
+    pub n_checked: usize,
+}
+
+impl GradCheck {
+    fn new() -> Self {
+        GradCheck {
+            max_rel_error: 0.0,
+            worst: String::new(),
+            worst_pair: (0.0, 0.0),
+            n_checked: 0,
+        }
+    }
+
+    fn record(&mut self, analytic: f64, numeric: f64, place: impl FnOnce() -> String) {
+        let rel = relative_error(analytic, numeric);
+        self.n_checked += 1;
+        if rel > self.max_rel_error || self.n_checked == 1 {
+            self.max_rel_error = rel.max(self.max_rel_error);
+            self.worst = place();
+            self.worst_pair = (analytic, numeric);
+        }
+    }
+}
+
+/// `|a - n| / max(|a| + |n|, TINY)`.
+pub fn relative_error(analytic: f64, numeric: f64) -> f64 {
+    (analytic - numeric).abs() / (analytic.abs() + numeric.abs()).max(TINY)
+}
+
+/// Checks the gradient of the whole training objective (reconstruction `loss` plus every
+/// penalty) of `model` on one batch, with respect to every weight and bias of every layer.
+///
+/// ```
+/// use autoencoder::{gradcheck, Activation, Autoencoder, Loss, Penalty};
+/// use ndarray::Array2;
+/// use rand::SeedableRng;
+/// # fn main() -> autoencoder::Result<()> {
+/// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+/// let mut ae = Autoencoder::<f64>::builder(5)
+///     .latent(3, Activation::Sigmoid)
+///     .output(Activation::Sigmoid)
+///     .build(&mut rng)?;
+/// let x = Array2::from_shape_fn((4, 5), |(i, j)| ((i + 2 * j) % 7) as f64 / 7.0);
+/// let report = gradcheck::check_model(
+///     &mut ae, x.view(), x.view(), Loss::BinaryCrossEntropy,
+///     &[Penalty::kl_sparsity(0.1, 3.0)?], 1e-5)?;
+/// assert!(report.max_rel_error < 1e-6, "{report:?}");
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// As [`crate::Trainer::fit`] for data, loss and penalties that do not suit the model;
+/// [`Error::InvalidHyperparameter`] unless `h > 0`.
+pub fn check_model(
+    model: &mut Autoencoder<f64>,
+    input: ArrayView2<f64>,
+    target: ArrayView2<f64>,
+    loss: Loss,
+    penalties: &[Penalty],
+    h: f64,
+) -> Result<GradCheck> {
+    crate::error::check_positive("h", h)?;
+    model.check_data(input, "gradient check input")?;
+    model.check_data(target, "gradient check target")?;
+    if input.nrows() != target.nrows() {
+        return Err(Error::ShapeMismatch {
+            context: "gradient check target",
+            expected: format!("{} rows", input.nrows()),
+            found: format!("{:?}", target.dim()),
+        });
+    }
+    loss.validate(model.output_activation())?;
+    loss.validate_targets(target, "gradient check target")?;
+    for p in penalties {
+        p.validate(model)?;
+    }
+    let mut terms = LossTerms::default();
+    model.loss_and_gradient(input, target, loss, penalties, &mut terms);
+    let analytic: Vec<(Array2<f64>, Array2<f64>)> = model
+        .layers()
+        .iter()
+        .map(|l| {
+            (
+                l.grad_weights().to_owned(),
+                l.grad_bias().to_owned().insert_axis(ndarray::Axis(0)),
+            )
+        })
+        .collect();
+    let mut objective = |m: &mut Autoencoder<f64>| {
+        m.loss_and_gradient(input, target, loss, penalties, &mut terms);
+        terms.total()
+    };
+    let mut report = GradCheck::new();
+    for (l, (grad_w, grad_b)) in analytic.iter().enumerate() {
+        for ((i, j), &a) in grad_w.indexed_iter() {
+            let n = central_difference(h, |delta| {
+                model.layers_mut()[l].weights_mut()[[i, j]] += delta;
+                let f = objective(model);
+                model.layers_mut()[l].weights_mut()[[i, j]] -= delta;
+                f
+            });
+            report.record(a, n, || format!("layer {l} weights [{i}, {j}]"));
+        }
+        for ((_, j), &a) in grad_b.indexed_iter() {
+            let n = central_difference(h, |delta| {
+                model.layers_mut()[l].bias_mut()[j] += delta;
+                let f = objective(model);
+                model.layers_mut()[l].bias_mut()[j] -= delta;
+                f
+            });
+            report.record(a, n, || format!("layer {l} bias [{j}]"));
+        }
+    }
+    Ok(report)
+}
+
+/// Checks [`Dense::forward`] / [`Dense::backward`] (through the activation) with respect to
+/// the input, the weights and the bias, for the scalar `L = sum(upstream * a)`, where
+/// `upstream` `(batch, n_out)` plays the part of `dL/da`.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] if `input` is not `(batch, n_in)` or `upstream` not
+/// `(batch, n_out)`; [`Error::InvalidHyperparameter`] unless `h > 0`.
+pub fn check_dense(
+    layer: &mut Dense<f64>,
+    input: ArrayView2<f64>,
+    upstream: ArrayView2<f64>,
+    h: f64,
+) -> Result<GradCheck> {
+    crate::error::check_positive("h", h)?;
+    let (batch, n_out) = (input.nrows(), layer.n_out());
+    if input.ncols() != layer.n_in() || upstream.dim() != (batch, n_out) {
+        return Err(Error::ShapeMismatch {
+            context: "check_dense",
+            expected: format!("input (batch, {}), upstream (batch, {n_out})", layer.n_in()),
+            found: format!("input {:?}, upstream {:?}", input.dim(), upstream.dim()),
+        });
+    }
+    let value = |layer: &Dense<f64>, x: ArrayView2<f64>| -> f64 {
+        let mut z = Array2::zeros((batch, n_out));
+        let mut a = Array2::zeros((batch, n_out));
+        layer.forward(x, z.view_mut(), a.view_mut());
+        (&a * &upstream).sum()
+    };
+    // Analytic: dL/da = upstream, dL/dz = upstream * s'(z).
+    let mut z = Array2::zeros((batch, n_out));
+    let mut a = Array2::zeros((batch, n_out));
+    layer.forward(input, z.view_mut(), a.view_mut());
+    let mut d_z = upstream.to_owned();
+    layer
+        .activation()
+        .backward(z.view(), a.view(), d_z.view_mut());
+    let mut d_input = Array2::zeros(input.dim());
+    layer.zero_grad();
+    layer.backward(input, d_z.view(), Some(d_input.view_mut()));
+    let (grad_w, grad_b) = (
+        layer.grad_weights().to_owned(),
+        layer.grad_bias().to_owned(),
+    );
+
+    let mut report = GradCheck::new();
+    let mut x = input.to_owned();
+    for ((b, i), &an) in d_input.indexed_iter() {
+        let n = central_difference(h, |delta| {
+            x[[b, i]] += delta;
+            let f = value(layer, x.view());
+            x[[b, i]] -= delta;
+            f
+        });
+        report.record(an, n, || format!("input [{b}, {i}]"));
+    }
+    for ((i, j), &an) in grad_w.indexed_iter() {
+        let n = central_difference(h, |delta| {
+            layer.weights_mut()[[i, j]] += delta;
+            let f = value(layer, input);
+            layer.weights_mut()[[i, j]] -= delta;
+            f
+        });
+        report.record(an, n, || format!("weights [{i}, {j}]"));
+    }
+    for (j, &an) in grad_b.indexed_iter() {
+        let n = central_difference(h, |delta| {
+            layer.bias_mut()[j] += delta;
+            let f = value(layer, input);
+            layer.bias_mut()[j] -= delta;
+            f
+        });
+        report.record(an, n, || format!("bias [{j}]"));
+    }
+    Ok(report)
+}
+
+/// Checks a loss's gradient with respect to the output layer's pre-activation `z`
+/// `(batch, n)`, through the output `activation` (fused for binary cross-entropy).
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] if `target` differs in shape from `z`; as [`Loss::validate`];
+/// [`Error::InvalidHyperparameter`] unless `h > 0`.
+pub fn check_loss(
+    loss: Loss,
+    activation: Activation,
+    z: ArrayView2<f64>,
+    target: ArrayView2<f64>,
+    h: f64,
+) -> Result<GradCheck> {
+    crate::error::check_positive("h", h)?;
+    loss.validate(activation)?;
+    if z.dim() != target.dim() {
+        return Err(Error::ShapeMismatch {
+            context: "check_loss target",
+            expected: format!("{:?}", z.dim()),
+            found: format!("{:?}", target.dim()),
+        });
+    }
+    let value = |z: ArrayView2<f64>| loss.value(z, activation.apply(z).view(), target);
+    let a = activation.apply(z);
+    let mut d_z = Array2::zeros(z.dim());
+    loss.value_and_grad(z, a.view(), target, activation, d_z.view_mut());
+    let mut report = GradCheck::new();
+    let mut zz = z.to_owned();
+    for ((b, j), &an) in d_z.indexed_iter() {
+        let n = central_difference(h, |delta| {
+            zz[[b, j]] += delta;
+            let f = value(zz.view());
+            zz[[b, j]] -= delta;
+            f
+        });
+        report.record(an, n, || format!("z [{b}, {j}]"));
+    }
+    Ok(report)
+}
+
+/// `(f(+h) - f(-h)) / 2h`, where `f(delta)` evaluates with the parameter shifted by `delta`.
+fn central_difference(h: f64, mut f: impl FnMut(f64) -> f64) -> f64 {
+    (f(h) - f(-h)) / (2.0 * h)
+}

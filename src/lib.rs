@@ -1,0 +1,87 @@
+//! Autoencoders trained from scratch on [`ndarray`], with hand-derived, batched,
+//! gradient-checked backprop and no tensor or autograd engine.
+//!
+//! An autoencoder learns an encoder `z = f(x) = s(W x + b)` and a decoder
+//! `x^ = g(z) = s'(W' z + b')` (each one or more dense layers) by minimising
+//! `L_total = L_recon(x, x^) + sum of penalties` over mini-batches. Data are row-major
+//! `(batch, features)` arrays.
+//!
+//! - [`Autoencoder`] and its builder: layers, [`Activation`]s, [`Init`]ializers;
+//!   `encode`, `decode`, `reconstruct`, `evaluate`.
+//! - [`Loss`]: MSE (mean or sum of squares), binary cross-entropy from logits, MAE, Huber.
+//! - [`Penalty`]: L1 / KL sparsity, L2 activity, L2 / L1 weight decay, contractive; and
+//!   [`Noise`] for denoising. All compose on any model.
+//! - [`Trainer`]: mini-batches, shuffling, [`Sgd`] / [`Adam`] (any [`Optimizer`]),
+//!   [`Schedule`]s, gradient clipping, validation, [`EarlyStopping`], [`History`],
+//!   callbacks, divergence detection.
+//! - [`gradcheck`]: the finite-difference checker every gradient in this crate passes.
+//! - [`Pca`]: the linear baseline.
+//!
+//! Every fallible call returns [`Result`] with the one [`Error`] type; nothing panics on
+//! bad input. The same seed gives the same weights, bit for bit.
+//!
+//! # Quickstart
+//!
+//! ```
+//! use autoencoder::{Activation, Adam, Autoencoder, Loss, Trainer};
+//! use ndarray::Array2;
+//! use rand::SeedableRng;
+//! use rand_chacha::ChaCha8Rng;
+//!
+//! # fn main() -> autoencoder::Result<()> {
+//! // 200 samples of 16 features in [0, 1] (use your data here).
+//! let data = Array2::from_shape_fn((200, 16), |(i, j)| ((i * 7 + j * 3) % 11) as f32 / 10.0);
+//! let (train, valid) = (data.slice(ndarray::s![..160, ..]), data.slice(ndarray::s![160.., ..]));
+//!
+//! let mut rng = ChaCha8Rng::seed_from_u64(7); // a named, portable generator
+//! let mut ae = Autoencoder::<f32>::builder(16)
+//!     .hidden(12, Activation::Relu)
+//!     .latent(4, Activation::Relu)
+//!     .output(Activation::Sigmoid) // the decoder mirrors the encoder
+//!     .build(&mut rng)?;
+//! let history = Trainer::new(Adam::new(1e-2))
+//!     .loss(Loss::BinaryCrossEntropy)
+//!     .epochs(20)
+//!     .batch_size(32)
+//!     .seed(42)
+//!     .fit(&mut ae, train, Some(valid))?;
+//! let first = history.epochs[0].train_loss;
+//! let last = history.last().unwrap().train_loss;
+//! assert!(last < first);
+//!
+//! let codes = ae.encode(valid)?; // (40, 4)
+//! let recon = ae.decode(codes.view())?; // (40, 16)
+//! assert_eq!(recon, ae.reconstruct(valid)?);
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+mod activation;
+pub mod data;
+mod error;
+mod float;
+pub mod gradcheck;
+mod init;
+mod layer;
+mod loss;
+mod model;
+pub mod optim;
+mod pca;
+mod penalty;
+mod trainer;
+
+pub use activation::{sigmoid, Activation, DerivativeFrom};
+pub use data::{corrupt, Noise};
+pub use error::{Error, Result};
+pub use float::Float;
+pub use init::Init;
+pub use layer::{Dense, ParamKind};
+pub use loss::{bce_of_probabilities, Loss};
+pub use model::{Autoencoder, AutoencoderBuilder, LossTerms};
+pub use optim::{Adam, Optimizer, Schedule, Sgd, WeightDecay};
+pub use pca::Pca;
+pub use penalty::{Biases, Penalty, KL_EPSILON};
+pub use trainer::{
+    BatchProgress, EarlyStopping, EpochRecord, History, Restore, StopReason, Trainer,
+};

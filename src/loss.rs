@@ -1,0 +1,235 @@
+//! Reconstruction losses, each with its gradient with respect to the output layer's
+//! pre-activation `z` (the loss and the output activation are differentiated together, so
+//! binary cross-entropy never takes `log(0)`).
+
+use ndarray::{ArrayView2, ArrayViewMut2, Zip};
+use serde::{Deserialize, Serialize};
+
+use crate::error::check_positive;
+use crate::{Activation, Error, Float, Result};
+
+/// A reconstruction loss `L(x, x^)` between a target batch `x` and a reconstruction `x^`,
+/// both `(batch, n)`.
+///
+/// Every loss is a mean over the batch; "per element" losses also divide by `n`:
+///
+/// | variant | value, as computed |
+/// | --- | --- |
+/// | `MeanSquaredError` | `1/(batch n) sum (x - x^)^2` |
+/// | `SumSquaredError` | `1/batch sum_rows ||x - x^||^2` (the source's `||x - x^||^2`, averaged over examples) |
+/// | `BinaryCrossEntropy` | `1/(batch n) sum -(x ln x^ + (1 - x) ln(1 - x^))`, from logits |
+/// | `MeanAbsoluteError` | `1/(batch n) sum |x - x^|` (subgradient 0 at 0) |
+/// | `Huber(delta)` | `1/(batch n) sum h(x^ - x)`, `h(r) = r^2/2` if `|r| <= delta`, else `delta (|r| - delta/2)` |
+///
+/// Binary cross-entropy needs a [`Activation::Sigmoid`] output layer and targets in
+/// `[0, 1]`: it is computed from the logits `z` as `max(z, 0) - z x + ln(1 + e^-|z|)`, and
+/// its gradient with respect to `z` is `(sigmoid(z) - x) / (batch n)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Loss {
+    /// Mean squared error over all elements.
+    MeanSquaredError,
+    /// Squared error summed over features, averaged over the batch.
+    SumSquaredError,
+    /// Binary cross-entropy, mean over all elements; sigmoid output, targets in `[0, 1]`.
+    BinaryCrossEntropy,
+    /// Mean absolute error over all elements.
+    MeanAbsoluteError,
+    /// Huber loss with threshold `delta > 0`, mean over all elements.
+    Huber(f64),
+}
+
+impl Loss {
+    /// A short name, e.g. `"bce"`, for logs and files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Loss::MeanSquaredError => "mse",
+            Loss::SumSquaredError => "sse",
+            Loss::BinaryCrossEntropy => "bce",
+            Loss::MeanAbsoluteError => "mae",
+            Loss::Huber(_) => "huber",
+        }
+    }
+
+    /// Checks the loss's parameter and that it suits a model whose output layer has
+    /// activation `output`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for binary cross-entropy without a sigmoid output;
+    /// [`Error::InvalidHyperparameter`] for a Huber `delta` that is not finite and `> 0`.
+    pub fn validate(&self, output: Activation) -> Result<()> {
+        match *self {
+            Loss::BinaryCrossEntropy if output != Activation::Sigmoid => {
+                Err(Error::InvalidConfig(format!(
+                "binary cross-entropy needs a sigmoid output layer (it is computed from logits), \
+                 but the output activation is {output:?}; use .output(Activation::Sigmoid)"
+            )))
+            }
+            Loss::Huber(delta) => check_positive("huber delta", delta),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks that targets suit the loss: binary cross-entropy needs every target in `[0, 1]`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the first offending row and column.
+    pub fn validate_targets<T: Float>(
+        &self,
+        target: ArrayView2<T>,
+        context: &'static str,
+    ) -> Result<()> {
+        if *self != Loss::BinaryCrossEntropy {
+            return Ok(());
+        }
+        for ((row, col), &x) in target.indexed_iter() {
+            if !(x >= T::zero() && x <= T::one()) {
+                return Err(Error::InvalidConfig(format!(
+                    "binary cross-entropy needs {context} in [0, 1], but row {row}, column {col} is {x}; \
+                     scale the data or use Loss::MeanSquaredError"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The loss value for output pre-activation `z` and output `a = s(z)` against `target`,
+    /// all `(batch, n)`.
+    pub fn value<T: Float>(
+        &self,
+        z: ArrayView2<T>,
+        a: ArrayView2<T>,
+        target: ArrayView2<T>,
+    ) -> f64 {
+        let (batch, n) = target.dim();
+        let sum = match *self {
+            Loss::MeanSquaredError | Loss::SumSquaredError => {
+                sum3(a, target, z, |a, x, _| (a - x) * (a - x))
+            }
+            Loss::BinaryCrossEntropy => sum3(a, target, z, |_, x, z| bce_from_logit(z, x)),
+            Loss::MeanAbsoluteError => sum3(a, target, z, |a, x, _| (a - x).abs()),
+            Loss::Huber(delta) => {
+                let delta = T::cast(delta);
+                sum3(a, target, z, |a, x, _| huber(a - x, delta))
+            }
+        };
+        sum / self.divisor(batch, n)
+    }
+
+    /// The loss value, and `dL/dz` of the output layer written into `d_z` `(batch, n)`,
+    /// through the output `activation` (fused for binary cross-entropy).
+    pub fn value_and_grad<T: Float>(
+        &self,
+        z: ArrayView2<T>,
+        a: ArrayView2<T>,
+        target: ArrayView2<T>,
+        activation: Activation,
+        mut d_z: ArrayViewMut2<T>,
+    ) -> f64 {
+        let (batch, n) = target.dim();
+        let value = self.value(z, a, target);
+        let scale = T::cast(1.0 / self.divisor(batch, n));
+        match *self {
+            Loss::BinaryCrossEntropy => {
+                // d/dz [max(z,0) - z x + ln(1 + e^-|z|)] = sigmoid(z) - x = a - x
+                Zip::from(&mut d_z)
+                    .and(a)
+                    .and(target)
+                    .for_each(|d, &a, &x| *d = (a - x) * scale);
+                return value;
+            }
+            Loss::MeanSquaredError | Loss::SumSquaredError => {
+                let two = T::cast(2.0) * scale;
+                Zip::from(&mut d_z)
+                    .and(a)
+                    .and(target)
+                    .for_each(|d, &a, &x| *d = two * (a - x));
+            }
+            Loss::MeanAbsoluteError => {
+                Zip::from(&mut d_z)
+                    .and(a)
+                    .and(target)
+                    .for_each(|d, &a, &x| *d = sign(a - x) * scale);
+            }
+            Loss::Huber(delta) => {
+                let delta = T::cast(delta);
+                Zip::from(&mut d_z)
+                    .and(a)
+                    .and(target)
+                    .for_each(|d, &a, &x| {
+                        let r = a - x;
+                        *d = if r.abs() <= delta { r } else { delta * sign(r) } * scale;
+                    });
+            }
+        }
+        activation.backward(z, a, d_z);
+        value
+    }
+
+    fn divisor(&self, batch: usize, n: usize) -> f64 {
+        match self {
+            Loss::SumSquaredError => batch as f64,
+            _ => (batch * n) as f64,
+        }
+    }
+}
+
+/// `max(z, 0) - z x + ln(1 + e^-|z|)`: binary cross-entropy of `sigmoid(z)` against `x`.
+#[inline]
+fn bce_from_logit<T: Float>(z: T, x: T) -> T {
+    z.max(T::zero()) - z * x + (-z.abs()).exp().ln_1p()
+}
+
+#[inline]
+fn huber<T: Float>(r: T, delta: T) -> T {
+    let half = T::cast(0.5);
+    if r.abs() <= delta {
+        half * r * r
+    } else {
+        delta * (r.abs() - half * delta)
+    }
+}
+
+#[inline]
+fn sign<T: Float>(r: T) -> T {
+    if r > T::zero() {
+        T::one()
+    } else if r < T::zero() {
+        -T::one()
+    } else {
+        T::zero()
+    }
+}
+
+/// Sum of `f(a, x, z)` over all elements, accumulated per row in `T` and across rows in `f64`.
+fn sum3<T: Float>(
+    a: ArrayView2<T>,
+    x: ArrayView2<T>,
+    z: ArrayView2<T>,
+    f: impl Fn(T, T, T) -> T,
+) -> f64 {
+    let mut total = 0.0;
+    for ((a, x), z) in a.rows().into_iter().zip(x.rows()).zip(z.rows()) {
+        let mut row = T::zero();
+        Zip::from(a)
+            .and(x)
+            .and(z)
+            .for_each(|&a, &x, &z| row += f(a, x, z));
+        total += row.as_f64();
+    }
+    total
+}
+
+/// Binary cross-entropy per element of probabilities `p` against `x`, with `p` clipped to
+/// `[1e-7, 1 - 1e-7]`, mean over elements: for reconstructions that are not logits, such as PCA's.
+/// For models, prefer the exact logit form through [`crate::Autoencoder::evaluate`].
+pub fn bce_of_probabilities<T: Float>(p: ArrayView2<T>, x: ArrayView2<T>) -> f64 {
+    let eps = 1e-7;
+    let mut total = 0.0;
+    Zip::from(p).and(x).for_each(|&p, &x| {
+        let p = p.as_f64().clamp(eps, 1.0 - eps);
+        let x = x.as_f64();
+        total -= x * p.ln() + (1.0 - x) * (1.0 - p).ln();
+    });
+    total / p.len().max(1) as f64
+}

@@ -1,0 +1,163 @@
+//! Adam and AdamW.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{check_non_negative, check_positive, check_range};
+use crate::optim::{state_for, Optimizer, ParamKind};
+use crate::{Float, Result};
+
+/// Weight decay inside the optimizer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum WeightDecay {
+    /// None (plain Adam; for an L2 penalty in the loss use [`crate::Penalty::l2_weights`]).
+    None,
+    /// Decoupled weight decay (AdamW, Loshchilov & Hutter 2019): before each update,
+    /// `p <- p (1 - lr lambda)`, applied to weights only, never to biases.
+    Decoupled(f64),
+}
+
+/// Adam (Kingma & Ba 2015), with bias correction, as PyTorch computes it. At step `t`
+/// (from 1), for each parameter `p` with gradient `g`:
+///
+/// ```text
+/// m <- beta1 m + (1 - beta1) g
+/// v <- beta2 v + (1 - beta2) g^2
+/// p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+/// ```
+///
+/// | parameter | default | range |
+/// | --- | --- | --- |
+/// | `lr` | given | `> 0` |
+/// | `beta1`, `beta2` | 0.9, 0.999 | `[0, 1)` |
+/// | `eps` | 1e-8 (Keras uses 1e-7) | `> 0` |
+/// | `weight_decay` | [`WeightDecay::None`] | decoupled `lambda >= 0` |
+///
+/// ```
+/// use autoencoder::{Adam, WeightDecay};
+/// let adam = Adam::<f32>::new(1e-3).eps(1e-7);
+/// let adamw = Adam::<f32>::new(1e-3).weight_decay(WeightDecay::Decoupled(1e-2));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Adam<T> {
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    weight_decay: WeightDecay,
+    t: u64,
+    m: Vec<Vec<T>>,
+    v: Vec<Vec<T>>,
+}
+
+impl<T: Float> Adam<T> {
+    /// Adam at learning rate `lr` with the default betas and eps.
+    pub fn new(lr: f64) -> Self {
+        Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: WeightDecay::None,
+            t: 0,
+            m: Vec::new(),
+            v: Vec::new(),
+        }
+    }
+
+    /// AdamW: Adam with decoupled weight decay `lambda`.
+    pub fn adamw(lr: f64, lambda: f64) -> Self {
+        Adam::new(lr).weight_decay(WeightDecay::Decoupled(lambda))
+    }
+
+    /// Sets the moment decay rates.
+    pub fn betas(mut self, beta1: f64, beta2: f64) -> Self {
+        self.beta1 = beta1;
+        self.beta2 = beta2;
+        self
+    }
+
+    /// Sets the denominator's `eps`.
+    pub fn eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
+
+    /// Sets the weight decay.
+    pub fn weight_decay(mut self, weight_decay: WeightDecay) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.t
+    }
+}
+
+impl<T: Float> Optimizer<T> for Adam<T> {
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_positive("lr", self.lr)?;
+        check_range(
+            "beta1",
+            self.beta1,
+            (0.0..1.0).contains(&self.beta1),
+            "a value in [0, 1)",
+        )?;
+        check_range(
+            "beta2",
+            self.beta2,
+            (0.0..1.0).contains(&self.beta2),
+            "a value in [0, 1)",
+        )?;
+        check_positive("eps", self.eps)?;
+        if let WeightDecay::Decoupled(lambda) = self.weight_decay {
+            check_non_negative("weight decay", lambda)?;
+        }
+        Ok(())
+    }
+
+    fn begin_step(&mut self) {
+        self.t += 1;
+    }
+
+    fn update(&mut self, index: usize, param: &mut [T], grad: &[T], kind: ParamKind, lr: f64) {
+        let t = self.t.max(1) as i32;
+        let bias1 = 1.0 - self.beta1.powi(t);
+        let bias2_sqrt = (1.0 - self.beta2.powi(t)).sqrt();
+        let (b1, b2) = (T::cast(self.beta1), T::cast(self.beta2));
+        let (one_b1, one_b2) = (T::cast(1.0 - self.beta1), T::cast(1.0 - self.beta2));
+        let step = T::cast(lr / bias1);
+        let inv_bias2_sqrt = T::cast(1.0 / bias2_sqrt);
+        let eps = T::cast(self.eps);
+        let decay = match (self.weight_decay, kind) {
+            (WeightDecay::Decoupled(lambda), ParamKind::Weight) => Some(T::cast(1.0 - lr * lambda)),
+            _ => None,
+        };
+        state_for(&mut self.v, index, param.len());
+        let m = state_for(&mut self.m, index, param.len());
+        let v = &mut self.v[index];
+        for (((p, &g), m), v) in param
+            .iter_mut()
+            .zip(grad)
+            .zip(m.iter_mut())
+            .zip(v.iter_mut())
+        {
+            if let Some(decay) = decay {
+                *p *= decay;
+            }
+            *m = b1 * *m + one_b1 * g;
+            *v = b2 * *v + one_b2 * g * g;
+            *p -= step * *m / (v.sqrt() * inv_bias2_sqrt + eps);
+        }
+    }
+
+    fn reset(&mut self) {
+        self.t = 0;
+        self.m.clear();
+        self.v.clear();
+    }
+}

@@ -1,0 +1,552 @@
+//! `Trainer`: mini-batch training shared by every kind of autoencoder, with validation,
+//! early stopping, history, callbacks and divergence detection.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use ndarray::{s, Array2, ArrayView2};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::noise::value_range;
+use crate::error::{check_non_negative, check_positive, check_range};
+use crate::model::LossTerms;
+use crate::{Autoencoder, Error, Float, Loss, Noise, Optimizer, Penalty, Result, Schedule};
+
+/// What one epoch did. Losses are means over the epoch's samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// Epoch number, from 0.
+    pub epoch: usize,
+    /// Training objective: reconstruction plus every penalty, on the (corrupted, if
+    /// denoising) training input, averaged over the epoch's batches weighted by size.
+    pub train_loss: f64,
+    /// The reconstruction part of `train_loss`.
+    pub train_reconstruction: f64,
+    /// Each penalty's part of `train_loss`, in the order given to [`Trainer::penalty`].
+    pub train_penalties: Vec<f64>,
+    /// Reconstruction loss on the clean validation set after the epoch, if one was given.
+    pub valid_loss: Option<f64>,
+    /// Learning rate used in the epoch.
+    pub lr: f64,
+    /// Wall-clock seconds spent training (validation excluded).
+    pub seconds: f64,
+    /// Training samples per second.
+    pub samples_per_second: f64,
+}
+
+/// Why training stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StopReason {
+    /// All requested epochs ran.
+    Completed,
+    /// Early stopping: the monitored loss did not improve for `patience` epochs.
+    EarlyStopped,
+    /// The epoch callback asked to stop.
+    Callback,
+}
+
+/// Everything [`Trainer::fit`] measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// One record per epoch run.
+    pub epochs: Vec<EpochRecord>,
+    /// Names of the penalties, in the order of [`EpochRecord::train_penalties`].
+    pub penalty_names: Vec<String>,
+    /// The epoch with the lowest monitored loss (validation if given, else training).
+    pub best_epoch: Option<usize>,
+    /// Why training stopped.
+    pub stop: StopReason,
+}
+
+impl History {
+    /// The last epoch's record.
+    pub fn last(&self) -> Option<&EpochRecord> {
+        self.epochs.last()
+    }
+
+    /// The loss early stopping monitors: validation if present, else training.
+    pub fn monitored(record: &EpochRecord) -> f64 {
+        record.valid_loss.unwrap_or(record.train_loss)
+    }
+}
+
+/// Which weights the model keeps when early stopping ends a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Restore {
+    /// Restore the weights of the best epoch (the default).
+    Best,
+    /// Keep the last epoch's weights.
+    Last,
+}
+
+/// Early stopping: stop when the monitored loss (validation if given, else training) has
+/// not fallen by more than `min_delta` below the best so far for `patience` epochs.
+///
+/// | parameter | default | range |
+/// | --- | --- | --- |
+/// | `patience` | given | `>= 1` epochs |
+/// | `min_delta` | 0 | `>= 0` |
+/// | `restore` | [`Restore::Best`] | |
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStopping {
+    patience: usize,
+    min_delta: f64,
+    restore: Restore,
+}
+
+impl EarlyStopping {
+    /// Stops after `patience` epochs without improvement.
+    pub fn new(patience: usize) -> Self {
+        EarlyStopping {
+            patience,
+            min_delta: 0.0,
+            restore: Restore::Best,
+        }
+    }
+
+    /// Improvements smaller than `min_delta` do not count.
+    pub fn min_delta(mut self, min_delta: f64) -> Self {
+        self.min_delta = min_delta;
+        self
+    }
+
+    /// Which weights to keep at the end.
+    pub fn restore(mut self, restore: Restore) -> Self {
+        self.restore = restore;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_range(
+            "patience",
+            self.patience as f64,
+            self.patience >= 1,
+            "at least 1 epoch",
+        )?;
+        check_non_negative("min_delta", self.min_delta)
+    }
+}
+
+/// Progress within an epoch, passed to the [`Trainer::on_batch`] callback.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchProgress {
+    /// Epoch, from 0.
+    pub epoch: usize,
+    /// Batches done in this epoch, from 1.
+    pub batch: usize,
+    /// Batches per epoch.
+    pub n_batches: usize,
+    /// Samples done in this epoch.
+    pub samples: usize,
+    /// Running mean of the training objective over this epoch so far.
+    pub loss: f64,
+    /// Seconds since the epoch started.
+    pub seconds: f64,
+}
+
+type EpochCallback = Box<dyn FnMut(&EpochRecord) -> ControlFlow<()> + Send>;
+type BatchCallback = Box<dyn FnMut(&BatchProgress) + Send>;
+
+/// Trains an [`Autoencoder`] by mini-batch gradient descent on
+/// `L_total = L_recon + sum of penalties`.
+///
+/// | setting | default | range |
+/// | --- | --- | --- |
+/// | `loss` | [`Loss::MeanSquaredError`] | must suit the output activation |
+/// | `penalty` (repeatable) | none | see [`Penalty`] |
+/// | `noise` | none (plain autoencoder) | see [`Noise`]; input only, fresh every batch |
+/// | `epochs` | 10 | `>= 1` |
+/// | `batch_size` | 32 | `>= 1`; the last batch of an epoch may be smaller |
+/// | `seed` | 0 | shuffling and noise; same seed, same result, bit for bit |
+/// | `schedule` | [`Schedule::Constant`] | per epoch |
+/// | `clip_grad_norm` | none | `> 0`: rescale the gradient to at most this global L2 norm |
+/// | `early_stopping` | none | see [`EarlyStopping`] |
+///
+/// Every setting is checked when [`Trainer::fit`] starts, before any work.
+///
+/// ```
+/// use autoencoder::{Activation, Adam, Autoencoder, Loss, Trainer};
+/// use ndarray::Array2;
+/// use rand::SeedableRng;
+/// # fn main() -> autoencoder::Result<()> {
+/// let x = Array2::from_shape_fn((64, 8), |(i, j)| ((i * j) % 5) as f64 / 5.0);
+/// let mut ae = Autoencoder::<f64>::builder(8)
+///     .latent(3, Activation::Tanh)
+///     .output(Activation::Sigmoid)
+///     .build(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1))?;
+/// let history = Trainer::new(Adam::new(1e-2))
+///     .loss(Loss::BinaryCrossEntropy)
+///     .epochs(5)
+///     .batch_size(16)
+///     .fit(&mut ae, x.view(), None)?;
+/// assert_eq!(history.epochs.len(), 5);
+/// # Ok(()) }
+/// ```
+pub struct Trainer<O> {
+    optimizer: O,
+    loss: Loss,
+    penalties: Vec<Penalty>,
+    noise: Option<Noise>,
+    epochs: usize,
+    batch_size: usize,
+    seed: u64,
+    schedule: Schedule,
+    clip_grad_norm: Option<f64>,
+    early_stopping: Option<EarlyStopping>,
+    on_epoch: Option<EpochCallback>,
+    on_batch: Option<BatchCallback>,
+}
+
+impl<O: std::fmt::Debug> std::fmt::Debug for Trainer<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("optimizer", &self.optimizer)
+            .field("loss", &self.loss)
+            .field("penalties", &self.penalties)
+            .field("noise", &self.noise)
+            .field("epochs", &self.epochs)
+            .field("batch_size", &self.batch_size)
+            .field("seed", &self.seed)
+            .field("schedule", &self.schedule)
+            .field("clip_grad_norm", &self.clip_grad_norm)
+            .field("early_stopping", &self.early_stopping)
+            .field("on_epoch", &self.on_epoch.as_ref().map(|_| "callback"))
+            .field("on_batch", &self.on_batch.as_ref().map(|_| "callback"))
+            .finish()
+    }
+}
+
+impl<O> Trainer<O> {
+    /// A trainer using `optimizer`, with the defaults in the table above.
+    pub fn new(optimizer: O) -> Self {
+        Trainer {
+            optimizer,
+            loss: Loss::MeanSquaredError,
+            penalties: Vec::new(),
+            noise: None,
+            epochs: 10,
+            batch_size: 32,
+            seed: 0,
+            schedule: Schedule::Constant,
+            clip_grad_norm: None,
+            early_stopping: None,
+            on_epoch: None,
+            on_batch: None,
+        }
+    }
+
+    /// Sets the reconstruction loss.
+    pub fn loss(mut self, loss: Loss) -> Self {
+        self.loss = loss;
+        self
+    }
+
+    /// Adds a penalty term (call once per penalty; they sum).
+    pub fn penalty(mut self, penalty: Penalty) -> Self {
+        self.penalties.push(penalty);
+        self
+    }
+
+    /// Trains a denoising autoencoder: the input of every batch is corrupted by `noise`
+    /// (fresh each batch); the target stays the clean data. Validation uses clean input.
+    pub fn noise(mut self, noise: Noise) -> Self {
+        self.noise = Some(noise);
+        self
+    }
+
+    /// Sets the number of epochs.
+    pub fn epochs(mut self, epochs: usize) -> Self {
+        self.epochs = epochs;
+        self
+    }
+
+    /// Sets the mini-batch size.
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    /// Sets the seed of the shuffling and noise generator.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Sets the learning-rate schedule.
+    pub fn schedule(mut self, schedule: Schedule) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// Clips the gradient to global L2 norm `max_norm` (over all parameters) before each step.
+    pub fn clip_grad_norm(mut self, max_norm: f64) -> Self {
+        self.clip_grad_norm = Some(max_norm);
+        self
+    }
+
+    /// Enables early stopping.
+    pub fn early_stopping(mut self, early_stopping: EarlyStopping) -> Self {
+        self.early_stopping = Some(early_stopping);
+        self
+    }
+
+    /// Calls `f` after every epoch (after validation); returning `ControlFlow::Break(())`
+    /// stops training.
+    pub fn on_epoch(
+        mut self,
+        f: impl FnMut(&EpochRecord) -> ControlFlow<()> + Send + 'static,
+    ) -> Self {
+        self.on_epoch = Some(Box::new(f));
+        self
+    }
+
+    /// Calls `f` after every batch, e.g. to draw a progress bar.
+    pub fn on_batch(mut self, f: impl FnMut(&BatchProgress) + Send + 'static) -> Self {
+        self.on_batch = Some(Box::new(f));
+        self
+    }
+
+    /// The optimizer, with its state.
+    pub fn optimizer(&self) -> &O {
+        &self.optimizer
+    }
+
+    /// Trains `model` on the rows of `train` `(n, n_in)`, reporting the reconstruction loss
+    /// on `valid` `(m, n_in)` after each epoch if given.
+    ///
+    /// Each epoch reshuffles the rows from the seeded generator and visits every row once,
+    /// in batches of `batch_size` (the last may be smaller). The optimizer's state carries
+    /// over between calls to `fit`.
+    ///
+    /// # Errors
+    /// Before any work: [`Error::InvalidHyperparameter`] for any setting out of range,
+    /// [`Error::InvalidConfig`] for a loss or penalty that does not suit the model or data,
+    /// [`Error::EmptyData`], [`Error::ShapeMismatch`] or [`Error::NonFiniteData`] for bad
+    /// data. During training: [`Error::Diverged`] if the loss or the gradient becomes
+    /// non-finite; the model then holds its last finite weights.
+    pub fn fit<T: Float>(
+        &mut self,
+        model: &mut Autoencoder<T>,
+        train: ArrayView2<T>,
+        valid: Option<ArrayView2<T>>,
+    ) -> Result<History>
+    where
+        O: Optimizer<T>,
+    {
+        self.validate(model, train, valid)?;
+        let (n, n_in) = train.dim();
+        let batch_size = self.batch_size.min(n);
+        let n_batches = n.div_ceil(batch_size);
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut target = Array2::<T>::zeros((batch_size, n_in)); // (batch, n_in), clean rows
+        let mut noisy = Array2::<T>::zeros(if self.noise.is_some() {
+            (batch_size, n_in)
+        } else {
+            (0, n_in)
+        });
+        let range = value_range(train);
+        let mut terms = LossTerms::default();
+        let mut snapshot = model.clone(); // last weights known finite (start of epoch)
+        let mut best: Option<(f64, usize, Autoencoder<T>)> = None;
+        let mut since_best = 0;
+        let mut history = History {
+            epochs: Vec::new(),
+            penalty_names: self
+                .penalties
+                .iter()
+                .map(|p| p.name().to_string())
+                .collect(),
+            best_epoch: None,
+            stop: StopReason::Completed,
+        };
+
+        for epoch in 0..self.epochs {
+            snapshot.copy_params_from(model);
+            let lr = self.schedule.lr_at(self.optimizer.lr(), epoch, self.epochs);
+            let start = Instant::now();
+            order.shuffle(&mut rng);
+            let mut sum_recon = 0.0;
+            let mut sum_penalties = vec![0.0; self.penalties.len()];
+            for (batch, rows) in order.chunks(batch_size).enumerate() {
+                let m = rows.len();
+                for (r, &i) in rows.iter().enumerate() {
+                    target.row_mut(r).assign(&train.row(i));
+                }
+                let target = target.slice(s![..m, ..]);
+                let input = match self.noise {
+                    Some(noise) => {
+                        noise.apply(target, noisy.slice_mut(s![..m, ..]), range, &mut rng);
+                        noisy.slice(s![..m, ..])
+                    }
+                    None => target,
+                };
+                model.loss_and_gradient(input, target, self.loss, &self.penalties, &mut terms);
+                let total = terms.total();
+                let diverged = |what, value: f64| {
+                    Err(Error::Diverged {
+                        epoch,
+                        batch,
+                        what,
+                        value,
+                    })
+                };
+                if !total.is_finite() {
+                    if !model.params_are_finite() {
+                        model.copy_params_from(&snapshot);
+                    }
+                    return diverged("loss", total);
+                }
+                let norm = grad_norm(model);
+                if !norm.is_finite() {
+                    return diverged("gradient norm", norm);
+                }
+                if let Some(max) = self.clip_grad_norm {
+                    if norm > max {
+                        scale_grads(model, T::cast(max / norm));
+                    }
+                }
+                self.optimizer.begin_step();
+                let optimizer = &mut self.optimizer;
+                model.visit_params(|index, param, grad, kind| {
+                    optimizer.update(index, param, grad, kind, lr)
+                });
+
+                sum_recon += terms.reconstruction * m as f64;
+                for (s, p) in sum_penalties.iter_mut().zip(&terms.penalties) {
+                    *s += p * m as f64;
+                }
+                if let Some(f) = self.on_batch.as_mut() {
+                    let samples = batch * batch_size + m;
+                    let loss = (sum_recon + sum_penalties.iter().sum::<f64>()) / samples as f64;
+                    let seconds = start.elapsed().as_secs_f64();
+                    f(&BatchProgress {
+                        epoch,
+                        batch: batch + 1,
+                        n_batches,
+                        samples,
+                        loss,
+                        seconds,
+                    });
+                }
+            }
+            let seconds = start.elapsed().as_secs_f64();
+            if !model.params_are_finite() {
+                model.copy_params_from(&snapshot);
+                return Err(Error::Diverged {
+                    epoch,
+                    batch: n_batches - 1,
+                    what: "weights",
+                    value: f64::NAN,
+                });
+            }
+            let valid_loss = match valid {
+                Some(v) => Some(model.evaluate_checked(v, v, self.loss, batch_size)),
+                None => None,
+            };
+            let train_penalties: Vec<f64> = sum_penalties.iter().map(|s| s / n as f64).collect();
+            let record = EpochRecord {
+                epoch,
+                train_loss: (sum_recon + sum_penalties.iter().sum::<f64>()) / n as f64,
+                train_reconstruction: sum_recon / n as f64,
+                train_penalties,
+                valid_loss,
+                lr,
+                seconds,
+                samples_per_second: n as f64 / seconds.max(1e-12),
+            };
+            let monitored = History::monitored(&record);
+            history.epochs.push(record);
+
+            let min_delta = self.early_stopping.map_or(0.0, |e| e.min_delta);
+            match &mut best {
+                Some((best_loss, _, _)) if monitored >= *best_loss - min_delta => since_best += 1,
+                Some((best_loss, best_epoch, best_model)) => {
+                    (*best_loss, *best_epoch) = (monitored, epoch);
+                    best_model.copy_params_from(model);
+                    since_best = 0;
+                }
+                None => best = Some((monitored, epoch, model.clone())),
+            }
+            history.best_epoch = best.as_ref().map(|b| b.1);
+
+            if let Some(f) = self.on_epoch.as_mut() {
+                if f(history.epochs.last().expect("just pushed")).is_break() {
+                    history.stop = StopReason::Callback;
+                    break;
+                }
+            }
+            if let Some(es) = self.early_stopping {
+                if since_best >= es.patience {
+                    history.stop = StopReason::EarlyStopped;
+                    if let (Restore::Best, Some((_, _, best_model))) = (es.restore, &best) {
+                        model.copy_params_from(best_model);
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(history)
+    }
+
+    fn validate<T: Float>(
+        &self,
+        model: &Autoencoder<T>,
+        train: ArrayView2<T>,
+        valid: Option<ArrayView2<T>>,
+    ) -> Result<()>
+    where
+        O: Optimizer<T>,
+    {
+        self.optimizer.validate()?;
+        self.schedule.validate(self.optimizer.lr())?;
+        check_range("epochs", self.epochs as f64, self.epochs >= 1, "at least 1")?;
+        check_range(
+            "batch_size",
+            self.batch_size as f64,
+            self.batch_size >= 1,
+            "at least 1",
+        )?;
+        if let Some(max) = self.clip_grad_norm {
+            check_positive("clip_grad_norm", max)?;
+        }
+        if let Some(es) = self.early_stopping {
+            es.validate()?;
+        }
+        if let Some(noise) = self.noise {
+            noise.validate()?;
+        }
+        self.loss.validate(model.output_activation())?;
+        for penalty in &self.penalties {
+            penalty.validate(model)?;
+        }
+        model.check_data(train, "training data")?;
+        self.loss.validate_targets(train, "training data")?;
+        if let Some(valid) = valid {
+            model.check_data(valid, "validation data")?;
+            self.loss.validate_targets(valid, "validation data")?;
+        }
+        Ok(())
+    }
+}
+
+/// Global L2 norm of all parameter gradients.
+fn grad_norm<T: Float>(model: &mut Autoencoder<T>) -> f64 {
+    let mut sum = 0.0;
+    model.visit_params(|_, _, grad, _| {
+        sum += grad.iter().fold(T::zero(), |s, &g| s + g * g).as_f64();
+    });
+    sum.sqrt()
+}
+
+/// Multiplies every gradient by `factor`.
+fn scale_grads<T: Float>(model: &mut Autoencoder<T>, factor: T) {
+    for layer in model.layers_mut() {
+        let (_, _, gw, gb) = layer.params_with_grads_mut();
+        *gw *= factor;
+        *gb *= factor;
+    }
+}
