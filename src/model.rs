@@ -69,7 +69,7 @@ impl LossTerms {
 
 impl<T: Float> Autoencoder<T> {
     /// Starts a builder for inputs of width `n_in`.
-    pub fn builder(n_in: usize) -> AutoencoderBuilder {
+    pub fn builder(n_in: usize) -> AutoencoderBuilder<T> {
         AutoencoderBuilder::new(n_in)
     }
 
@@ -431,16 +431,17 @@ impl<T: Float> Workspace<T> {
 /// | `output(s)` | [`Activation::Identity`] | the output layer's activation (use sigmoid for data in `[0, 1]`) |
 /// | `init(i)` | [`Init::default_for`] each layer's activation | weight initializer for every layer |
 #[derive(Debug, Clone)]
-pub struct AutoencoderBuilder {
+pub struct AutoencoderBuilder<T> {
     n_in: usize,
     hidden: Vec<(usize, Activation)>,
     latent: Option<(usize, Activation)>,
     decoder: Option<Vec<(usize, Activation)>>,
     output: Activation,
     init: Option<Init>,
+    element: std::marker::PhantomData<T>,
 }
 
-impl AutoencoderBuilder {
+impl<T: Float> AutoencoderBuilder<T> {
     fn new(n_in: usize) -> Self {
         AutoencoderBuilder {
             n_in,
@@ -449,6 +450,7 @@ impl AutoencoderBuilder {
             decoder: None,
             output: Activation::Identity,
             init: None,
+            element: std::marker::PhantomData,
         }
     }
 
@@ -490,7 +492,7 @@ impl AutoencoderBuilder {
     /// # Errors
     /// [`Error::InvalidHyperparameter`] for a width of 0, a missing latent layer or an
     /// activation parameter out of range.
-    pub fn build<T: Float, R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Autoencoder<T>> {
+    pub fn build<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Autoencoder<T>> {
         let Some(latent) = self.latent else {
             return Err(Error::InvalidConfig(
                 "the builder needs a code layer: call .latent(n, activation)".into(),
