@@ -1,0 +1,36 @@
+//! Data shared by the integration tests.
+#![allow(dead_code)]
+
+use ndarray::Array2;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+/// `n` samples of `d` features in (0, 1) with `k`-dimensional structure:
+/// `x = sigmoid(c U + noise)`, `c ~ N(0, I_k)`, `U` `(k, d)` fixed by the seed.
+pub fn structured(n: usize, d: usize, k: usize, noise: f64, seed: u64) -> Array2<f64> {
+    let (c, u, e) = parts(n, d, k, seed);
+    (c.dot(&u) + e * noise).mapv(|v| 1.0 / (1.0 + (-v).exp()))
+}
+
+/// `n` samples of `d` features lying near a `k`-dimensional linear subspace:
+/// `x = c U + noise e`.
+pub fn linear(n: usize, d: usize, k: usize, noise: f64, seed: u64) -> Array2<f64> {
+    let (c, u, e) = parts(n, d, k, seed);
+    c.dot(&u) + e * noise
+}
+
+fn parts(n: usize, d: usize, k: usize, seed: u64) -> (Array2<f64>, Array2<f64>, Array2<f64>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut normal =
+        |r, c| Array2::from_shape_simple_fn((r, c), || StandardNormal.sample(&mut rng));
+    let u = normal(k, d);
+    let c = normal(n, k);
+    let e = normal(n, d);
+    (c, u, e)
+}
+
+/// Mean squared difference.
+pub fn mse(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
+    (a - b).mapv(|v| v * v).mean().unwrap()
+}
