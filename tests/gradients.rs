@@ -61,7 +61,7 @@ fn dense_backward_matches_finite_differences_for_every_activation() -> Result<()
             let mut input = random(batch, n_in, &mut rng);
             // Keep pre-activations away from ReLU-family kinks: nudge inputs until |z| > 1e-3.
             for _ in 0..100 {
-                let z = input.dot(&layer.weights()) + &layer.bias();
+                let z = input.dot(&layer.weights()) + layer.bias();
                 if z.iter().all(|z| z.abs() > 1e-3) {
                     break;
                 }
