@@ -250,6 +250,40 @@ impl<T: Float> Autoencoder<T> {
         total / input.nrows() as f64
     }
 
+    /// The mean over the rows of `x` `(n, n_in)` of `||J_f(x)||_F^2`, the squared Frobenius
+    /// norm of the Jacobian of the code `z = f(x)` with respect to the input, through every
+    /// encoder layer: `J = W_1 diag(s_1') W_2 diag(s_2') ... W_k diag(s_k')` (`W_l` as
+    /// `(n_in_l, n_out_l)`), so `J` is `(n_in, n_latent)` per row.
+    ///
+    /// This is what the contractive penalty keeps small (for a one-layer encoder, exactly
+    /// the quantity [`Penalty::Contractive`] computes). Costs `n_in * sum of layer sizes *
+    /// n_latent` per row: for evaluation, not for the training loop.
+    ///
+    /// # Errors
+    /// [`Error::EmptyData`], [`Error::ShapeMismatch`] or [`Error::NonFiniteData`] for bad `x`.
+    pub fn jacobian_norm(&self, x: ArrayView2<T>) -> Result<f64> {
+        self.check_data(x, "jacobian_norm input")?;
+        let mut total = 0.0;
+        for row in x.rows() {
+            let mut input = row.insert_axis(ndarray::Axis(0)).to_owned(); // (1, n)
+            let mut jac = Array2::<T>::eye(self.n_in()); // (n_in, n_cur)
+            for layer in self.encoder() {
+                let z = input.dot(&layer.weights()) + layer.bias();
+                let a = layer.activation().apply(z.view());
+                let mut scaled = jac.dot(&layer.weights()); // (n_in, n_out)
+                for (mut col, (&z, &a)) in
+                    scaled.columns_mut().into_iter().zip(z.iter().zip(a.iter()))
+                {
+                    col *= layer.activation().derivative(z, a);
+                }
+                jac = scaled;
+                input = a;
+            }
+            total += jac.iter().fold(0.0, |s, &v| s + v.as_f64() * v.as_f64());
+        }
+        Ok(total / x.nrows() as f64)
+    }
+
     /// Checks that `x` is non-empty, `n_in` wide and finite.
     pub(crate) fn check_data(&self, x: ArrayView2<T>, context: &'static str) -> Result<()> {
         if x.nrows() == 0 || x.ncols() == 0 {
