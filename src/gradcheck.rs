@@ -13,6 +13,8 @@
 //! inputs should stay away from kinks.
 
 use ndarray::{Array2, ArrayView2};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 use crate::model::LossTerms;
 use crate::{Activation, Autoencoder, Dense, Error, Loss, Penalty, Result};
@@ -60,7 +62,8 @@ pub fn relative_error(analytic: f64, numeric: f64) -> f64 {
 }
 
 /// Checks the gradient of the whole training objective (reconstruction `loss` plus every
-/// penalty) of `model` on one batch, with respect to every weight and bias of every layer.
+/// penalty) of `model` on one batch, with respect to every weight and bias of every layer
+/// (a tied matrix once, through both its uses; a VAE with its noise `eps` held fixed).
 ///
 /// ```
 /// use autoencoder::{gradcheck, Activation, Autoencoder, Loss, Penalty};
@@ -106,41 +109,31 @@ pub fn check_model(
     for p in penalties {
         p.validate(model)?;
     }
+    // A generator reseeded identically for every evaluation holds a VAE's eps fixed.
+    let fresh_rng = || ChaCha8Rng::seed_from_u64(0x5eed);
     let mut terms = LossTerms::default();
-    model.loss_and_gradient(input, target, loss, penalties, &mut terms);
-    let analytic: Vec<(Array2<f64>, Array2<f64>)> = model
-        .layers()
-        .iter()
-        .map(|l| {
-            (
-                l.grad_weights().to_owned(),
-                l.grad_bias().to_owned().insert_axis(ndarray::Axis(0)),
-            )
-        })
-        .collect();
-    let mut objective = |m: &mut Autoencoder<f64>| {
-        m.loss_and_gradient(input, target, loss, penalties, &mut terms);
-        terms.total()
-    };
+    model.loss_and_gradient(input, target, loss, penalties, &mut terms, &mut fresh_rng());
+    let mut analytic: Vec<Vec<f64>> = Vec::new();
+    model.visit_params(|_, _, grad, _| analytic.push(grad.to_vec()));
+    let layout = model.param_layout();
     let mut report = GradCheck::new();
-    for (l, (grad_w, grad_b)) in analytic.iter().enumerate() {
-        for ((i, j), &a) in grad_w.indexed_iter() {
+    for (index, grads) in analytic.iter().enumerate() {
+        for (element, &a) in grads.iter().enumerate() {
             let n = central_difference(h, |delta| {
-                model.layers_mut()[l].weights_mut()[[i, j]] += delta;
-                let f = objective(model);
-                model.layers_mut()[l].weights_mut()[[i, j]] -= delta;
-                f
+                model.nudge(index, element, delta);
+                model.loss_and_gradient(
+                    input,
+                    target,
+                    loss,
+                    penalties,
+                    &mut terms,
+                    &mut fresh_rng(),
+                );
+                model.nudge(index, element, -delta);
+                terms.total()
             });
-            report.record(a, n, || format!("layer {l} weights [{i}, {j}]"));
-        }
-        for ((_, j), &a) in grad_b.indexed_iter() {
-            let n = central_difference(h, |delta| {
-                model.layers_mut()[l].bias_mut()[j] += delta;
-                let f = objective(model);
-                model.layers_mut()[l].bias_mut()[j] -= delta;
-                f
-            });
-            report.record(a, n, || format!("layer {l} bias [{j}]"));
+            let (layer, kind) = layout[index];
+            report.record(a, n, || format!("layer {layer} {kind:?} [{element}]"));
         }
     }
     Ok(report)

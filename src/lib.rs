@@ -78,7 +78,7 @@ pub use float::Float;
 pub use init::Init;
 pub use layer::{Dense, ParamKind};
 pub use loss::{bce_of_probabilities, Loss};
-pub use model::{Autoencoder, AutoencoderBuilder, LossTerms};
+pub use model::{Autoencoder, AutoencoderBuilder, Latent, LossTerms, Tying};
 pub use optim::{Adam, Optimizer, Schedule, Sgd, WeightDecay};
 pub use pca::Pca;
 pub use penalty::{Biases, Penalty, KL_EPSILON};

@@ -18,6 +18,7 @@ use crate::{Activation, Error, Float, Result};
 /// | `MeanSquaredError` | `1/(batch n) sum (x - x^)^2` |
 /// | `SumSquaredError` | `1/batch sum_rows ||x - x^||^2` (the source's `||x - x^||^2`, averaged over examples) |
 /// | `BinaryCrossEntropy` | `1/(batch n) sum -(x ln x^ + (1 - x) ln(1 - x^))`, from logits |
+/// | `BinaryCrossEntropySum` | `1/batch sum_rows sum_features -(x ln x^ + (1 - x) ln(1 - x^))` (nats per example, as in Kingma & Welling's VAE) |
 /// | `MeanAbsoluteError` | `1/(batch n) sum |x - x^|` (subgradient 0 at 0) |
 /// | `Huber(delta)` | `1/(batch n) sum h(x^ - x)`, `h(r) = r^2/2` if `|r| <= delta`, else `delta (|r| - delta/2)` |
 ///
@@ -33,6 +34,8 @@ pub enum Loss {
     SumSquaredError,
     /// Binary cross-entropy, mean over all elements; sigmoid output, targets in `[0, 1]`.
     BinaryCrossEntropy,
+    /// Binary cross-entropy summed over features, averaged over the batch.
+    BinaryCrossEntropySum,
     /// Mean absolute error over all elements.
     MeanAbsoluteError,
     /// Huber loss with threshold `delta > 0`, mean over all elements.
@@ -46,6 +49,7 @@ impl Loss {
             Loss::MeanSquaredError => "mse",
             Loss::SumSquaredError => "sse",
             Loss::BinaryCrossEntropy => "bce",
+            Loss::BinaryCrossEntropySum => "bce-sum",
             Loss::MeanAbsoluteError => "mae",
             Loss::Huber(_) => "huber",
         }
@@ -59,7 +63,9 @@ impl Loss {
     /// [`Error::InvalidHyperparameter`] for a Huber `delta` that is not finite and `> 0`.
     pub fn validate(&self, output: Activation) -> Result<()> {
         match *self {
-            Loss::BinaryCrossEntropy if output != Activation::Sigmoid => {
+            Loss::BinaryCrossEntropy | Loss::BinaryCrossEntropySum
+                if output != Activation::Sigmoid =>
+            {
                 Err(Error::InvalidConfig(format!(
                 "binary cross-entropy needs a sigmoid output layer (it is computed from logits), \
                  but the output activation is {output:?}; use .output(Activation::Sigmoid)"
@@ -79,7 +85,7 @@ impl Loss {
         target: ArrayView2<T>,
         context: &'static str,
     ) -> Result<()> {
-        if *self != Loss::BinaryCrossEntropy {
+        if !matches!(self, Loss::BinaryCrossEntropy | Loss::BinaryCrossEntropySum) {
             return Ok(());
         }
         for ((row, col), &x) in target.indexed_iter() {
@@ -106,7 +112,9 @@ impl Loss {
             Loss::MeanSquaredError | Loss::SumSquaredError => {
                 sum3(a, target, z, |a, x, _| (a - x) * (a - x))
             }
-            Loss::BinaryCrossEntropy => sum3(a, target, z, |_, x, z| bce_from_logit(z, x)),
+            Loss::BinaryCrossEntropy | Loss::BinaryCrossEntropySum => {
+                sum3(a, target, z, |_, x, z| bce_from_logit(z, x))
+            }
             Loss::MeanAbsoluteError => sum3(a, target, z, |a, x, _| (a - x).abs()),
             Loss::Huber(delta) => {
                 let delta = T::cast(delta);
@@ -130,7 +138,7 @@ impl Loss {
         let value = self.value(z, a, target);
         let scale = T::cast(1.0 / self.divisor(batch, n));
         match *self {
-            Loss::BinaryCrossEntropy => {
+            Loss::BinaryCrossEntropy | Loss::BinaryCrossEntropySum => {
                 // d/dz [max(z,0) - z x + ln(1 + e^-|z|)] = sigmoid(z) - x = a - x
                 Zip::from(&mut d_z)
                     .and(a)
@@ -168,7 +176,7 @@ impl Loss {
 
     fn divisor(&self, batch: usize, n: usize) -> f64 {
         match self {
-            Loss::SumSquaredError => batch as f64,
+            Loss::SumSquaredError | Loss::BinaryCrossEntropySum => batch as f64,
             _ => (batch * n) as f64,
         }
     }

@@ -6,7 +6,7 @@
 //! [`crate::Trainer::penalty`]. Activity penalties apply to one hidden layer (by default the
 //! code layer) and are averaged over the batch; weight penalties sum over every layer.
 
-use ndarray::{ArrayView2, ArrayViewMut2, Axis, Zip};
+use ndarray::{s, ArrayView2, ArrayViewMut2, Axis, Zip};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{check_non_negative, check_range};
@@ -39,6 +39,7 @@ pub enum Biases {
 /// | `KlSparsity` | `beta sum_j [rho ln(rho/rho^_j) + (1-rho) ln((1-rho)/(1-rho^_j))]`, `rho^_j = 1/batch sum_b a_bj` clamped by [`KL_EPSILON`] | `beta/batch (-rho/rho^_j + (1-rho)/(1-rho^_j))` per element |
 /// | `L2Weights` | `lambda sum over layers sum W^2` (+ `b^2` if biases are included) | `2 lambda W` |
 /// | `L1Weights` | `lambda sum over layers sum |W|` (+ `|b|`) | `lambda sign(W)` |
+/// | `GaussianKl` | `beta/batch sum_b -1/2 sum_j (1 + l_bj - mu_bj^2 - e^l_bj)`, code layer = `[mu, l = log sigma^2]` | `beta/batch mu` and `beta/batch (e^l - 1)/2` |
 /// | `Contractive` | `lambda/batch sum_b ||J_b||_F^2`, `J_b = da_b / d(layer input)`, i.e. `lambda/batch sum_b sum_j s'(z_bj)^2 sum_i W_ij^2` | hand-derived, through `s'` and `W` |
 ///
 /// The contractive penalty (Rifai et al. 2011) is the Jacobian of the layer with respect to
@@ -90,6 +91,15 @@ pub enum Penalty {
         lambda: f64,
         /// Layer index; `None` = the code layer.
         layer: Option<usize>,
+    },
+    /// The VAE's `KL(q(z | x) || N(0, I))` on a Gaussian code layer, with weight `beta`
+    /// (beta-VAE), optionally warmed up linearly over the first epochs.
+    GaussianKl {
+        /// Weight, `>= 0` (1 for the plain VAE's ELBO).
+        beta: f64,
+        /// Epochs over which the weight rises linearly to `beta`: in epoch `e` (from 0) it is
+        /// `beta min(1, (e + 1) / warmup_epochs)`; 0 = no warm-up.
+        warmup_epochs: usize,
     },
 }
 
@@ -173,6 +183,50 @@ impl Penalty {
         p.validate_params().map(|()| p)
     }
 
+    /// The VAE's KL divergence `KL(q(z | x) || N(0, I))` with weight `beta`, for a model
+    /// built with [`crate::AutoencoderBuilder::gaussian_latent`]. With
+    /// [`Loss::BinaryCrossEntropySum`](crate::Loss::BinaryCrossEntropySum) and `beta = 1`
+    /// the training objective is the negative ELBO per example, in nats.
+    ///
+    /// # Errors
+    /// [`Error::InvalidHyperparameter`] unless `beta` is finite and `>= 0`.
+    pub fn gaussian_kl(beta: f64) -> Result<Penalty> {
+        let p = Penalty::GaussianKl {
+            beta,
+            warmup_epochs: 0,
+        };
+        p.validate_params().map(|()| p)
+    }
+
+    /// Warms a [`Penalty::GaussianKl`] up over `epochs` epochs; other penalties are
+    /// returned unchanged.
+    pub fn warmup(self, epochs: usize) -> Penalty {
+        match self {
+            Penalty::GaussianKl { beta, .. } => Penalty::GaussianKl {
+                beta,
+                warmup_epochs: epochs,
+            },
+            other => other,
+        }
+    }
+
+    /// The penalty as it applies in epoch `epoch` (from 0): warm-up scales the weight.
+    pub fn at_epoch(&self, epoch: usize) -> Penalty {
+        match *self {
+            Penalty::GaussianKl {
+                beta,
+                warmup_epochs,
+            } if warmup_epochs > 0 => {
+                let factor = ((epoch + 1) as f64 / warmup_epochs as f64).min(1.0);
+                Penalty::GaussianKl {
+                    beta: beta * factor,
+                    warmup_epochs,
+                }
+            }
+            other => other,
+        }
+    }
+
     /// Moves an activity penalty (L1/L2 activity, KL, contractive) to hidden layer `index`
     /// of [`Autoencoder::layers`]; weight penalties are returned unchanged. The index is
     /// checked against the model when training starts.
@@ -223,6 +277,7 @@ impl Penalty {
             Penalty::L2Weights { .. } => "l2-weights",
             Penalty::L1Weights { .. } => "l1-weights",
             Penalty::Contractive { .. } => "contractive",
+            Penalty::GaussianKl { .. } => "gaussian-kl",
         }
     }
 
@@ -237,6 +292,7 @@ impl Penalty {
             Penalty::L2Weights { lambda, .. } => check_non_negative("l2 weight lambda", lambda),
             Penalty::L1Weights { lambda, .. } => check_non_negative("l1 weight lambda", lambda),
             Penalty::Contractive { lambda, .. } => check_non_negative("contractive lambda", lambda),
+            Penalty::GaussianKl { beta, .. } => check_non_negative("gaussian kl beta", beta),
         }
     }
 
@@ -249,6 +305,12 @@ impl Penalty {
     /// for a layer that does not exist or whose activation does not suit the penalty.
     pub fn validate<T: Float>(&self, model: &Autoencoder<T>) -> Result<()> {
         self.validate_params()?;
+        if matches!(self, Penalty::GaussianKl { .. }) && model.latent() != crate::Latent::Gaussian {
+            return Err(Error::InvalidConfig(
+                "the gaussian-kl penalty needs a VAE: build the model with .gaussian_latent(k)"
+                    .into(),
+            ));
+        }
         let Some(index) = self.activity_layer(model.code_layer() + 1) else {
             return Ok(());
         };
@@ -290,6 +352,7 @@ impl Penalty {
             | Penalty::L2Activity { layer, .. }
             | Penalty::KlSparsity { layer, .. }
             | Penalty::Contractive { layer, .. } => Some(layer.unwrap_or(n_encoder - 1)),
+            Penalty::GaussianKl { .. } => Some(n_encoder - 1),
             Penalty::L2Weights { .. } | Penalty::L1Weights { .. } => None,
         }
     }
@@ -383,13 +446,37 @@ impl Penalty {
                 }
                 value
             }
+            Penalty::GaussianKl { beta, .. } => {
+                // a = [mu | logvar], (batch, 2k).
+                let k = a.ncols() / 2;
+                let (g_mu, g_lv) = (T::cast(beta / batch), T::cast(beta / batch / 2.0));
+                let mut sum = 0.0;
+                for (a_row, mut d_row) in a.rows().into_iter().zip(d_a.rows_mut()) {
+                    let (mu, logvar) = (a_row.slice(s![..k]), a_row.slice(s![k..]));
+                    let mut row = T::zero();
+                    Zip::from(&mu)
+                        .and(&logvar)
+                        .for_each(|&m, &l| row += T::one() + l - m * m - l.exp());
+                    sum += row.as_f64();
+                    Zip::from(d_row.slice_mut(s![..k]))
+                        .and(&mu)
+                        .for_each(|d, &m| *d += g_mu * m);
+                    Zip::from(d_row.slice_mut(s![k..]))
+                        .and(&logvar)
+                        .for_each(|d, &l| *d += g_lv * (l.exp() - T::one()));
+                }
+                -0.5 * beta * sum / batch
+            }
             Penalty::L2Weights { .. } | Penalty::L1Weights { .. } => 0.0,
         }
     }
 
     /// For a weight penalty: returns its value over all `layers` and adds its gradient
     /// into each layer's parameter gradients. Activity penalties return 0.
-    pub(crate) fn weight_value_and_grad<T: Float>(&self, layers: &mut [Dense<T>]) -> f64 {
+    pub(crate) fn weight_value_and_grad<'a, T: Float>(
+        &self,
+        layers: impl Iterator<Item = &'a mut Dense<T>>,
+    ) -> f64 {
         let (lambda, biases, l2) = match *self {
             Penalty::L2Weights { lambda, biases } => (lambda, biases, true),
             Penalty::L1Weights { lambda, biases } => (lambda, biases, false),

@@ -317,7 +317,8 @@ impl<O> Trainer<O> {
     /// Trains `model` on the rows of `train` `(n, n_in)`, reporting the reconstruction loss
     /// on `valid` `(m, n_in)` after each epoch if given.
     ///
-    /// Each epoch reshuffles the rows from the seeded generator and visits every row once,
+    /// Each epoch reshuffles the rows from the seeded generator (which also draws the
+    /// denoising noise and a VAE's `eps`) and visits every row once,
     /// in batches of `batch_size` (the last may be smaller). The optimizer's state carries
     /// over between calls to `fit`.
     ///
@@ -351,6 +352,7 @@ impl<O> Trainer<O> {
         let range = value_range(train);
         let mut terms = LossTerms::default();
         let mut snapshot = model.clone(); // last weights known finite (start of epoch)
+        let mut penalties = self.penalties.clone(); // as they apply this epoch (warm-up)
         let mut best: Option<(f64, usize, Autoencoder<T>)> = None;
         let mut since_best = 0;
         let mut history = History {
@@ -366,6 +368,9 @@ impl<O> Trainer<O> {
 
         for epoch in 0..self.epochs {
             snapshot.copy_params_from(model);
+            for (now, given) in penalties.iter_mut().zip(&self.penalties) {
+                *now = given.at_epoch(epoch);
+            }
             let lr = self.schedule.lr_at(self.optimizer.lr(), epoch, self.epochs);
             let start = Instant::now();
             order.shuffle(&mut rng);
@@ -384,7 +389,7 @@ impl<O> Trainer<O> {
                     }
                     None => target,
                 };
-                model.loss_and_gradient(input, target, self.loss, &self.penalties, &mut terms);
+                model.loss_and_gradient(input, target, self.loss, &penalties, &mut terms, &mut rng);
                 let total = terms.total();
                 let diverged = |what, value: f64| {
                     Err(Error::Diverged {
@@ -414,6 +419,7 @@ impl<O> Trainer<O> {
                 model.visit_params(|index, param, grad, kind| {
                     optimizer.update(index, param, grad, kind, lr)
                 });
+                model.sync_tied();
 
                 sum_recon += terms.reconstruction * m as f64;
                 for (s, p) in sum_penalties.iter_mut().zip(&terms.penalties) {
