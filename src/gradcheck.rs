@@ -95,20 +95,7 @@ pub fn check_model(
     h: f64,
 ) -> Result<GradCheck> {
     crate::error::check_positive("h", h)?;
-    model.check_data(input, "gradient check input")?;
-    model.check_data(target, "gradient check target")?;
-    if input.nrows() != target.nrows() {
-        return Err(Error::ShapeMismatch {
-            context: "gradient check target",
-            expected: format!("{} rows", input.nrows()),
-            found: format!("{:?}", target.dim()),
-        });
-    }
-    loss.validate(model.output_activation())?;
-    loss.validate_targets(target, "gradient check target")?;
-    for p in penalties {
-        p.validate(model)?;
-    }
+    model.check_objective(input, target, loss, penalties, "gradient check data")?;
     // A generator reseeded identically for every evaluation holds a VAE's eps fixed.
     let fresh_rng = || ChaCha8Rng::seed_from_u64(0x5eed);
     let mut terms = LossTerms::default();

@@ -198,8 +198,9 @@ fn huber<T: Float>(r: T, delta: T) -> T {
     }
 }
 
+/// Sign with 0 at 0: the subgradient used for every absolute-value term (MAE, L1).
 #[inline]
-fn sign<T: Float>(r: T) -> T {
+pub(crate) fn sign<T: Float>(r: T) -> T {
     if r > T::zero() {
         T::one()
     } else if r < T::zero() {

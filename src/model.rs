@@ -470,17 +470,7 @@ impl<T: Float> Autoencoder<T> {
         target: ArrayView2<T>,
         loss: Loss,
     ) -> Result<f64> {
-        self.check_data(input, "evaluation input")?;
-        self.check_data(target, "evaluation target")?;
-        if input.nrows() != target.nrows() {
-            return Err(Error::ShapeMismatch {
-                context: "evaluate target",
-                expected: format!("{} rows, as the input", input.nrows()),
-                found: format!("{:?}", target.dim()),
-            });
-        }
-        loss.validate(self.output_activation())?;
-        loss.validate_targets(target, "evaluation targets")?;
+        self.check_objective(input, target, loss, &[], "evaluation")?;
         Ok(self.evaluate_checked(input, target, loss, 1024))
     }
 
@@ -518,20 +508,7 @@ impl<T: Float> Autoencoder<T> {
         penalties: &[Penalty],
         seed: u64,
     ) -> Result<LossTerms> {
-        self.check_data(input, "objective input")?;
-        self.check_data(target, "objective target")?;
-        if input.nrows() != target.nrows() {
-            return Err(Error::ShapeMismatch {
-                context: "objective target",
-                expected: format!("{} rows, as the input", input.nrows()),
-                found: format!("{:?}", target.dim()),
-            });
-        }
-        loss.validate(self.output_activation())?;
-        loss.validate_targets(target, "objective targets")?;
-        for p in penalties {
-            p.validate(self)?;
-        }
+        self.check_objective(input, target, loss, penalties, "objective")?;
         let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
         let (n, chunk) = (input.nrows(), 1024);
         let mut terms = LossTerms::default();
@@ -611,6 +588,30 @@ impl<T: Float> Autoencoder<T> {
             total += jac.iter().fold(0.0, |s, &v| s + v.as_f64() * v.as_f64());
         }
         Ok(total / x.nrows() as f64)
+    }
+
+    /// Checks an input/target pair, the loss and the penalties before computing an objective
+    /// outside the trainer; `what` names the caller in errors (e.g. `"evaluation"`).
+    pub(crate) fn check_objective(
+        &self,
+        input: ArrayView2<T>,
+        target: ArrayView2<T>,
+        loss: Loss,
+        penalties: &[Penalty],
+        what: &'static str,
+    ) -> Result<()> {
+        self.check_data(input, what)?;
+        self.check_data(target, what)?;
+        if input.nrows() != target.nrows() {
+            return Err(Error::ShapeMismatch {
+                context: what,
+                expected: format!("a target with {} rows, as the input", input.nrows()),
+                found: format!("{:?}", target.dim()),
+            });
+        }
+        loss.validate(self.output_activation())?;
+        loss.validate_targets(target, what)?;
+        penalties.iter().try_for_each(|p| p.validate(self))
     }
 
     /// Checks that `x` is non-empty, `n_in` wide and finite.

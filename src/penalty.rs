@@ -10,6 +10,7 @@ use ndarray::{s, ArrayView2, ArrayViewMut2, Axis, Zip};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{check_non_negative, check_range};
+use crate::loss::sign;
 use crate::{Activation, Autoencoder, Dense, Error, Float, Result};
 
 /// The clamp applied to the batch mean activation `rho^_j` before the KL divergence:
@@ -376,7 +377,7 @@ impl Penalty {
                     let mut row = T::zero();
                     Zip::from(d_row).and(a_row).for_each(|d, &a| {
                         row += a.abs();
-                        *d += g * signum(a);
+                        *d += g * sign(a);
                     });
                     sum += row.as_f64();
                 }
@@ -493,7 +494,7 @@ impl Penalty {
                     *g += two_lam * p;
                 } else {
                     sum += p.abs().as_f64();
-                    *g += lam * signum(p);
+                    *g += lam * sign(p);
                 }
             };
             Zip::from(gw).and(w).for_each(&mut acc);
@@ -502,17 +503,5 @@ impl Penalty {
             }
         }
         lambda * sum
-    }
-}
-
-/// Sign with 0 at 0 (the subgradient used for L1 terms).
-#[inline]
-fn signum<T: Float>(x: T) -> T {
-    if x > T::zero() {
-        T::one()
-    } else if x < T::zero() {
-        -T::one()
-    } else {
-        T::zero()
     }
 }
