@@ -91,6 +91,15 @@ pub enum Error {
         /// What is wrong and, where possible, what to do about it.
         reason: String,
     },
+    /// Data files the program needs were not found (and could not be downloaded). The
+    /// message lists the files, where to put them and where to get them.
+    #[error("{what}\n{help}")]
+    MissingData {
+        /// Which files are missing and where they were looked for.
+        what: String,
+        /// What to do: where to put the files and where to get them.
+        help: String,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

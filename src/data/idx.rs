@@ -1,0 +1,243 @@
+//! Reader for the IDX format of MNIST (plain or gzipped).
+//!
+//! An IDX file is a big-endian header, then the raw data:
+//!
+//! | bytes | content |
+//! | --- | --- |
+//! | 0-1 | `0x00 0x00` |
+//! | 2 | element type; only `0x08` (unsigned byte) is read here |
+//! | 3 | number of dimensions `ndim` |
+//! | 4 .. 4 + 4 ndim | each dimension, `u32` big-endian |
+//! | then | the product of the dimensions, in bytes, row-major |
+//!
+//! MNIST images are `idx3` (`n, rows, cols`) and labels `idx1` (`n`). A file starting with
+//! the gzip magic `1f 8b` is decompressed on the fly. The header is checked before any
+//! allocation: the claimed size must fit the file (for gzip, the deflate format's maximum
+//! ratio of 1032:1 bounds what a file of that size can hold), and the data must end exactly
+//! where the header says.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use flate2::read::MultiGzDecoder;
+use ndarray::{Array1, Array2};
+
+use crate::{Error, Float, Result};
+
+/// The most bytes deflate can expand one input byte to (a 258-byte match per 2 bits).
+const MAX_GZIP_RATIO: u64 = 1032;
+/// The element-type byte for unsigned bytes, the only type MNIST uses.
+const TYPE_U8: u8 = 0x08;
+
+/// Reads an IDX image file (`idx3`, `n` images of `rows x cols` bytes) as an
+/// `(n, rows * cols)` array of pixels scaled to `[0, 1]` (`byte / 255`), one image per row,
+/// row-major inside the image. Plain or gzipped files.
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be opened or read; [`Error::Format`] if it is not an
+/// unsigned-byte IDX file with 3 dimensions, a row or column count is 0, the dimensions
+/// overflow, the file is shorter or longer than the header says, or the gzip data are
+/// corrupt. Each message names the file and what to do.
+///
+/// ```no_run
+/// use autoencoder::data::idx;
+/// # fn main() -> autoencoder::Result<()> {
+/// let x = idx::read_images::<f32>("data/mnist/t10k-images-idx3-ubyte.gz")?;
+/// assert_eq!(x.dim(), (10_000, 784));
+/// # Ok(()) }
+/// ```
+pub fn read_images<T: Float>(path: impl AsRef<Path>) -> Result<Array2<T>> {
+    let path = path.as_ref();
+    let (dims, bytes) = read_u8(path, 3, "images (idx3)")?;
+    let (n, rows, cols) = (dims[0], dims[1], dims[2]);
+    if rows == 0 || cols == 0 {
+        return Err(format_error(
+            path,
+            format!("images of {rows} x {cols} pixels are empty; the file is not an image set"),
+        ));
+    }
+    let table: Vec<T> = (0..=255u8).map(|b| T::cast(f64::from(b) / 255.0)).collect();
+    let pixels = bytes.into_iter().map(|b| table[usize::from(b)]).collect();
+    Ok(Array2::from_shape_vec((n, rows * cols), pixels).expect("length checked against header"))
+}
+
+/// Reads an IDX label file (`idx1`, `n` unsigned bytes) as an `(n)` array. Plain or
+/// gzipped files.
+///
+/// # Errors
+/// As [`read_images`], for a 1-dimensional file.
+///
+/// ```no_run
+/// use autoencoder::data::idx;
+/// # fn main() -> autoencoder::Result<()> {
+/// let y = idx::read_labels("data/mnist/t10k-labels-idx1-ubyte.gz")?;
+/// assert_eq!(&y.as_slice().unwrap()[..3], &[7, 2, 1]);
+/// # Ok(()) }
+/// ```
+pub fn read_labels(path: impl AsRef<Path>) -> Result<Array1<u8>> {
+    let path = path.as_ref();
+    let (_, bytes) = read_u8(path, 1, "labels (idx1)")?;
+    Ok(Array1::from(bytes))
+}
+
+/// Reads an unsigned-byte IDX file with `ndim` dimensions: its dimensions and its data.
+fn read_u8(path: &Path, ndim: usize, what: &str) -> Result<(Vec<usize>, Vec<u8>)> {
+    let io = |action| {
+        move |source| Error::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    };
+    let file = File::open(path).map_err(io("cannot open"))?;
+    let file_len = file.metadata().map_err(io("cannot read"))?.len();
+    let mut file = BufReader::new(file);
+    let mut magic = [0u8; 2];
+    let got = read_full(&mut file, &mut magic).map_err(io("cannot read"))?;
+    let gzipped = got == 2 && magic == [0x1f, 0x8b];
+    // Chain the two bytes back in front of the rest, through the decoder if gzipped.
+    let rest = std::io::Cursor::new(magic[..got].to_vec()).chain(file);
+    let mut reader: Box<dyn Read> = if gzipped {
+        Box::new(MultiGzDecoder::new(rest))
+    } else {
+        Box::new(rest)
+    };
+    let read_err = |e: std::io::Error| read_error(path, gzipped, e);
+
+    let mut header = [0u8; 4];
+    let got = read_full(&mut reader, &mut header).map_err(read_err)?;
+    if got < 4 {
+        return Err(format_error(
+            path,
+            format!("only {got} bytes: too short for an IDX header (4 bytes of magic number); the file is truncated or empty, download it again"),
+        ));
+    }
+    if header[0] != 0 || header[1] != 0 {
+        return Err(format_error(
+            path,
+            format!(
+                "wrong magic number {:02x} {:02x} {:02x} {:02x}: an IDX file starts with 00 00; \
+                 this is not an IDX file (expected MNIST {what})",
+                header[0], header[1], header[2], header[3]
+            ),
+        ));
+    }
+    if header[2] != TYPE_U8 {
+        return Err(format_error(
+            path,
+            format!(
+                "element type 0x{:02x} is not supported: expected 0x08 (unsigned byte), as in MNIST {what}",
+                header[2]
+            ),
+        ));
+    }
+    if usize::from(header[3]) != ndim {
+        return Err(format_error(
+            path,
+            format!(
+                "{} dimensions (magic number 0x{:08x}), expected {ndim} for {what}; \
+                 is this an image file given as labels or the reverse?",
+                header[3],
+                u32::from_be_bytes(header)
+            ),
+        ));
+    }
+    let mut raw = vec![0u8; 4 * ndim];
+    let got = read_full(&mut reader, &mut raw).map_err(read_err)?;
+    if got < raw.len() {
+        return Err(format_error(
+            path,
+            format!("the header stops after {} of its {} dimension bytes: the file is truncated, download it again", got, raw.len()),
+        ));
+    }
+    let dims: Vec<usize> = raw
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        .collect();
+    let len = dims
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+        .filter(|&len| usize::try_from(len).is_ok())
+        .ok_or_else(|| {
+            format_error(
+                path,
+                format!("dimensions {dims:?} overflow: their product does not fit in memory; the header is corrupt"),
+            )
+        })?;
+    let header_len = 4 + 4 * ndim as u64;
+    // The most data this file can hold, so a corrupt header cannot make us allocate more.
+    let capacity = if gzipped {
+        file_len.saturating_mul(MAX_GZIP_RATIO)
+    } else {
+        file_len.saturating_sub(header_len)
+    };
+    if len > capacity {
+        return Err(format_error(
+            path,
+            format!(
+                "the header {dims:?} promises {len} bytes of data but a {}file of {file_len} bytes \
+                 holds at most {capacity}: the file is truncated or its header is corrupt; download it again",
+                if gzipped { "gzip " } else { "" }
+            ),
+        ));
+    }
+    let mut data = Vec::with_capacity(len as usize);
+    let got = reader
+        .by_ref()
+        .take(len)
+        .read_to_end(&mut data)
+        .map_err(read_err)?;
+    if (got as u64) < len {
+        return Err(format_error(
+            path,
+            format!("truncated: the header {dims:?} promises {len} bytes of data but only {got} follow; download the file again"),
+        ));
+    }
+    let mut extra = [0u8; 1];
+    if read_full(&mut reader, &mut extra).map_err(read_err)? > 0 {
+        return Err(format_error(
+            path,
+            format!("data continue past the {len} bytes the header {dims:?} promises: the header or the file is wrong; download it again"),
+        ));
+    }
+    Ok((dims, data))
+}
+
+/// Reads until `buf` is full or the input ends; returns the number of bytes read.
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// A read error: corrupt gzip data is a format error, anything else an I/O error.
+fn read_error(path: &Path, gzipped: bool, e: std::io::Error) -> Error {
+    use std::io::ErrorKind::{InvalidData, InvalidInput, UnexpectedEof};
+    if gzipped && matches!(e.kind(), InvalidData | InvalidInput | UnexpectedEof) {
+        format_error(
+            path,
+            format!("corrupt or truncated gzip data ({e}); download the file again"),
+        )
+    } else {
+        Error::Io {
+            action: "cannot read",
+            path: path.to_path_buf(),
+            source: e,
+        }
+    }
+}
+
+fn format_error(path: &Path, reason: String) -> Error {
+    Error::Format {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
