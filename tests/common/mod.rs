@@ -34,3 +34,24 @@ fn parts(n: usize, d: usize, k: usize, seed: u64) -> (Array2<f64>, Array2<f64>, 
 pub fn mse(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
     (a - b).mapv(|v| v * v).mean().unwrap()
 }
+
+/// The folder holding the MNIST files: `$MNIST_DIR` if set, else `../shared/data/mnist`
+/// relative to the crate root. `None` (after printing why, so a skipped test says so) if
+/// the four files are not all there.
+pub fn mnist_dir() -> Option<std::path::PathBuf> {
+    let dir = match std::env::var_os("MNIST_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => std::path::PathBuf::from(d),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist"),
+    };
+    let missing = autoencoder::data::mnist::missing_files(&dir);
+    if missing.is_empty() {
+        Some(dir)
+    } else {
+        let names: Vec<&str> = missing.iter().map(|f| f.name).collect();
+        eprintln!(
+            "SKIPPED: MNIST files {names:?} not in {} (set MNIST_DIR to the folder holding them)",
+            dir.display()
+        );
+        None
+    }
+}
