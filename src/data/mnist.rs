@@ -194,12 +194,6 @@ pub fn locate() -> Result<PathBuf> {
     let missing = missing_files(&target);
     #[cfg(feature = "download")]
     {
-        eprintln!(
-            "MNIST not found in {}; downloading {} file(s) into {} ...",
-            list_dirs(&dirs),
-            missing.len(),
-            target.display()
-        );
         match download(&target, &mirrors()) {
             Ok(()) => Ok(target),
             Err(Error::MissingData { what, .. }) => Err(not_found(&dirs, &missing, Some(what))),
@@ -210,7 +204,7 @@ pub fn locate() -> Result<PathBuf> {
     Err(not_found(
         &dirs,
         &missing,
-        Some("automatic download is off (build with the `download` feature to enable it)".into()),
+        Some("the `download` feature is off (build with it to fetch the files)".into()),
     ))
 }
 
@@ -230,11 +224,6 @@ pub fn download(dir: &Path, mirrors: &[String]) -> Result<()> {
         .timeout_global(Some(Duration::from_secs(600)))
         .build()
         .into();
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        action: "cannot create folder",
-        path: dir.to_path_buf(),
-        source,
-    })?;
     for file in missing_files(dir) {
         let mut failures = Vec::new();
         let mut done = false;
@@ -242,6 +231,11 @@ pub fn download(dir: &Path, mirrors: &[String]) -> Result<()> {
             let url = format!("{}/{}", mirror.trim_end_matches('/'), file.name);
             match fetch(&agent, &url, &file) {
                 Ok(bytes) => {
+                    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                        action: "cannot create folder",
+                        path: dir.to_path_buf(),
+                        source,
+                    })?;
                     crate::data::atomic_write(&dir.join(file.name), &bytes)?;
                     done = true;
                     break;
@@ -251,7 +245,7 @@ pub fn download(dir: &Path, mirrors: &[String]) -> Result<()> {
         }
         if !done {
             return Err(Error::MissingData {
-                what: format!("download of {} failed: {}", file.name, failures.join("; ")),
+                what: format!("{}: {}", file.name, failures.join("; ")),
                 help: String::new(),
             });
         }
@@ -263,6 +257,7 @@ pub fn download(dir: &Path, mirrors: &[String]) -> Result<()> {
 #[cfg(feature = "download")]
 fn fetch(agent: &ureq::Agent, url: &str, file: &MnistFile) -> std::result::Result<Vec<u8>, String> {
     let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
+    eprintln!("downloading {url} ...");
     let bytes = response
         .body_mut()
         .with_config()
@@ -311,20 +306,24 @@ fn list_dirs(dirs: &[PathBuf]) -> String {
 
 /// The one message for "MNIST is not here": which files, where to put them, where to get them.
 fn not_found(dirs: &[PathBuf], missing: &[MnistFile], why: Option<String>) -> Error {
-    let names: Vec<&str> = missing.iter().map(|f| f.name).collect();
+    let missing = if missing.len() == FILES.len() {
+        "all 4 missing".to_string()
+    } else {
+        let names: Vec<&str> = missing.iter().map(|f| f.name).collect();
+        format!("missing {}", names.join(", "))
+    };
     let what = format!(
-        "MNIST files not found: {} missing from {} (the 4 files are {}; gzipped or not)",
-        names.join(", "),
+        "MNIST not found: this needs the files {} (gzipped or not); looked in {} ({missing}).",
+        FILES.map(|f| f.name).join(", "),
         list_dirs(dirs),
-        FILES.map(|f| f.name).join(", ")
     );
     let mut help = format!(
-        "Put the files in ./{DEFAULT_DIR} (relative to where you run) or set {DIR_VAR} to their folder. \
-         Get them from {} (or set {MIRRORS_VAR} to other mirrors; the SHA-256 of each file is in FILES, src/data/mnist.rs).",
+        "Put them in ./{DEFAULT_DIR} (relative to where you run this) or set {DIR_VAR} to their folder. \
+         Get them from {} (or set {MIRRORS_VAR} to other mirrors; their SHA-256 are in src/data/mnist.rs).",
         DEFAULT_MIRRORS.join(" or ")
     );
     if let Some(why) = why {
-        help.push_str(&format!("\nAutomatic download: {why}"));
+        help.push_str(&format!("\nAutomatic download failed: {why}"));
     }
     Error::MissingData { what, help }
 }

@@ -1,0 +1,458 @@
+//! Trains an autoencoder on MNIST and compares it with PCA of the same code size.
+//!
+//! ```text
+//! cargo run --release --example mnist_ae                        # defaults, about a minute on 2 cores
+//! cargo run --release --example mnist_ae -- --hidden none --epochs 10   # 784-32-784
+//! cargo run --release --example mnist_ae -- --help
+//! ```
+//!
+//! MNIST is looked for in `$MNIST_DIR`, then `./data/mnist`, and downloaded into
+//! `./data/mnist` if missing (see `autoencoder::data::mnist`).
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use autoencoder::data::{mnist, Mnist, Split};
+use autoencoder::{
+    bce_of_probabilities, Activation, Adam, Autoencoder, History, Init, Loss, Optimizer, Pca, Sgd,
+    Trainer,
+};
+use ndarray::{Array2, ArrayView2};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+const USAGE: &str = "\
+Train an autoencoder on MNIST and compare it with PCA of the same code size.
+
+Usage: cargo run --release --example mnist_ae -- [FLAGS]
+
+Architecture
+  --hidden LIST        encoder hidden widths, comma-separated, or `none`   [128,64]
+                       (the decoder mirrors them: 784-128-64-32-64-128-784)
+  --latent N           code width                                          [32]
+  --activation S       hidden and code activation                          [relu]
+  --code-activation S  code activation, if different from --activation
+  --output S           output activation                                   [sigmoid]
+                       S: relu, sigmoid, tanh, identity, softplus, gelu, leaky-relu[:ALPHA], elu[:ALPHA]
+  --init I             default (He for ReLU-like, else Glorot), glorot, he,
+                       glorot-normal, he-normal                            [default]
+Training
+  --loss L             bce, mse, sse, mae, huber[:DELTA]                   [bce]
+  --optimizer O        adam (eps 1e-7, as Keras), sgd, momentum (0.9)      [adam]
+  --lr X               learning rate                        [1e-3 for adam, 0.1 for sgd]
+  --epochs N                                                               [10]
+  --batch-size N                                                           [256]
+  --seed N             seeds the weights, the split and the shuffling      [0]
+  --train-images N     use the first N training images (all: 60000)        [60000]
+  --valid-fraction F   share of those held out for validation, [0, 1)      [0.0833] (5000 of 60000)
+Output
+  --json               print one final line: a JSON object with the configuration and every final figure
+  -h, --help           this text
+";
+
+/// Everything the command line sets. To add a flag: a field here, its default in
+/// `Default`, one arm in `parse_args`, a line in `USAGE`, and a key in `to_json`.
+#[derive(Debug, Clone)]
+struct Config {
+    hidden: Vec<usize>,
+    latent: usize,
+    activation: Activation,
+    code_activation: Option<Activation>,
+    output: Activation,
+    init: Option<Init>,
+    loss: Loss,
+    optimizer: OptimizerKind,
+    lr: Option<f64>,
+    epochs: usize,
+    batch_size: usize,
+    seed: u64,
+    train_images: usize,
+    valid_fraction: f64,
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum OptimizerKind {
+    Adam,
+    Sgd,
+    Momentum,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hidden: vec![128, 64],
+            latent: 32,
+            activation: Activation::Relu,
+            code_activation: None,
+            output: Activation::Sigmoid,
+            init: None,
+            loss: Loss::BinaryCrossEntropy,
+            optimizer: OptimizerKind::Adam,
+            lr: None,
+            epochs: 10,
+            batch_size: 256,
+            seed: 0,
+            train_images: 60_000,
+            valid_fraction: 5_000.0 / 60_000.0,
+            json: false,
+        }
+    }
+}
+
+impl Config {
+    fn lr(&self) -> f64 {
+        self.lr.unwrap_or(match self.optimizer {
+            OptimizerKind::Adam => 1e-3,
+            OptimizerKind::Sgd | OptimizerKind::Momentum => 0.1,
+        })
+    }
+
+    fn code_activation(&self) -> Activation {
+        self.code_activation.unwrap_or(self.activation)
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "hidden": self.hidden,
+            "latent": self.latent,
+            "activation": format!("{:?}", self.activation),
+            "code_activation": format!("{:?}", self.code_activation()),
+            "output": format!("{:?}", self.output),
+            "init": self.init.map_or("default".to_string(), |i| format!("{i:?}")),
+            "loss": self.loss.name(),
+            "optimizer": format!("{:?}", self.optimizer).to_lowercase(),
+            "lr": self.lr(),
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "train_images": self.train_images,
+            "valid_fraction": self.valid_fraction,
+        })
+    }
+}
+
+/// Parses the flags (`--flag value` or `--flag=value`). `Ok(None)` means `--help`.
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, String> {
+    let mut c = Config::default();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg, None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--hidden" => c.hidden = parse_widths(&value()?)?,
+            "--latent" => c.latent = parse_num(&flag, &value()?)?,
+            "--activation" => c.activation = parse_activation(&value()?)?,
+            "--code-activation" => c.code_activation = Some(parse_activation(&value()?)?),
+            "--output" => c.output = parse_activation(&value()?)?,
+            "--init" => c.init = parse_init(&value()?)?,
+            "--loss" => c.loss = parse_loss(&value()?)?,
+            "--optimizer" => c.optimizer = parse_optimizer(&value()?)?,
+            "--lr" => c.lr = Some(parse_num(&flag, &value()?)?),
+            "--epochs" => c.epochs = parse_num(&flag, &value()?)?,
+            "--batch-size" => c.batch_size = parse_num(&flag, &value()?)?,
+            "--seed" => c.seed = parse_num(&flag, &value()?)?,
+            "--train-images" => c.train_images = parse_num(&flag, &value()?)?,
+            "--valid-fraction" => c.valid_fraction = parse_num(&flag, &value()?)?,
+            "--json" => c.json = true,
+            "-h" | "--help" => return Ok(None),
+            _ => return Err(format!("unknown flag `{flag}`")),
+        }
+    }
+    Ok(Some(c))
+}
+
+fn parse_num<N: std::str::FromStr>(flag: &str, s: &str) -> Result<N, String> {
+    s.parse()
+        .map_err(|_| format!("{flag}: `{s}` is not a valid number"))
+}
+
+fn parse_widths(s: &str) -> Result<Vec<usize>, String> {
+    if s == "none" || s.is_empty() {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|w| parse_num("--hidden", w.trim()))
+        .collect()
+}
+
+/// `name` or `name:param`.
+fn split_param(s: &str) -> Result<(&str, Option<f64>), String> {
+    match s.split_once(':') {
+        Some((name, p)) => Ok((name, Some(parse_num(name, p)?))),
+        None => Ok((s, None)),
+    }
+}
+
+fn parse_activation(s: &str) -> Result<Activation, String> {
+    Ok(match split_param(s)? {
+        ("relu", None) => Activation::Relu,
+        ("sigmoid", None) => Activation::Sigmoid,
+        ("tanh", None) => Activation::Tanh,
+        ("identity" | "linear", None) => Activation::Identity,
+        ("softplus", None) => Activation::Softplus,
+        ("gelu", None) => Activation::Gelu,
+        ("leaky-relu", a) => Activation::LeakyRelu(a.unwrap_or(0.01)),
+        ("elu", a) => Activation::Elu(a.unwrap_or(1.0)),
+        _ => return Err(format!("unknown activation `{s}`")),
+    })
+}
+
+fn parse_init(s: &str) -> Result<Option<Init>, String> {
+    Ok(match s {
+        "default" => None,
+        "glorot" | "glorot-uniform" => Some(Init::GlorotUniform),
+        "he" | "he-uniform" => Some(Init::HeUniform),
+        "glorot-normal" => Some(Init::GlorotNormal),
+        "he-normal" => Some(Init::HeNormal),
+        _ => return Err(format!("unknown initializer `{s}`")),
+    })
+}
+
+fn parse_loss(s: &str) -> Result<Loss, String> {
+    Ok(match split_param(s)? {
+        ("bce", None) => Loss::BinaryCrossEntropy,
+        ("mse", None) => Loss::MeanSquaredError,
+        ("sse", None) => Loss::SumSquaredError,
+        ("mae", None) => Loss::MeanAbsoluteError,
+        ("huber", d) => Loss::Huber(d.unwrap_or(1.0)),
+        _ => return Err(format!("unknown loss `{s}`")),
+    })
+}
+
+fn parse_optimizer(s: &str) -> Result<OptimizerKind, String> {
+    Ok(match s {
+        "adam" => OptimizerKind::Adam,
+        "sgd" => OptimizerKind::Sgd,
+        "momentum" => OptimizerKind::Momentum,
+        _ => return Err(format!("unknown optimizer `{s}`")),
+    })
+}
+
+fn main() {
+    let config = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            print!("{USAGE}");
+            return;
+        }
+        Err(e) => {
+            eprintln!("error: {e}\n(run with --help for the flags)");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(&config) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(c: &Config) -> autoencoder::Result<()> {
+    let dir = mnist::locate()?;
+    let start = Instant::now();
+    let data = Mnist::<f32>::load(&dir)?;
+    let n = c.train_images.min(data.train_images.nrows());
+    let split = Split::new(n, c.valid_fraction, c.seed)?;
+    let (train, valid) = split.apply(data.train_images.slice(ndarray::s![..n, ..]))?;
+    let test = &data.test_images;
+    let valid = (valid.nrows() > 0).then_some(valid);
+    if !c.json {
+        println!(
+            "MNIST from {}: {} training, {} validation, {} test images ({:.1} s to load)",
+            dir.display(),
+            train.nrows(),
+            valid.as_ref().map_or(0, |v| v.nrows()),
+            test.nrows(),
+            start.elapsed().as_secs_f64()
+        );
+    }
+
+    let mut builder = Autoencoder::<f32>::builder(784);
+    for &w in &c.hidden {
+        builder = builder.hidden(w, c.activation);
+    }
+    builder = builder
+        .latent(c.latent, c.code_activation())
+        .output(c.output);
+    if let Some(init) = c.init {
+        builder = builder.init(init);
+    }
+    let mut ae = builder.build(&mut ChaCha8Rng::seed_from_u64(c.seed))?;
+    if !c.json {
+        let sizes: Vec<String> = ae.sizes().iter().map(|s| s.to_string()).collect();
+        println!(
+            "autoencoder {} ({} parameters), {:?} / {:?} code / {:?} output, {} loss, {:?} lr {}, batch {}, {} epochs",
+            sizes.join("-"),
+            ae.n_params(),
+            c.activation,
+            c.code_activation(),
+            c.output,
+            c.loss.name(),
+            c.optimizer,
+            c.lr(),
+            c.batch_size,
+            c.epochs
+        );
+    }
+
+    let history = match c.optimizer {
+        OptimizerKind::Adam => fit(c, Adam::new(c.lr()).eps(1e-7), &mut ae, &train, &valid)?,
+        OptimizerKind::Sgd => fit(c, Sgd::new(c.lr()), &mut ae, &train, &valid)?,
+        OptimizerKind::Momentum => fit(c, Sgd::new(c.lr()).momentum(0.9), &mut ae, &train, &valid)?,
+    };
+    let train_seconds: f64 = history.epochs.iter().map(|e| e.seconds).sum();
+
+    // Test-set figures, per pixel. BCE exactly from the logits when the output is a
+    // sigmoid; otherwise from the reconstruction clipped to [1e-7, 1 - 1e-7], as for PCA.
+    let test_mse = ae.evaluate(test.view(), test.view(), Loss::MeanSquaredError)?;
+    let test_bce = if c.output == Activation::Sigmoid {
+        ae.evaluate(test.view(), test.view(), Loss::BinaryCrossEntropy)?
+    } else {
+        bce_of_probabilities(ae.reconstruct(test.view())?.view(), test.view())
+    };
+
+    let pca_start = Instant::now();
+    let pca = Pca::fit(train.view(), c.latent)?;
+    let pca_recon = pca.reconstruct(test.view())?;
+    let pca_seconds = pca_start.elapsed().as_secs_f64();
+    let test64 = test.mapv(f64::from);
+    let pca_mse = mse(pca_recon.view(), test64.view());
+    let pca_bce = bce_of_probabilities(pca_recon.view(), test64.view());
+    let ratio = 784.0 / c.latent as f64;
+
+    if c.json {
+        let last = history.last();
+        let figures = json!({
+            "epochs_run": history.epochs.len(),
+            "n_params": ae.n_params(),
+            "sizes": ae.sizes(),
+            "train_loss": last.map(|e| e.train_loss),
+            "valid_loss": last.and_then(|e| e.valid_loss),
+            "train_seconds": train_seconds,
+            "samples_per_second": history.epochs.iter().map(|e| e.samples_per_second).sum::<f64>()
+                / history.epochs.len().max(1) as f64,
+            "test_bce": test_bce,
+            "test_mse": test_mse,
+            "compression_ratio": ratio,
+            "pca_components": c.latent,
+            "pca_test_bce": pca_bce,
+            "pca_test_mse": pca_mse,
+            "pca_seconds": pca_seconds,
+            "beats_pca_mse": test_mse < pca_mse,
+            "beats_pca_bce": test_bce < pca_bce,
+            "history": history.epochs.iter().map(|e| json!({
+                "epoch": e.epoch + 1,
+                "train_loss": e.train_loss,
+                "valid_loss": e.valid_loss,
+                "seconds": e.seconds,
+                "samples_per_second": e.samples_per_second,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", json!({ "config": c.to_json(), "results": figures }));
+    } else {
+        println!(
+            "\ntest set ({} images), per pixel     BCE       MSE",
+            test.nrows()
+        );
+        println!("  autoencoder                   {test_bce:.5}   {test_mse:.5}");
+        println!(
+            "  PCA, {:>3} components          {pca_bce:.5}   {pca_mse:.5}   (fitted in {pca_seconds:.1} s)",
+            c.latent
+        );
+        println!(
+            "compression 784 : {} = {ratio:.1} : 1; trained in {train_seconds:.1} s",
+            c.latent
+        );
+        println!(
+            "the autoencoder {} PCA-{} on MSE and {} it on BCE",
+            if test_mse < pca_mse {
+                "beats"
+            } else {
+                "does not beat"
+            },
+            c.latent,
+            if test_bce < pca_bce {
+                "beats"
+            } else {
+                "does not beat"
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Fits `ae`, printing one line per epoch unless `--json`.
+fn fit<O: Optimizer<f32>>(
+    c: &Config,
+    optimizer: O,
+    ae: &mut Autoencoder<f32>,
+    train: &Array2<f32>,
+    valid: &Option<Array2<f32>>,
+) -> autoencoder::Result<History> {
+    let quiet = c.json;
+    let epochs = c.epochs;
+    Trainer::new(optimizer)
+        .loss(c.loss)
+        .epochs(c.epochs)
+        .batch_size(c.batch_size)
+        .seed(c.seed)
+        .on_epoch(move |e| {
+            if !quiet {
+                let valid = e.valid_loss.map_or("-".to_string(), |v| format!("{v:.5}"));
+                println!(
+                    "epoch {:>3}/{epochs}  train {:.5}  valid {valid}  {:.2} s  {:.0} samples/s",
+                    e.epoch + 1,
+                    e.train_loss,
+                    e.seconds,
+                    e.samples_per_second
+                );
+            }
+            ControlFlow::Continue(())
+        })
+        .fit(ae, train.view(), valid.as_ref().map(|v| v.view()))
+}
+
+fn mse(a: ArrayView2<f64>, b: ArrayView2<f64>) -> f64 {
+    let d = &a - &b;
+    d.iter().map(|v| v * v).sum::<f64>() / d.len().max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn flags_parse() -> Result<(), String> {
+        let c = parse_args(args(
+            "--hidden none --latent=16 --loss mse --optimizer sgd --json",
+        ))?
+        .ok_or("not help")?;
+        assert!(c.hidden.is_empty());
+        assert_eq!(
+            (c.latent, c.loss, c.optimizer, c.json),
+            (16, Loss::MeanSquaredError, OptimizerKind::Sgd, true)
+        );
+        assert_eq!(c.lr(), 0.1);
+        assert_eq!(
+            parse_args(args("--hidden 128,64"))?.ok_or("")?.hidden,
+            vec![128, 64]
+        );
+        assert!(parse_args(args("--bogus 1")).is_err());
+        assert!(parse_args(args("--epochs")).is_err());
+        assert!(parse_args(args("--help"))?.is_none());
+        Ok(())
+    }
+}
