@@ -15,6 +15,9 @@
 //!   [`Schedule`]s, gradient clipping, validation, [`EarlyStopping`], [`History`],
 //!   callbacks, divergence detection.
 //! - [`gradcheck`]: the finite-difference checker every gradient in this crate passes.
+//! - [`data`]: the IDX reader ([`data::idx`]), MNIST ([`data::Mnist`], [`data::mnist`]:
+//!   locate or download), and dataset helpers: seeded [`data::Split`], shuffling,
+//!   [`data::Scaler`] with its inverse, [`data::batches`].
 //! - [`Pca`]: the linear baseline.
 //!
 //! Every fallible call returns [`Result`] with the one [`Error`] type; nothing panics on
@@ -56,6 +59,11 @@
 //! ```
 
 #![warn(missing_docs)]
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 mod activation;
 pub mod data;

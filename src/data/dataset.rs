@@ -168,7 +168,7 @@ pub enum Scaling {
 /// use autoencoder::data::{Scaler, Scaling};
 /// use ndarray::array;
 /// # fn main() -> autoencoder::Result<()> {
-/// let x = array![[0.0, 10.0], [5.0, 30.0], [10.0, 20.0]];
+/// let x = array![[0.0_f64, 10.0], [5.0, 30.0], [10.0, 20.0]];
 /// let scaler = Scaler::fit(x.view(), Scaling::MinMax { lo: -1.0, hi: 1.0 })?;
 /// let y = scaler.transform(x.view())?;
 /// assert_eq!(y, array![[-1.0, -1.0], [0.0, 1.0], [1.0, 0.0]]);

@@ -2,9 +2,6 @@
 //! shuffle, scale, batch), corruption for denoising, and the checks shared by every entry
 //! point.
 
-use std::io::Write;
-use std::path::Path;
-
 use ndarray::ArrayView2;
 
 use crate::{Error, Float, Result};
@@ -17,40 +14,6 @@ pub(crate) mod noise;
 pub use dataset::{batches, permutation, shuffle_rows, Batches, Order, Scaler, Scaling, Split};
 pub use mnist::Mnist;
 pub use noise::{corrupt, Noise};
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename
-/// (then fsync of the folder, where supported). Readers see the old file or the new one,
-/// never a partial one.
-pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map_or("file".into(), |n| n.to_string_lossy());
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let io = |action, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| Error::Io {
-            action,
-            path: p,
-            source,
-        }
-    };
-    let written = std::fs::File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.sync_all()
-        })
-        .map_err(io("cannot write", &tmp))
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(io("cannot rename into", path)));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all(); // best effort: not every platform can fsync a folder
-    }
-    Ok(())
-}
 
 /// Checks that `x` has `n` columns.
 pub(crate) fn check_width<T>(x: ArrayView2<T>, n: usize, context: &'static str) -> Result<()> {
