@@ -316,3 +316,32 @@ fn tql2(v: &mut Array2<f64>, d: &mut [f64], e: &mut [f64]) {
         e[l] = 0.0;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// `A V = V diag(values)` and `V^T V = I` to rounding, on random symmetric matrices
+    /// (including a rank-deficient one with repeated zero eigenvalues, as MNIST's constant
+    /// border pixels give).
+    #[test]
+    fn eigen_decomposition_is_exact_to_rounding() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for (d, rank) in [(1, 1), (2, 2), (7, 7), (60, 60), (60, 5)] {
+            let b = Array2::from_shape_simple_fn((rank, d), || rng.random_range(-1.0..1.0));
+            let a = b.t().dot(&b) + Array2::from_shape_fn((d, d), |(i, j)| (i + j) as f64 * 1e-3);
+            let (values, v) = symmetric_eigen(a.clone());
+            let residual = &a.dot(&v) - &(&v * &values);
+            let orth = &v.t().dot(&v) - &Array2::<f64>::eye(d);
+            let max = |m: &Array2<f64>| m.iter().fold(0.0_f64, |acc, x| acc.max(x.abs()));
+            assert!(
+                max(&residual) < 1e-12 * (1.0 + max(&a)),
+                "d {d}: {}",
+                max(&residual)
+            );
+            assert!(max(&orth) < 1e-12, "d {d}: {}", max(&orth));
+        }
+    }
+}

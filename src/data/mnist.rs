@@ -134,6 +134,11 @@ fn load_pair<T: Float>(images: &Path, labels: &Path) -> Result<(Array2<T>, Array
 }
 
 /// Where `file` is in `dir`: `NAME.gz` or the uncompressed `NAME`, if either exists.
+///
+/// ```
+/// use autoencoder::data::mnist::{existing_path, FILES};
+/// assert_eq!(existing_path(std::path::Path::new("/no/such/folder"), &FILES[0]), None);
+/// ```
 pub fn existing_path(dir: &Path, file: &MnistFile) -> Option<PathBuf> {
     let gz = dir.join(file.name);
     let plain = dir.join(file.name.trim_end_matches(".gz"));
@@ -141,6 +146,11 @@ pub fn existing_path(dir: &Path, file: &MnistFile) -> Option<PathBuf> {
 }
 
 /// The files of [`FILES`] that `dir` holds in neither form.
+///
+/// ```
+/// use autoencoder::data::mnist::{missing_files, FILES};
+/// assert_eq!(missing_files(std::path::Path::new("/no/such/folder")), FILES.to_vec());
+/// ```
 pub fn missing_files(dir: &Path) -> Vec<MnistFile> {
     FILES
         .iter()
@@ -150,6 +160,11 @@ pub fn missing_files(dir: &Path) -> Vec<MnistFile> {
 }
 
 /// The folders searched, in order: `$MNIST_DIR` if set, then `./data/mnist`.
+///
+/// ```
+/// let dirs = autoencoder::data::mnist::search_dirs();
+/// assert_eq!(dirs.last().unwrap(), std::path::Path::new("data/mnist"));
+/// ```
 pub fn search_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     if let Some(dir) = std::env::var_os(DIR_VAR).filter(|d| !d.is_empty()) {
@@ -161,6 +176,11 @@ pub fn search_dirs() -> Vec<PathBuf> {
 
 /// The download mirrors: `$MNIST_MIRRORS` split at spaces and commas if set and non-empty,
 /// else [`DEFAULT_MIRRORS`]. Each ends with `/`.
+///
+/// ```
+/// let mirrors = autoencoder::data::mnist::mirrors();
+/// assert!(!mirrors.is_empty() && mirrors.iter().all(|m| m.ends_with('/')));
+/// ```
 pub fn mirrors() -> Vec<String> {
     let from_env: Vec<String> = std::env::var(MIRRORS_VAR)
         .unwrap_or_default()
@@ -185,6 +205,14 @@ pub fn mirrors() -> Vec<String> {
 /// [`Error::MissingData`] if the files are not found and cannot be downloaded (or the
 /// `download` feature is off): the message lists the files, where to put them and where
 /// to get them.
+///
+/// ```no_run
+/// use autoencoder::data::{mnist, Mnist};
+/// # fn main() -> autoencoder::Result<()> {
+/// let dir = mnist::locate()?; // e.g. "data/mnist"
+/// let data = Mnist::<f32>::load(&dir)?;
+/// # Ok(()) }
+/// ```
 pub fn locate() -> Result<PathBuf> {
     let dirs = search_dirs();
     if let Some(dir) = dirs.iter().find(|d| missing_files(d).is_empty()) {
@@ -216,6 +244,15 @@ pub fn locate() -> Result<PathBuf> {
 /// # Errors
 /// [`Error::MissingData`] if every mirror fails for some file (the message says why for
 /// each mirror); files fetched before that stay. [`Error::Io`] if `dir` cannot be written.
+///
+/// ```no_run
+/// use autoencoder::data::mnist;
+/// # fn main() -> autoencoder::Result<()> {
+/// let dir = std::path::Path::new("data/mnist");
+/// mnist::download(dir, &["https://ossci-datasets.s3.amazonaws.com/mnist/".to_string()])?;
+/// assert!(mnist::missing_files(dir).is_empty());
+/// # Ok(()) }
+/// ```
 #[cfg(feature = "download")]
 pub fn download(dir: &Path, mirrors: &[String]) -> Result<()> {
     use std::time::Duration;
