@@ -139,3 +139,12 @@ fn an_unreachable_mirror_fails_over_to_the_next() -> Result<()> {
     assert!(mnist::missing_files(&dir).is_empty());
     Ok(())
 }
+
+#[test]
+fn no_mirror_is_an_error_not_a_panic() {
+    let dir = fresh_dir("download_none");
+    match download(&dir, &[]) {
+        Err(e @ Error::MissingData { .. }) => assert!(e.to_string().contains("no mirror")),
+        other => panic!("expected Error::MissingData, got {other:?}"),
+    }
+}

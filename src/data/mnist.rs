@@ -280,6 +280,9 @@ pub fn download(dir: &Path, mirrors: &[String]) -> Result<()> {
                 Err(reason) => failures.push(format!("{url}: {reason}")),
             }
         }
+        if mirrors.is_empty() {
+            failures.push("no mirror given".to_string());
+        }
         if !done {
             return Err(Error::MissingData {
                 what: format!("{}: {}", file.name, failures.join("; ")),
