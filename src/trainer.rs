@@ -543,7 +543,18 @@ impl<O> Trainer<O> {
 fn grad_norm<T: Float>(model: &mut Autoencoder<T>) -> f64 {
     let mut sum = 0.0;
     model.visit_params(|_, _, grad, _| {
-        sum += grad.iter().fold(T::zero(), |s, &g| s + g * g).as_f64();
+        // 8 interleaved partial sums, combined in a fixed order: vectorizes, deterministic.
+        let mut acc = [T::zero(); 8];
+        let mut chunks = grad.chunks_exact(8);
+        for chunk in &mut chunks {
+            for (acc, &g) in acc.iter_mut().zip(chunk) {
+                *acc += g * g;
+            }
+        }
+        let tail = chunks.remainder().iter().fold(T::zero(), |s, &g| s + g * g);
+        let lanes =
+            ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        sum += (lanes + tail).as_f64();
     });
     sum.sqrt()
 }

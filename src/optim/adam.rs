@@ -140,15 +140,17 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         state_for(&mut self.v, index, param.len());
         let m = state_for(&mut self.m, index, param.len());
         let v = &mut self.v[index];
-        for (((p, &g), m), v) in param
+        if let Some(decay) = decay {
+            param.iter_mut().for_each(|p| *p *= decay);
+        }
+        // Plain slices zipped, no branch inside: the loop vectorizes (sqrt and division too).
+        let n = param.len().min(grad.len()).min(m.len()).min(v.len());
+        for (((p, &g), m), v) in param[..n]
             .iter_mut()
-            .zip(grad)
-            .zip(m.iter_mut())
-            .zip(v.iter_mut())
+            .zip(&grad[..n])
+            .zip(&mut m[..n])
+            .zip(&mut v[..n])
         {
-            if let Some(decay) = decay {
-                *p *= decay;
-            }
             *m = b1 * *m + one_b1 * g;
             *v = b2 * *v + one_b2 * g * g;
             *p -= step * *m / (v.sqrt() * inv_bias2_sqrt + eps);
