@@ -4,6 +4,8 @@
 //! each product over up to 4 threads, by default one per physical core. Each thread writes
 //! its own block of the output and the inner sums run in the same order whatever the
 //! thread count, so results are identical bit for bit for any number of threads.
+//! With the `blas` feature the products run in OpenBLAS, whose thread count
+//! [`set_threads`] sets through `openblas_set_num_threads`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -37,13 +39,31 @@ pub fn set_threads(n: usize) -> Result<()> {
     )?;
     std::env::set_var("MATMUL_NUM_THREADS", n.to_string());
     REQUESTED.store(n, Ordering::Relaxed);
+    #[cfg(feature = "blas")]
+    // SAFETY: OpenBLAS's documented setter; it takes any positive count.
+    unsafe {
+        openblas_set_num_threads(n as std::os::raw::c_int)
+    };
     Ok(())
+}
+
+#[cfg(feature = "blas")]
+extern "C" {
+    fn openblas_set_num_threads(n: std::os::raw::c_int);
+    fn openblas_get_num_threads() -> std::os::raw::c_int;
 }
 
 /// The number of threads matrix products use (or will use): the value given to
 /// [`set_threads`], else `MATMUL_NUM_THREADS`, else the number of cores, capped at
-/// [`MAX_THREADS`]; always 1 without the `threading` feature.
+/// [`MAX_THREADS`]; always 1 without the `threading` feature. With `blas`, OpenBLAS's own
+/// count.
 pub fn threads() -> usize {
+    #[cfg(feature = "blas")]
+    {
+        // SAFETY: OpenBLAS's documented getter, no arguments.
+        return unsafe { openblas_get_num_threads() }.max(1) as usize;
+    }
+    #[allow(unreachable_code)]
     if !cfg!(feature = "threading") {
         return 1;
     }

@@ -73,14 +73,16 @@ fn allocations_per_matrix_product() -> usize {
 }
 
 fn main() -> Result<()> {
-    training_steps_allocate_nothing_after_the_first_batch()?;
-    println!("alloc: training steps allocate nothing beyond the matrix products' scratch: ok");
+    let per_product = allocations_per_matrix_product();
+    training_steps_allocate_nothing_after_the_first_batch(per_product)?;
+    println!(
+        "alloc: no allocation per training step beyond the matrix products' own \
+         ({per_product} per product): ok"
+    );
     Ok(())
 }
 
-fn training_steps_allocate_nothing_after_the_first_batch() -> Result<()> {
-    let per_product = allocations_per_matrix_product();
-
+fn training_steps_allocate_nothing_after_the_first_batch(per_product: usize) -> Result<()> {
     // 4 layers: 64-48-16-48-64; per step 4 forward products, 4 weight-gradient products and
     // 3 input-gradient products (none for the first layer).
     let mut ae = Autoencoder::<f32>::builder(64)

@@ -77,6 +77,7 @@ fn weights_with_threads(n: usize) -> String {
         ])
         .env(CHILD, "1")
         .env("MATMUL_NUM_THREADS", n.to_string())
+        .env("OPENBLAS_NUM_THREADS", n.to_string())
         .output()
         .expect("the test binary runs as a child");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -85,7 +86,11 @@ fn weights_with_threads(n: usize) -> String {
         .find_map(|l| l.split_once("WEIGHTS ").map(|(_, rest)| rest))
         .unwrap_or_else(|| panic!("child with {n} threads printed no weights: {stdout}"));
     let (threads, bits) = line.split_once(' ').expect("thread count, then bits");
-    let expected = if cfg!(feature = "threading") { n } else { 1 };
+    let expected = if cfg!(any(feature = "threading", feature = "blas")) {
+        n
+    } else {
+        1
+    };
     assert_eq!(
         threads,
         expected.to_string(),
