@@ -8,6 +8,7 @@ use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{check_range, Result};
+use crate::float::avx2_dispatch;
 use crate::Float;
 
 /// An element-wise activation `a = s(z)`.
@@ -184,10 +185,10 @@ impl Activation {
     ) {
         let zero = T::zero();
         match *self {
-            Activation::Identity => bias_map(bias, z, a, |z| z),
-            Activation::Relu => bias_map(bias, z, a, |z| if z > zero { z } else { zero }),
-            Activation::Sigmoid => bias_map(bias, z, a, sigmoid),
-            other => bias_map(bias, z, a, |z| other.value(z)),
+            Activation::Identity => bias_map_wide(bias, z, a, |z| z),
+            Activation::Relu => bias_map_wide(bias, z, a, |z| if z > zero { z } else { zero }),
+            Activation::Sigmoid => bias_map_wide(bias, z, a, sigmoid),
+            other => bias_map_wide(bias, z, a, |z| other.value(z)),
         }
     }
 
@@ -197,9 +198,9 @@ impl Activation {
         let (zero, one) = (T::zero(), T::one());
         match *self {
             Activation::Identity => {}
-            Activation::Relu => scale_by(grad, z, |z| if z > zero { one } else { zero }),
-            Activation::Sigmoid => scale_by(grad, a, |a| a * (one - a)),
-            Activation::Tanh => scale_by(grad, a, |a| one - a * a),
+            Activation::Relu => scale_by_wide(grad, z, |z| if z > zero { one } else { zero }),
+            Activation::Sigmoid => scale_by_wide(grad, a, |a| a * (one - a)),
+            Activation::Tanh => scale_by_wide(grad, a, |a| one - a * a),
             other => Zip::from(grad)
                 .and(z)
                 .and(a)
@@ -222,6 +223,18 @@ pub fn sigmoid<T: Float>(z: T) -> T {
     let e = (-z.abs()).exp_fast();
     let numerator = if z >= T::zero() { one } else { e };
     numerator / (one + e)
+}
+
+avx2_dispatch! {
+    /// [`bias_map`], for AVX2 when available.
+    fn bias_map_wide / bias_map<T, F>(bias: ArrayView1<T>, z: ArrayViewMut2<T>, a: ArrayViewMut2<T>, f: F)
+    where T: Float, F: Fn(T) -> T
+}
+
+avx2_dispatch! {
+    /// [`scale_by`], for AVX2 when available.
+    fn scale_by_wide / scale_by<T, F>(grad: ArrayViewMut2<T>, v: ArrayView2<T>, f: F)
+    where T: Float, F: Fn(T) -> T
 }
 
 /// `z += b` row by row, then `a = f(z)`, over contiguous rows when possible.

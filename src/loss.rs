@@ -7,6 +7,7 @@ use ndarray::{ArrayView2, ArrayViewMut2, Zip};
 use serde::{Deserialize, Serialize};
 
 use crate::error::check_positive;
+use crate::float::avx2_dispatch;
 use crate::{Activation, Error, Float, Result};
 
 /// A reconstruction loss `L(x, x^)` between a target batch `x` and a reconstruction `x^`,
@@ -139,7 +140,7 @@ impl Loss {
             Loss::BinaryCrossEntropy | Loss::BinaryCrossEntropySum => {
                 // One pass: the value, and d/dz [max(z,0) - z x + ln(1 + e^-|z|)] =
                 // sigmoid(z) - x = a - x (the sigmoid's derivative is already inside).
-                let sum = sum_rows(a, target, z, d_z, |a, x, z, d| {
+                let sum = sum_rows_wide(a, target, z, d_z, |a, x, z, d| {
                     *d = (a - x) * scale;
                     bce_term(a, x, z)
                 });
@@ -235,14 +236,27 @@ fn sum3<T: Float>(
     total
 }
 
+avx2_dispatch! {
+    /// [`sum_rows`], for AVX2 when available.
+    fn sum_rows_wide / sum_rows<T, F>(
+        a: ArrayView2<T>,
+        x: ArrayView2<T>,
+        z: ArrayView2<T>,
+        d: ArrayViewMut2<T>,
+        f: F,
+    ) -> f64
+    where T: Float, F: Fn(T, T, T, &mut T) -> T
+}
+
 /// As [`sum3`], also writing `d` (same shape) element by element: `f(a, x, z, &mut d)`
 /// returns the term to sum. The same order of additions as [`sum3`].
-fn sum_rows<T: Float>(
+#[inline(always)]
+fn sum_rows<T: Float, F: Fn(T, T, T, &mut T) -> T>(
     a: ArrayView2<T>,
     x: ArrayView2<T>,
     z: ArrayView2<T>,
     mut d: ArrayViewMut2<T>,
-    f: impl Fn(T, T, T, &mut T) -> T,
+    f: F,
 ) -> f64 {
     let mut total = 0.0;
     for (((a, x), z), mut d) in a

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::noise::value_range;
 use crate::error::{check_non_negative, check_positive, check_range};
+use crate::float::avx2_dispatch;
 use crate::model::LossTerms;
 use crate::{Autoencoder, Error, Float, Loss, Noise, Optimizer, Penalty, Result, Schedule};
 
@@ -657,21 +658,29 @@ struct Position {
 /// Global L2 norm of all parameter gradients.
 fn grad_norm<T: Float>(model: &mut Autoencoder<T>) -> f64 {
     let mut sum = 0.0;
-    model.visit_params(|_, _, grad, _| {
-        // 8 interleaved partial sums, combined in a fixed order: vectorizes, deterministic.
-        let mut acc = [T::zero(); 8];
-        let mut chunks = grad.chunks_exact(8);
-        for chunk in &mut chunks {
-            for (acc, &g) in acc.iter_mut().zip(chunk) {
-                *acc += g * g;
-            }
-        }
-        let tail = chunks.remainder().iter().fold(T::zero(), |s, &g| s + g * g);
-        let lanes =
-            ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-        sum += (lanes + tail).as_f64();
-    });
+    model.visit_params(|_, _, grad, _| sum += sum_squares_wide(grad).as_f64());
     sum.sqrt()
+}
+
+avx2_dispatch! {
+    /// [`sum_squares`], for AVX2 when available.
+    fn sum_squares_wide / sum_squares<T>(x: &[T]) -> T
+    where T: Float
+}
+
+/// `sum x^2` in 8 interleaved partial sums combined in a fixed order (vectorizes, and the
+/// result does not depend on the instruction set).
+#[inline(always)]
+fn sum_squares<T: Float>(x: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let mut chunks = x.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (acc, &g) in acc.iter_mut().zip(chunk) {
+            *acc += g * g;
+        }
+    }
+    let tail = chunks.remainder().iter().fold(T::zero(), |s, &g| s + g * g);
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail
 }
 
 /// Multiplies every gradient by `factor`.
