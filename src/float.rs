@@ -81,7 +81,7 @@ fn exp_f32(x: f32) -> f32 {
     let p = p * r + 8.333_452e-3;
     let p = p * r + 4.166_579_6e-2;
     let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5.000_000_1e-1;
+    let p = p * r + 0.5;
     let e_r = p * r * r + r + 1.0;
     let scale = f32::from_bits(n_bits.wrapping_add(127) << 23); // 2^n
     e_r * scale
@@ -107,7 +107,7 @@ fn ln_f32(x: f32) -> f32 {
     let y = y * m - 1.666_805_8e-1;
     let y = y * m + 2.000_071_4e-1;
     let y = y * m - 2.499_999_4e-1;
-    let y = y * m + 3.333_333_1e-1;
+    let y = y * m + 3.333_333e-1;
     let y = y * m * z + e * -2.121_944_4e-4 - 0.5 * z;
     m + y + e * 0.693_359_4
 }

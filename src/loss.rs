@@ -90,6 +90,16 @@ impl Loss {
         if !matches!(self, Loss::BinaryCrossEntropy | Loss::BinaryCrossEntropySum) {
             return Ok(());
         }
+        // Fast path: one branch-free pass (vectorizes); locate the culprit only on failure.
+        let (zero, one) = (T::zero(), T::one());
+        let inside = |ok: bool, &x: &T| ok & (x >= zero) & (x <= one);
+        let all_inside = match target.as_slice_memory_order() {
+            Some(s) => s.iter().fold(true, inside),
+            None => target.iter().fold(true, inside),
+        };
+        if all_inside {
+            return Ok(());
+        }
         for ((row, col), &x) in target.indexed_iter() {
             if !(x >= T::zero() && x <= T::one()) {
                 return Err(Error::InvalidConfig(format!(
