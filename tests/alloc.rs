@@ -75,6 +75,7 @@ fn allocations_per_matrix_product() -> usize {
 fn main() -> Result<()> {
     let per_product = allocations_per_matrix_product();
     training_steps_allocate_nothing_after_the_first_batch(per_product)?;
+    variational_steps_allocate_nothing(per_product)?;
     println!(
         "alloc: no allocation per training step beyond the matrix products' own \
          ({per_product} per product): ok"
@@ -151,5 +152,32 @@ fn training_steps_allocate_nothing_after_the_first_batch(per_product: usize) -> 
         }
     }
     assert_eq!(compared, 3 * 6);
+    Ok(())
+}
+
+/// The variational model's step (sampling, Gaussian KL) through `Trainer::step`.
+fn variational_steps_allocate_nothing(per_product: usize) -> Result<()> {
+    let mut vae = Autoencoder::<f32>::builder(64)
+        .hidden(48, Activation::Relu)
+        .gaussian_latent(8)
+        .output(Activation::Sigmoid)
+        .build(&mut ChaCha8Rng::seed_from_u64(6))?;
+    let products_per_step = 3 * vae.layers().len() - 1;
+    let x = Array2::from_shape_fn((32, 64), |(i, j)| ((i * 5 + j) % 11) as f32 / 10.0);
+    let mut trainer = Trainer::new(Adam::new(1e-3))
+        .loss(Loss::BinaryCrossEntropySum)
+        .penalty(Penalty::gaussian_kl(1.0)?);
+    trainer.step(&mut vae, x.view(), x.view())?;
+    let steps = 50;
+    let before = allocations();
+    for _ in 0..steps {
+        trainer.step(&mut vae, x.view(), x.view())?;
+    }
+    let during = allocations() - before;
+    assert_eq!(
+        during,
+        steps * products_per_step * per_product,
+        "variational model: {during} allocations in {steps} steps"
+    );
     Ok(())
 }
