@@ -215,7 +215,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 format!(
                     "{{\"workload\":\"W-{}\",\"sizes\":{:?},\"seconds_per_epoch\":{:.5},\
                      \"samples_per_second\":{:.1},\"gflops\":{:.2},\"peak_gflops\":{:.2},\
-                     \"fraction_of_peak\":{:.4},\"final_loss\":{:.6}}}",
+                     \"fraction_of_peak\":{:.4},\"final_loss\":{:.9}}}",
                     m.name,
                     m.sizes,
                     m.seconds,

@@ -175,6 +175,16 @@ impl Activation {
     /// `a = s(z)`; `z`, `a`: `(batch, n)`, `bias`: `(n)`. The activation is chosen once,
     /// outside the loop, so each loop is specialised and vectorizes.
     ///
+    /// ```
+    /// use autoencoder::Activation;
+    /// use ndarray::{array, Array2};
+    /// let mut z = array![[-1.0, 0.5], [2.0, -3.0]]; // X W, before the bias
+    /// let mut a = Array2::zeros((2, 2));
+    /// Activation::Relu.forward_with_bias(array![0.5, 0.5].view(), z.view_mut(), a.view_mut());
+    /// assert_eq!(z, array![[-0.5, 1.0], [2.5, -2.5]]);
+    /// assert_eq!(a, array![[0.0, 1.0], [2.5, 0.0]]);
+    /// ```
+    ///
     /// # Panics
     /// If the shapes disagree (an internal invariant).
     pub fn forward_with_bias<T: Float>(

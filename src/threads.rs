@@ -57,6 +57,11 @@ extern "C" {
 /// [`set_threads`], else `MATMUL_NUM_THREADS`, else the number of cores, capped at
 /// [`MAX_THREADS`]; always 1 without the `threading` feature. With `blas`, OpenBLAS's own
 /// count.
+///
+/// ```
+/// let n = autoencoder::threads();
+/// assert!((1..=autoencoder::MAX_THREADS).contains(&n) || cfg!(feature = "blas"));
+/// ```
 pub fn threads() -> usize {
     #[cfg(feature = "blas")]
     {

@@ -552,7 +552,14 @@ impl<O> Trainer<O> {
         result.map(|()| self.terms.total())
     }
 
-    /// The loss terms of the last step (of [`Trainer::step`] or within [`Trainer::fit`]).
+    /// The loss terms of the last step (of [`Trainer::step`] or within [`Trainer::fit`]):
+    /// the reconstruction loss and each penalty's weighted value, on that batch.
+    ///
+    /// ```
+    /// use autoencoder::{Adam, Trainer};
+    /// let trainer = Trainer::new(Adam::<f32>::new(1e-3));
+    /// assert_eq!(trainer.last_terms().total(), 0.0); // no step yet
+    /// ```
     pub fn last_terms(&self) -> &LossTerms {
         &self.terms
     }
