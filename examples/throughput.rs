@@ -179,6 +179,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let threads = autoencoder::threads();
 
+    gemm_gflops(1024, 1024, 1024, 5); // warm-up: worker threads, clock speed
     let peak_1024 = gemm_gflops(1024, 1024, 1024, 5);
     let peak_small = gemm_gflops(256, 784, 128, 5);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
