@@ -146,44 +146,41 @@ impl Loss {
     ) -> f64 {
         let (batch, n) = target.dim();
         let scale = T::cast(1.0 / self.divisor(batch, n));
-        let value = match *self {
+        // Each loss: its value and dL/da (dL/dz for BCE) in one pass, the same terms and
+        // order of additions as `value`.
+        let sum = match *self {
             Loss::BinaryCrossEntropy | Loss::BinaryCrossEntropySum => {
-                // One pass: the value, and d/dz [max(z,0) - z x + ln(1 + e^-|z|)] =
-                // sigmoid(z) - x = a - x (the sigmoid's derivative is already inside).
+                // d/dz [max(z,0) - z x + ln(1 + e^-|z|)] = sigmoid(z) - x = a - x (the
+                // sigmoid's derivative is already inside).
                 let sum = sum_rows_wide(a, target, z, d_z, |a, x, z, d| {
                     *d = (a - x) * scale;
                     bce_term(a, x, z)
                 });
                 return sum / self.divisor(batch, n);
             }
-            _ => self.value(z, a, target),
-        };
-        match *self {
-            Loss::BinaryCrossEntropy | Loss::BinaryCrossEntropySum => {}
             Loss::MeanSquaredError | Loss::SumSquaredError => {
                 let two = T::cast(2.0) * scale;
-                Zip::from(&mut d_z)
-                    .and(a)
-                    .and(target)
-                    .for_each(|d, &a, &x| *d = two * (a - x));
+                sum_rows_wide(a, target, z, d_z.view_mut(), |a, x, _, d| {
+                    let r = a - x;
+                    *d = two * r;
+                    r * r
+                })
             }
-            Loss::MeanAbsoluteError => {
-                Zip::from(&mut d_z)
-                    .and(a)
-                    .and(target)
-                    .for_each(|d, &a, &x| *d = sign(a - x) * scale);
-            }
+            Loss::MeanAbsoluteError => sum_rows_wide(a, target, z, d_z.view_mut(), |a, x, _, d| {
+                let r = a - x;
+                *d = sign(r) * scale;
+                r.abs()
+            }),
             Loss::Huber(delta) => {
                 let delta = T::cast(delta);
-                Zip::from(&mut d_z)
-                    .and(a)
-                    .and(target)
-                    .for_each(|d, &a, &x| {
-                        let r = a - x;
-                        *d = if r.abs() <= delta { r } else { delta * sign(r) } * scale;
-                    });
+                sum_rows_wide(a, target, z, d_z.view_mut(), |a, x, _, d| {
+                    let r = a - x;
+                    *d = if r.abs() <= delta { r } else { delta * sign(r) } * scale;
+                    huber(r, delta)
+                })
             }
-        }
+        };
+        let value = sum / self.divisor(batch, n);
         activation.backward(z, a, d_z);
         value
     }
@@ -357,4 +354,45 @@ pub fn bce_of_probabilities<T: Float>(p: ArrayView2<T>, x: ArrayView2<T>) -> f64
         total -= x * p.ln() + (1.0 - x) * (1.0 - p).ln();
     });
     total / p.len().max(1) as f64
+}
+
+#[cfg(test)]
+mod fused_tests {
+    use super::*;
+    use ndarray::Array2;
+
+    /// The one-pass value of `value_and_grad` is `value`, bit for bit, for every loss and
+    /// for contiguous and non-contiguous (transposed) inputs.
+    #[test]
+    fn fused_value_equals_value() {
+        let z = Array2::from_shape_fn((7, 37), |(i, j)| ((i * 37 + j) as f32 * 0.37).sin() * 6.0);
+        let a = Activation::Sigmoid.apply(z.view());
+        let x = Array2::from_shape_fn((7, 37), |(i, j)| ((i + 3 * j) % 5) as f32 / 4.0);
+        let (zt, at, xt) = (z.t().to_owned(), a.t().to_owned(), x.t().to_owned());
+        for loss in [
+            Loss::BinaryCrossEntropy,
+            Loss::BinaryCrossEntropySum,
+            Loss::MeanSquaredError,
+            Loss::SumSquaredError,
+            Loss::MeanAbsoluteError,
+            Loss::Huber(0.3),
+        ] {
+            let mut d = Array2::zeros((7, 37));
+            let fused = loss.value_and_grad(
+                z.view(),
+                a.view(),
+                x.view(),
+                Activation::Sigmoid,
+                d.view_mut(),
+            );
+            assert_eq!(
+                fused.to_bits(),
+                loss.value(z.view(), a.view(), x.view()).to_bits(),
+                "{loss:?}"
+            );
+            // The same values through transposed (non-contiguous rows) views.
+            let strided = loss.value(zt.t(), at.t(), xt.t());
+            assert_eq!(fused.to_bits(), strided.to_bits(), "{loss:?} strided");
+        }
+    }
 }
