@@ -144,9 +144,8 @@ impl<T: Float> Dense<T> {
     /// # Panics
     /// If the shapes disagree (an internal invariant; public entry points check first).
     pub fn forward(&self, input: ArrayView2<T>, mut z: ArrayViewMut2<T>, a: ArrayViewMut2<T>) {
-        z.assign(&self.bias.view().insert_axis(Axis(0))); // broadcast b over rows
-        general_mat_mul(T::one(), &input, &self.weights, T::one(), &mut z);
-        self.activation.forward(z.view(), a);
+        general_mat_mul(T::one(), &input, &self.weights, T::zero(), &mut z);
+        self.activation.forward_with_bias(self.bias.view(), z, a); // z += b, a = s(z)
     }
 
     /// Backward pass. Given `d_z = dL/dz` `(batch, n_out)` and the `input` `(batch, n_in)`

@@ -77,6 +77,7 @@ mod model;
 pub mod optim;
 mod pca;
 mod penalty;
+mod threads;
 mod trainer;
 
 pub use activation::{sigmoid, Activation, DerivativeFrom};
@@ -90,6 +91,7 @@ pub use model::{Autoencoder, AutoencoderBuilder, Latent, LossTerms, Tying};
 pub use optim::{Adam, Optimizer, Schedule, Sgd, WeightDecay};
 pub use pca::Pca;
 pub use penalty::{Biases, Penalty, KL_EPSILON};
+pub use threads::{set_threads, threads, MAX_THREADS};
 pub use trainer::{
     BatchProgress, EarlyStopping, EpochRecord, History, Restore, StopReason, Trainer,
 };

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::noise::value_range;
 use crate::error::{check_non_negative, check_positive, check_range};
+use crate::float::avx2_dispatch;
 use crate::model::LossTerms;
 use crate::{Autoencoder, Error, Float, Loss, Noise, Optimizer, Penalty, Result, Schedule};
 
@@ -198,6 +199,8 @@ pub struct Trainer<O> {
     early_stopping: Option<EarlyStopping>,
     on_epoch: Option<EpochCallback>,
     on_batch: Option<BatchCallback>,
+    terms: LossTerms,             // the last step's loss terms; buffers reused
+    step_rng: Option<ChaCha8Rng>, // randomness of `step` (sampling), from `seed`
 }
 
 impl<O: std::fmt::Debug> std::fmt::Debug for Trainer<O> {
@@ -235,6 +238,8 @@ impl<O> Trainer<O> {
             early_stopping: None,
             on_epoch: None,
             on_batch: None,
+            terms: LossTerms::default(),
+            step_rng: None,
         }
     }
 
@@ -350,7 +355,7 @@ impl<O> Trainer<O> {
             (0, n_in)
         });
         let range = value_range(train);
-        let mut terms = LossTerms::default();
+        let mut sum_penalties = vec![0.0; self.penalties.len()];
         let mut snapshot = model.clone(); // last weights known finite (start of epoch)
         let mut penalties = self.penalties.clone(); // as they apply this epoch (warm-up)
         let mut best: Option<(f64, usize, Autoencoder<T>)> = None;
@@ -375,7 +380,7 @@ impl<O> Trainer<O> {
             let start = Instant::now();
             order.shuffle(&mut rng);
             let mut sum_recon = 0.0;
-            let mut sum_penalties = vec![0.0; self.penalties.len()];
+            sum_penalties.fill(0.0);
             for (batch, rows) in order.chunks(batch_size).enumerate() {
                 let m = rows.len();
                 for (r, &i) in rows.iter().enumerate() {
@@ -389,37 +394,16 @@ impl<O> Trainer<O> {
                     }
                     None => target,
                 };
-                model.loss_and_gradient(input, target, self.loss, &penalties, &mut terms, &mut rng);
-                let total = terms.total();
-                let diverged = |what, value: f64| {
-                    Err(Error::Diverged {
-                        epoch,
-                        batch,
-                        what,
-                        value,
-                    })
-                };
-                if !total.is_finite() {
+                let at = Position { lr, epoch, batch };
+                if let Err(e) =
+                    self.step_checked(model, input, target, Some(&penalties), &mut rng, at)
+                {
                     if !model.params_are_finite() {
                         model.copy_params_from(&snapshot);
                     }
-                    return diverged("loss", total);
+                    return Err(e);
                 }
-                let norm = grad_norm(model);
-                if !norm.is_finite() {
-                    return diverged("gradient norm", norm);
-                }
-                if let Some(max) = self.clip_grad_norm {
-                    if norm > max {
-                        scale_grads(model, T::cast(max / norm));
-                    }
-                }
-                self.optimizer.begin_step();
-                let optimizer = &mut self.optimizer;
-                model.visit_params(|index, param, grad, kind| {
-                    optimizer.update(index, param, grad, kind, lr)
-                });
-                model.sync_tied();
+                let terms = &self.terms;
 
                 sum_recon += terms.reconstruction * m as f64;
                 for (s, p) in sum_penalties.iter_mut().zip(&terms.penalties) {
@@ -498,6 +482,137 @@ impl<O> Trainer<O> {
         Ok(history)
     }
 
+    /// One training step on one batch: forward `input` `(rows, n_in)`, compare with `target`
+    /// `(rows, n_in)` (pass the same array twice for a plain autoencoder), backpropagate
+    /// the reconstruction loss plus every penalty, and update the parameters once with the
+    /// optimizer at its base learning rate. [`Trainer::fit`] runs this same step on every
+    /// batch, adding what depends on epochs around it (shuffling, noise, schedules, penalty
+    /// warm-ups); here penalties apply at full weight and sampling (variational models)
+    /// draws from a generator seeded by [`Trainer::seed`] at the first call. Returns the
+    /// objective `reconstruction + sum of penalties` on the batch, before the update;
+    /// [`Trainer::last_terms`] has its parts.
+    ///
+    /// After the first call with a given batch size this allocates nothing in this crate
+    /// (without the `blas` feature the matrix products take a scratch buffer of their own:
+    /// see the README's Performance section).
+    ///
+    /// ```
+    /// use autoencoder::{Activation, Adam, Autoencoder, Loss, Trainer};
+    /// use ndarray::Array2;
+    /// use rand::SeedableRng;
+    /// # fn main() -> autoencoder::Result<()> {
+    /// let x = Array2::from_shape_fn((32, 8), |(i, j)| ((i + j) % 4) as f32 / 4.0);
+    /// let mut ae = Autoencoder::<f32>::builder(8)
+    ///     .latent(3, Activation::Relu)
+    ///     .output(Activation::Sigmoid)
+    ///     .build(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1))?;
+    /// let mut trainer = Trainer::new(Adam::new(1e-2)).loss(Loss::BinaryCrossEntropy);
+    /// let first = trainer.step(&mut ae, x.view(), x.view())?;
+    /// for _ in 0..50 {
+    ///     trainer.step(&mut ae, x.view(), x.view())?;
+    /// }
+    /// assert!(trainer.step(&mut ae, x.view(), x.view())? < first);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Trainer::fit`] for settings and data (checked on every call, without
+    /// allocating unless they are bad); [`Error::ShapeMismatch`] if `input` and `target`
+    /// have different numbers of rows; [`Error::Diverged`] (epoch and batch 0) if the loss
+    /// or the gradient is not finite, in which case no update is made.
+    pub fn step<T: Float>(
+        &mut self,
+        model: &mut Autoencoder<T>,
+        input: ArrayView2<T>,
+        target: ArrayView2<T>,
+    ) -> Result<f64>
+    where
+        O: Optimizer<T>,
+    {
+        self.validate(model, target, None)?;
+        model.check_data(input, "step input")?;
+        if input.nrows() != target.nrows() {
+            return Err(Error::ShapeMismatch {
+                context: "step target",
+                expected: format!("{} rows, as the input", input.nrows()),
+                found: format!("{:?}", target.dim()),
+            });
+        }
+        let mut rng = self
+            .step_rng
+            .take()
+            .unwrap_or_else(|| ChaCha8Rng::seed_from_u64(self.seed));
+        let at = Position {
+            lr: self.optimizer.lr(),
+            epoch: 0,
+            batch: 0,
+        };
+        let result = self.step_checked(model, input, target, None, &mut rng, at);
+        self.step_rng = Some(rng);
+        result.map(|()| self.terms.total())
+    }
+
+    /// The loss terms of the last step (of [`Trainer::step`] or within [`Trainer::fit`]):
+    /// the reconstruction loss and each penalty's weighted value, on that batch.
+    ///
+    /// ```
+    /// use autoencoder::{Adam, Trainer};
+    /// let trainer = Trainer::new(Adam::<f32>::new(1e-3));
+    /// assert_eq!(trainer.last_terms().total(), 0.0); // no step yet
+    /// ```
+    pub fn last_terms(&self) -> &LossTerms {
+        &self.terms
+    }
+
+    /// The training step shared by [`Trainer::step`] and [`Trainer::fit`], on checked
+    /// inputs: gradient of the objective (`penalties` as they apply now, or the given ones
+    /// if `None`), divergence checks, clipping, one optimizer update at rate `at.lr`, tied
+    /// weights re-synced. Leaves the loss terms in `self.terms`. Allocates nothing once the
+    /// model's workspace and the optimizer's state exist for this batch size.
+    fn step_checked<T: Float>(
+        &mut self,
+        model: &mut Autoencoder<T>,
+        input: ArrayView2<T>,
+        target: ArrayView2<T>,
+        penalties: Option<&[Penalty]>,
+        rng: &mut ChaCha8Rng,
+        at: Position,
+    ) -> Result<()>
+    where
+        O: Optimizer<T>,
+    {
+        let penalties = penalties.unwrap_or(&self.penalties);
+        model.loss_and_gradient(input, target, self.loss, penalties, &mut self.terms, rng);
+        let diverged = |what, value: f64| {
+            Err(Error::Diverged {
+                epoch: at.epoch,
+                batch: at.batch,
+                what,
+                value,
+            })
+        };
+        let total = self.terms.total();
+        if !total.is_finite() {
+            return diverged("loss", total);
+        }
+        let norm = grad_norm(model);
+        if !norm.is_finite() {
+            return diverged("gradient norm", norm);
+        }
+        if let Some(max) = self.clip_grad_norm {
+            if norm > max {
+                scale_grads(model, T::cast(max / norm));
+            }
+        }
+        self.optimizer.begin_step();
+        let optimizer = &mut self.optimizer;
+        model.visit_params(|index, param, grad, kind| {
+            optimizer.update(index, param, grad, kind, at.lr)
+        });
+        model.sync_tied();
+        Ok(())
+    }
+
     fn validate<T: Float>(
         &self,
         model: &Autoencoder<T>,
@@ -539,13 +654,40 @@ impl<O> Trainer<O> {
     }
 }
 
+/// Where a step runs: its learning rate, and the epoch and batch that errors report.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    lr: f64,
+    epoch: usize,
+    batch: usize,
+}
+
 /// Global L2 norm of all parameter gradients.
 fn grad_norm<T: Float>(model: &mut Autoencoder<T>) -> f64 {
     let mut sum = 0.0;
-    model.visit_params(|_, _, grad, _| {
-        sum += grad.iter().fold(T::zero(), |s, &g| s + g * g).as_f64();
-    });
+    model.visit_params(|_, _, grad, _| sum += sum_squares_wide(grad).as_f64());
     sum.sqrt()
+}
+
+avx2_dispatch! {
+    /// [`sum_squares`], for AVX2 when available.
+    fn sum_squares_wide / sum_squares<T>(x: &[T]) -> T
+    where T: Float
+}
+
+/// `sum x^2` in 8 interleaved partial sums combined in a fixed order (vectorizes, and the
+/// result does not depend on the instruction set).
+#[inline(always)]
+fn sum_squares<T: Float>(x: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let mut chunks = x.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (acc, &g) in acc.iter_mut().zip(chunk) {
+            *acc += g * g;
+        }
+    }
+    let tail = chunks.remainder().iter().fold(T::zero(), |s, &g| s + g * g);
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail
 }
 
 /// Multiplies every gradient by `factor`.
