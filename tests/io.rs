@@ -226,6 +226,7 @@ fn missing_file_is_an_io_error_naming_the_path() {
 // edit, so each case changes exactly one thing.
 
 type Tensors = Vec<(String, Dtype, Vec<usize>, Vec<u8>)>;
+type Edit = Box<dyn Fn(&mut HashMap<String, String>, &mut Tensors)>;
 
 fn rebuild(bytes: &[u8], edit: impl FnOnce(&mut HashMap<String, String>, &mut Tensors)) -> Vec<u8> {
     let (_, header) = SafeTensors::read_metadata(bytes).expect("valid input");
@@ -482,10 +483,7 @@ fn checkpoints_and_models_are_not_mixed_up() -> TestResult {
 fn malformed_training_state_is_refused() -> TestResult {
     let dir = scratch("bad-training");
     let ckpt = checkpoint_bytes::<f32>(&dir)?;
-    let edits: Vec<(
-        &str,
-        Box<dyn Fn(&mut HashMap<String, String>, &mut Tensors)>,
-    )> = vec![
+    let edits: Vec<(&str, Edit)> = vec![
         (
             "order not a permutation",
             Box::new(|_, t| {
