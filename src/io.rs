@@ -174,7 +174,8 @@ impl<T: Float> Autoencoder<T> {
 /// and the best weights so far. Pass it to [`crate::Trainer::resume`] to continue the run.
 ///
 /// The file is a model file (see [`Autoencoder::save`]) with more tensors and a `training`
-/// metadata entry; `docs/format.md` lists them. Element types are never converted.
+/// metadata entry; `docs/format.md` lists them. Element types are never converted. See
+/// [`crate::Trainer::resume`] for an example.
 #[derive(Debug, Clone)]
 pub struct Checkpoint<T> {
     model: Autoencoder<T>,

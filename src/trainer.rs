@@ -333,7 +333,8 @@ impl<O> Trainer<O> {
     /// save replaces the previous one atomically, so a run killed at any moment loses at
     /// most the epochs since the last save. The file format is in `docs/format.md`.
     ///
-    /// A failed save stops training with [`Error::Io`]; the model keeps its weights.
+    /// A failed save stops training with [`Error::Io`]; the model keeps its weights. A run
+    /// that diverges ([`Error::Diverged`]) saves nothing more: the last checkpoint stays.
     pub fn checkpoint(mut self, path: impl AsRef<Path>, every: usize) -> Self {
         self.checkpoint = Some(Checkpointing {
             path: path.as_ref().to_path_buf(),
@@ -404,6 +405,7 @@ impl<O> Trainer<O> {
     /// use autoencoder::{Activation, Adam, Autoencoder, Checkpoint, Trainer};
     /// use ndarray::Array2;
     /// use rand::SeedableRng;
+    /// use std::ops::ControlFlow;
     /// # fn main() -> autoencoder::Result<()> {
     /// # let dir = std::env::temp_dir().join(format!("ae-doc-resume-{}", std::process::id()));
     /// # std::fs::create_dir_all(&dir).unwrap();
@@ -413,15 +415,21 @@ impl<O> Trainer<O> {
     ///     .latent(3, Activation::Tanh)
     ///     .build(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1))?;
     /// // A run of 4 epochs that stops after 2 (say, the machine went down).
-    /// let mut trainer = Trainer::new(Adam::new(1e-2)).epochs(4).checkpoint(&path, 1);
-    /// trainer = trainer.on_epoch(|r| if r.epoch == 1 { std::ops::ControlFlow::Break(()) } else { std::ops::ControlFlow::Continue(()) });
-    /// trainer.fit(&mut ae, x.view(), None)?;
+    /// Trainer::new(Adam::new(1e-2))
+    ///     .epochs(4)
+    ///     .checkpoint(&path, 1)
+    ///     .on_epoch(|r| match r.epoch {
+    ///         1 => ControlFlow::Break(()),
+    ///         _ => ControlFlow::Continue(()),
+    ///     })
+    ///     .fit(&mut ae, x.view(), None)?;
     ///
     /// // Later, in another process: the same settings, resumed.
     /// let checkpoint = Checkpoint::<f32>::load(&path)?;
     /// assert_eq!(checkpoint.epoch(), 2);
-    /// let mut ae = checkpoint.model().clone();
-    /// let history = Trainer::new(Adam::new(1e-2)).epochs(4).resume(&mut ae, checkpoint, x.view(), None)?;
+    /// let history = Trainer::new(Adam::new(1e-2))
+    ///     .epochs(4)
+    ///     .resume(&mut ae, checkpoint, x.view(), None)?;
     /// assert_eq!(history.epochs.len(), 4);
     /// # std::fs::remove_dir_all(&dir).unwrap();
     /// # Ok(()) }
