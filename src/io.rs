@@ -23,8 +23,11 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
+use crate::layer::ParamKind;
 use crate::trainer::Progress;
-use crate::{Activation, Autoencoder, Dense, Error, Float, History, OptimizerState, Result};
+use crate::{
+    Activation, Autoencoder, Dense, Error, Float, History, Latent, OptimizerState, Result, Tying,
+};
 
 /// The version of the file format this build writes, and the newest it reads.
 ///
@@ -42,6 +45,11 @@ struct Architecture {
     n_in: usize,
     /// `layers[..n_encoder]` is the encoder.
     n_encoder: usize,
+    /// What the code layer outputs (a Gaussian code layer has `2k` outputs, the decoder
+    /// `k` inputs).
+    latent: Latent,
+    /// Whether decoder weights are the transposes of the encoder's.
+    tying: Tying,
     /// Every layer, encoder first.
     layers: Vec<LayerSpec>,
 }
@@ -332,18 +340,23 @@ fn checkpoint_bytes<T: Float>(
     tensors.serialize(meta)
 }
 
-/// Names and shapes of the parameter tensors, in the optimizer's order (layer by layer,
-/// weight then bias).
+/// Names and shapes of the trainable parameter tensors, in the optimizer's order (layer by
+/// layer, weight then bias; a tied decoder weight is not a parameter of its own).
 fn param_names<T: Float>(model: &Autoencoder<T>) -> Vec<(String, Vec<usize>)> {
-    let mut names = Vec::new();
-    for (i, layer) in model.layers().iter().enumerate() {
-        names.push((
-            format!("layers.{i}.weight"),
-            vec![layer.n_in(), layer.n_out()],
-        ));
-        names.push((format!("layers.{i}.bias"), vec![layer.n_out()]));
-    }
-    names
+    model
+        .param_layout()
+        .into_iter()
+        .map(|(i, kind)| {
+            let layer = &model.layers()[i];
+            match kind {
+                ParamKind::Weight => (
+                    format!("layers.{i}.weight"),
+                    vec![layer.n_in(), layer.n_out()],
+                ),
+                ParamKind::Bias => (format!("layers.{i}.bias"), vec![layer.n_out()]),
+            }
+        })
+        .collect()
 }
 
 fn to_json(value: &impl Serialize) -> Result<String> {
@@ -356,6 +369,8 @@ fn metadata<T: Float>(content: &str, model: &Autoencoder<T>) -> HashMap<String, 
     let architecture = Architecture {
         n_in: model.n_in(),
         n_encoder: model.encoder().len(),
+        latent: model.latent(),
+        tying: model.tying(),
         layers: model
             .layers()
             .iter()
@@ -679,10 +694,33 @@ impl<'a> Reader<'a> {
             let layer = Dense::new(weights, Array1::from(bias), spec.activation)
                 .map_err(|e| self.fail(format!("layer {i}: {e}")))?;
             layers.push(layer);
-            n_prev = spec.n_out;
+            // A Gaussian code layer outputs a mean and a log-variance; the decoder gets k.
+            n_prev = if i + 1 == arch.n_encoder && arch.latent == Latent::Gaussian {
+                spec.n_out / 2
+            } else {
+                spec.n_out
+            };
         }
+        let stored: Vec<Dense<T>> = layers.clone();
         let decoder = layers.split_off(arch.n_encoder);
-        Autoencoder::from_layers(layers, decoder).map_err(|e| self.fail(e.to_string()))
+        let model = Autoencoder::assemble(layers, decoder, arch.latent, arch.tying)
+            .map_err(|e| self.fail(e.to_string()))?;
+        // Tied decoder weights are stored (for readers of the file) but are the transposes
+        // of the encoder's: assembling rebuilt them, and the stored ones must agree.
+        for (i, (built, stored)) in model.layers().iter().zip(&stored).enumerate() {
+            let same = built
+                .weights()
+                .iter()
+                .zip(stored.weights())
+                .all(|(a, b)| a.as_f64().to_bits() == b.as_f64().to_bits());
+            if !same {
+                return Err(self.fail(format!(
+                    "tensor `{prefix}layers.{i}.weight` is not the transpose of the encoder \
+                     weights it is tied to"
+                )));
+            }
+        }
+        Ok(model)
     }
 }
 

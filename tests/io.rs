@@ -6,7 +6,8 @@ use std::fs;
 use std::path::PathBuf;
 
 use autoencoder::{
-    Activation, Adam, Autoencoder, Checkpoint, Error, Float, Noise, Sgd, Trainer, FORMAT_VERSION,
+    Activation, Adam, Autoencoder, Checkpoint, Error, Float, Latent, Noise, Penalty, Sgd, Trainer,
+    Tying, FORMAT_VERSION,
 };
 use ndarray::Array2;
 use rand::SeedableRng;
@@ -86,6 +87,72 @@ fn round_trip_f32_gives_identical_outputs() -> TestResult {
 #[test]
 fn round_trip_f64_gives_identical_outputs() -> TestResult {
     round_trip::<f64>()
+}
+
+#[test]
+fn variational_and_tied_models_round_trip() -> TestResult {
+    let dir = scratch("vae-tied");
+    let x = data::<f64>();
+    let mut vae = Autoencoder::<f64>::builder(7)
+        .hidden(5, Activation::Tanh)
+        .gaussian_latent(2)
+        .output(Activation::Sigmoid)
+        .build(&mut ChaCha8Rng::seed_from_u64(11))?;
+    Trainer::new(Adam::new(1e-2))
+        .epochs(2)
+        .batch_size(8)
+        .penalty(Penalty::gaussian_kl(1.0)?)
+        .fit(&mut vae, x.view(), None)?;
+    vae.save(dir.join("vae.safetensors"))?;
+    let loaded = Autoencoder::<f64>::load(dir.join("vae.safetensors"))?;
+    assert_eq!(loaded.latent(), Latent::Gaussian);
+    assert_eq!((loaded.n_latent(), loaded.sizes()), (2, vae.sizes()));
+    assert!(same_bits(&vae, &loaded));
+    assert_eq!(loaded.reconstruct(x.view())?, vae.reconstruct(x.view())?);
+    let mut draws = (ChaCha8Rng::seed_from_u64(1), ChaCha8Rng::seed_from_u64(1));
+    assert_eq!(
+        loaded.sample(3, &mut draws.0)?,
+        vae.sample(3, &mut draws.1)?
+    );
+
+    let mut tied = Autoencoder::<f32>::builder(7)
+        .hidden(5, Activation::Relu)
+        .latent(3, Activation::Sigmoid)
+        .tying(Tying::Tied)
+        .output(Activation::Sigmoid)
+        .build(&mut ChaCha8Rng::seed_from_u64(12))?;
+    Trainer::new(Adam::new(1e-2)).epochs(2).batch_size(8).fit(
+        &mut tied,
+        data::<f32>().view(),
+        None,
+    )?;
+    let bytes = tied.to_bytes()?;
+    let loaded = Autoencoder::<f32>::from_bytes(&bytes)?;
+    assert_eq!(loaded.tying(), Tying::Tied);
+    assert_eq!(loaded.n_params(), tied.n_params());
+    assert!(same_bits(&tied, &loaded));
+    // A tied decoder weight that is not the transpose of its encoder weight is refused.
+    let tampered = rebuild(&bytes, |_, tensors| {
+        let t = tensors
+            .iter_mut()
+            .find(|t| t.0 == "layers.3.weight")
+            .expect("tensor");
+        t.3[..4].copy_from_slice(&0.123f32.to_le_bytes());
+    });
+    assert!(format_reason(Autoencoder::from_bytes(&tampered)).contains("transpose"));
+    // A Gaussian latent needs an even code width.
+    let odd = rebuild(&loaded.to_bytes()?, |meta, _| {
+        let arch = meta["architecture"]
+            .replace("\"Untied\"", "\"Untied\"")
+            .replace("\"Tied\"", "\"Untied\"");
+        meta.insert(
+            "architecture".into(),
+            arch.replace("\"Deterministic\"", "\"Gaussian\""),
+        );
+    });
+    format_reason(Autoencoder::from_bytes(&odd));
+    fs::remove_dir_all(dir)?;
+    Ok(())
 }
 
 #[test]
@@ -347,18 +414,19 @@ fn wrong_dims_are_refused() {
     format_reason(Autoencoder::from_bytes(&file));
     // Output width differs from input width; encoder takes every layer; no layers.
     for arch in [
-        r#"{"n_in":7,"n_encoder":2,"layers":[{"n_out":5,"activation":"Relu"},{"n_out":3,"activation":"Relu"},{"n_out":4,"activation":"Relu"},{"n_out":6,"activation":"Relu"}]}"#,
-        r#"{"n_in":7,"n_encoder":4,"layers":[{"n_out":5,"activation":"Relu"},{"n_out":3,"activation":"Relu"},{"n_out":4,"activation":"Relu"},{"n_out":7,"activation":"Relu"}]}"#,
-        r#"{"n_in":7,"n_encoder":0,"layers":[]}"#,
-        r#"{"n_in":0,"n_encoder":1,"layers":[{"n_out":0,"activation":"Relu"},{"n_out":0,"activation":"Relu"}]}"#,
-        r#"{"n_in":7,"n_encoder":1,"layers":[{"n_out":5,"activation":{"LeakyRelu":2.0}},{"n_out":7,"activation":"Relu"}]}"#,
-        r#"{"n_in":7,"n_encoder":1,"layers":[{"n_out":5,"activation":"Swish"},{"n_out":7,"activation":"Relu"}]}"#,
+        r#"{"n_in":7,"latent":"Deterministic","tying":"Untied","n_encoder":2,"layers":[{"n_out":5,"activation":"Relu"},{"n_out":3,"activation":"Relu"},{"n_out":4,"activation":"Relu"},{"n_out":6,"activation":"Relu"}]}"#,
+        r#"{"n_in":7,"latent":"Deterministic","tying":"Untied","n_encoder":4,"layers":[{"n_out":5,"activation":"Relu"},{"n_out":3,"activation":"Relu"},{"n_out":4,"activation":"Relu"},{"n_out":7,"activation":"Relu"}]}"#,
+        r#"{"n_in":7,"latent":"Deterministic","tying":"Untied","n_encoder":0,"layers":[]}"#,
+        r#"{"n_in":0,"latent":"Deterministic","tying":"Untied","n_encoder":1,"layers":[{"n_out":0,"activation":"Relu"},{"n_out":0,"activation":"Relu"}]}"#,
+        r#"{"n_in":7,"latent":"Deterministic","tying":"Untied","n_encoder":1,"layers":[{"n_out":5,"activation":{"LeakyRelu":2.0}},{"n_out":7,"activation":"Relu"}]}"#,
+        r#"{"n_in":7,"latent":"Deterministic","tying":"Untied","n_encoder":1,"layers":[{"n_out":5,"activation":"Swish"},{"n_out":7,"activation":"Relu"}]}"#,
         r#"not json"#,
     ] {
         let file = rebuild(&valid(), |meta, _| {
             meta.insert("architecture".into(), arch.into());
         });
-        format_reason(Autoencoder::from_bytes(&file));
+        let reason = format_reason(Autoencoder::from_bytes(&file));
+        assert!(!reason.contains("missing field"), "{arch}: {reason}");
     }
 }
 
@@ -368,13 +436,13 @@ fn huge_and_overflowing_dims_allocate_nothing() {
     // refused by comparing shapes, before anything of that size is allocated.
     let huge = 1usize << 40;
     let arch = format!(
-        r#"{{"n_in":{huge},"n_encoder":1,"layers":[{{"n_out":{huge},"activation":"Relu"}},{{"n_out":{huge},"activation":"Relu"}}]}}"#
+        r#"{{"n_in":{huge},"latent":"Deterministic","tying":"Untied","n_encoder":1,"layers":[{{"n_out":{huge},"activation":"Relu"}},{{"n_out":{huge},"activation":"Relu"}}]}}"#
     );
     let file = rebuild(&valid(), |meta, _| {
         meta.insert("architecture".into(), arch.clone());
     });
     assert!(format_reason(Autoencoder::from_bytes(&file)).contains("shape"));
-    let arch = r#"{"n_in":18446744073709551615,"n_encoder":1,"layers":[{"n_out":18446744073709551615,"activation":"Relu"},{"n_out":18446744073709551615,"activation":"Relu"}]}"#;
+    let arch = r#"{"n_in":18446744073709551615,"latent":"Deterministic","tying":"Untied","n_encoder":1,"layers":[{"n_out":18446744073709551615,"activation":"Relu"},{"n_out":18446744073709551615,"activation":"Relu"}]}"#;
     let file = rebuild(&valid(), |meta, _| {
         meta.insert("architecture".into(), arch.into());
     });
@@ -624,6 +692,18 @@ fn write_fuzz_seeds() -> TestResult {
         .latent(1, Activation::Relu)
         .build(&mut ChaCha8Rng::seed_from_u64(0))?;
     fs::write(corpus.join("model-tiny"), small.to_bytes()?)?;
+    let vae: Autoencoder<f64> = Autoencoder::<f64>::builder(6)
+        .hidden(4, Activation::Gelu)
+        .gaussian_latent(2)
+        .output(Activation::Softplus)
+        .build(&mut ChaCha8Rng::seed_from_u64(1))?;
+    fs::write(corpus.join("model-vae"), vae.to_bytes()?)?;
+    let tied: Autoencoder<f32> = Autoencoder::<f32>::builder(6)
+        .hidden(4, Activation::Relu)
+        .latent(2, Activation::Sigmoid)
+        .tying(Tying::Tied)
+        .build(&mut ChaCha8Rng::seed_from_u64(1))?;
+    fs::write(corpus.join("model-tied"), tied.to_bytes()?)?;
     fs::remove_dir_all(dir)?;
     Ok(())
 }

@@ -19,12 +19,12 @@ fn seeds() -> &'static [Vec<u8>] {
                 .hidden(4, Activation::Relu)
                 .latent(2, Activation::LeakyRelu(0.2))
                 .output(Activation::Sigmoid)
-                .build::<f32, _>(&mut ChaCha8Rng::seed_from_u64(seed))
+                .build(&mut ChaCha8Rng::seed_from_u64(seed))
                 .expect("valid model")
         };
         let f64_model = Autoencoder::<f64>::builder(3)
             .latent(2, Activation::Elu(0.5))
-            .build::<f64, _>(&mut ChaCha8Rng::seed_from_u64(1))
+            .build(&mut ChaCha8Rng::seed_from_u64(1))
             .expect("valid model");
         let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("io-proptest");
         std::fs::create_dir_all(&dir).expect("scratch folder");

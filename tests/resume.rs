@@ -8,7 +8,7 @@ use std::process::Command;
 
 use autoencoder::{
     Activation, Adam, Autoencoder, Checkpoint, EarlyStopping, Noise, Optimizer, Penalty, Schedule,
-    Sgd, StopReason, Trainer,
+    Sgd, StopReason, Trainer, Tying,
 };
 use ndarray::Array2;
 use rand::SeedableRng;
@@ -219,6 +219,66 @@ fn adamw_resumes_exactly_after_one_epoch() -> TestResult {
             .penalty(Penalty::l1_activity(1e-3)?))
     };
     let (straight, resumed) = straight_and_split("adamw", make, 1)?;
+    assert_eq!(straight, resumed);
+    Ok(())
+}
+
+/// As `straight_and_split`, for a model built by `build`.
+fn straight_and_split_model<O: Optimizer<f32>>(
+    name: &str,
+    build: impl Fn() -> autoencoder::Result<Autoencoder<f32>>,
+    make: impl Fn() -> autoencoder::Result<Trainer<O>>,
+    split: usize,
+) -> autoencoder::Result<(Vec<u32>, Vec<u32>)> {
+    let dir = scratch(name);
+    let path = dir.join("run.ckpt");
+    let mut straight = build()?;
+    make()?.fit(&mut straight, data().view(), None)?;
+    let mut first = build()?;
+    make()?
+        .checkpoint(&path, split)
+        .on_epoch(move |r| match r.epoch + 1 == split {
+            true => ControlFlow::Break(()),
+            false => ControlFlow::Continue(()),
+        })
+        .fit(&mut first, data().view(), None)?;
+    let mut resumed = build()?;
+    make()?.resume(&mut resumed, Checkpoint::load(&path)?, data().view(), None)?;
+    fs::remove_dir_all(dir).expect("cleanup");
+    Ok((bits(&straight), bits(&resumed)))
+}
+
+#[test]
+fn variational_and_tied_models_resume_exactly() -> TestResult {
+    // A VAE draws eps from the trainer's generator in every batch; the KL term warms up.
+    let vae = || {
+        Autoencoder::<f32>::builder(12)
+            .hidden(6, Activation::Tanh)
+            .gaussian_latent(2)
+            .output(Activation::Sigmoid)
+            .build(&mut ChaCha8Rng::seed_from_u64(4))
+    };
+    let make = || -> autoencoder::Result<_> {
+        Ok(Trainer::new(Adam::new(1e-2))
+            .epochs(4)
+            .batch_size(16)
+            .seed(8)
+            .penalty(Penalty::gaussian_kl(1.0)?))
+    };
+    let (straight, resumed) = straight_and_split_model("vae", vae, make, 2)?;
+    assert_eq!(straight, resumed);
+    // Tied weights: the optimizer has no state for the decoder's shared matrices.
+    let tied = || {
+        Autoencoder::<f32>::builder(12)
+            .hidden(8, Activation::Relu)
+            .latent(3, Activation::Sigmoid)
+            .tying(Tying::Tied)
+            .output(Activation::Sigmoid)
+            .build(&mut ChaCha8Rng::seed_from_u64(4))
+    };
+    let make =
+        || -> autoencoder::Result<_> { Ok(Trainer::new(Adam::new(1e-2)).epochs(3).batch_size(16)) };
+    let (straight, resumed) = straight_and_split_model("tied", tied, make, 1)?;
     assert_eq!(straight, resumed);
     Ok(())
 }
