@@ -83,6 +83,33 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A file was written by a newer version of this crate, in a format version this
+    /// build cannot read.
+    #[error(
+        "{path} has format version {found}, but this build reads versions up to {supported}: \
+         upgrade the autoencoder crate to load it"
+    )]
+    UnsupportedVersion {
+        /// The file concerned.
+        path: PathBuf,
+        /// The file's format version.
+        found: u64,
+        /// The newest version this build reads ([`crate::FORMAT_VERSION`]).
+        supported: u32,
+    },
+    /// A file holds weights of another element type than the one asked for.
+    #[error(
+        "{path} holds {found} weights but the model type is {expected}: load it as \
+         Autoencoder::<{found}>, or convert explicitly with Autoencoder::<{expected}>::load_converted"
+    )]
+    ElementType {
+        /// The file concerned.
+        path: PathBuf,
+        /// The file's element type, `"f32"` or `"f64"`.
+        found: String,
+        /// The element type asked for.
+        expected: &'static str,
+    },
     /// A file was read but its contents are not what they must be.
     #[error("malformed file {path}: {reason}")]
     Format {

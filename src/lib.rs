@@ -19,6 +19,8 @@
 //!   locate or download), and dataset helpers: seeded [`data::Split`], shuffling,
 //!   [`data::Scaler`] with its inverse, [`data::batches`].
 //! - [`Pca`]: the linear baseline.
+//! - Files: [`Autoencoder::save`] / [`Autoencoder::load`] (safetensors, versioned, atomic
+//!   writes) and training [`Checkpoint`]s that [`Trainer::resume`] continues bit for bit.
 //!
 //! Every fallible call returns [`Result`] with the one [`Error`] type; nothing panics on
 //! bad input. The same seed gives the same weights, bit for bit.
@@ -71,6 +73,7 @@ mod error;
 mod float;
 pub mod gradcheck;
 mod init;
+mod io;
 mod layer;
 mod loss;
 mod model;
@@ -85,10 +88,11 @@ pub use data::{corrupt, Noise};
 pub use error::{Error, Result};
 pub use float::Float;
 pub use init::Init;
+pub use io::{Checkpoint, FORMAT_VERSION};
 pub use layer::{Dense, ParamKind};
 pub use loss::{bce_of_probabilities, Loss};
 pub use model::{Autoencoder, AutoencoderBuilder, Latent, LossTerms, Tying};
-pub use optim::{Adam, Optimizer, Schedule, Sgd, WeightDecay};
+pub use optim::{Adam, Optimizer, OptimizerState, Schedule, Sgd, WeightDecay};
 pub use pca::Pca;
 pub use penalty::{Biases, Penalty, KL_EPSILON};
 pub use threads::{set_threads, threads, MAX_THREADS};

@@ -2,6 +2,7 @@
 //! early stopping, history, callbacks and divergence detection.
 
 use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ndarray::{s, Array2, ArrayView2};
@@ -14,7 +15,9 @@ use crate::data::noise::value_range;
 use crate::error::{check_non_negative, check_positive, check_range};
 use crate::float::avx2_dispatch;
 use crate::model::LossTerms;
-use crate::{Autoencoder, Error, Float, Loss, Noise, Optimizer, Penalty, Result, Schedule};
+use crate::{
+    Autoencoder, Checkpoint, Error, Float, Loss, Noise, Optimizer, Penalty, Result, Schedule,
+};
 
 /// What one epoch did. Losses are means over the epoch's samples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,6 +151,31 @@ pub struct BatchProgress {
     pub seconds: f64,
 }
 
+/// Where a run stands between two epochs: everything a checkpoint saves besides the model
+/// and the optimizer's state.
+#[derive(Debug, Clone)]
+pub(crate) struct Progress<T> {
+    /// The next epoch to run.
+    pub(crate) epoch: usize,
+    /// The shuffling and noise generator, as it is after `epoch - 1`.
+    pub(crate) rng: ChaCha8Rng,
+    /// The row order of epoch `epoch - 1`: each epoch shuffles the previous order.
+    pub(crate) order: Vec<usize>,
+    /// Epochs run so far.
+    pub(crate) history: History,
+    /// Lowest monitored loss, its epoch, and the weights after that epoch.
+    pub(crate) best: Option<(f64, usize, Autoencoder<T>)>,
+    /// Epochs since the best one.
+    pub(crate) since_best: usize,
+}
+
+/// Where and how often [`Trainer::checkpoint`] saves.
+#[derive(Debug, Clone)]
+struct Checkpointing {
+    path: PathBuf,
+    every: usize,
+}
+
 type EpochCallback = Box<dyn FnMut(&EpochRecord) -> ControlFlow<()> + Send>;
 type BatchCallback = Box<dyn FnMut(&BatchProgress) + Send>;
 
@@ -165,6 +193,7 @@ type BatchCallback = Box<dyn FnMut(&BatchProgress) + Send>;
 /// | `schedule` | [`Schedule::Constant`] | per epoch |
 /// | `clip_grad_norm` | none | `> 0`: rescale the gradient to at most this global L2 norm |
 /// | `early_stopping` | none | see [`EarlyStopping`] |
+/// | `checkpoint` | none | path and `every >= 1` epochs; see [`Trainer::checkpoint`] |
 ///
 /// Every setting is checked when [`Trainer::fit`] starts, before any work.
 ///
@@ -197,6 +226,7 @@ pub struct Trainer<O> {
     schedule: Schedule,
     clip_grad_norm: Option<f64>,
     early_stopping: Option<EarlyStopping>,
+    checkpoint: Option<Checkpointing>,
     on_epoch: Option<EpochCallback>,
     on_batch: Option<BatchCallback>,
     terms: LossTerms,             // the last step's loss terms; buffers reused
@@ -216,6 +246,7 @@ impl<O: std::fmt::Debug> std::fmt::Debug for Trainer<O> {
             .field("schedule", &self.schedule)
             .field("clip_grad_norm", &self.clip_grad_norm)
             .field("early_stopping", &self.early_stopping)
+            .field("checkpoint", &self.checkpoint)
             .field("on_epoch", &self.on_epoch.as_ref().map(|_| "callback"))
             .field("on_batch", &self.on_batch.as_ref().map(|_| "callback"))
             .finish()
@@ -236,6 +267,7 @@ impl<O> Trainer<O> {
             schedule: Schedule::Constant,
             clip_grad_norm: None,
             early_stopping: None,
+            checkpoint: None,
             on_epoch: None,
             on_batch: None,
             terms: LossTerms::default(),
@@ -298,6 +330,24 @@ impl<O> Trainer<O> {
         self
     }
 
+    /// Saves a [`Checkpoint`] to `path` after every `every`-th epoch (epochs `every - 1`,
+    /// `2 every - 1`, ... counted from 0) and after the last epoch of the run, whatever
+    /// ended it (all epochs done, early stopping, the epoch callback). A checkpoint holds
+    /// the model, the optimizer's state, the generator's state, the next epoch, the history
+    /// and the best weights so far; [`Trainer::resume`] continues from it exactly. Each
+    /// save replaces the previous one atomically, so a run killed at any moment loses at
+    /// most the epochs since the last save. The file format is in `docs/format.md`.
+    ///
+    /// A failed save stops training with [`Error::Io`]; the model keeps its weights. A run
+    /// that diverges ([`Error::Diverged`]) saves nothing more: the last checkpoint stays.
+    pub fn checkpoint(mut self, path: impl AsRef<Path>, every: usize) -> Self {
+        self.checkpoint = Some(Checkpointing {
+            path: path.as_ref().to_path_buf(),
+            every,
+        });
+        self
+    }
+
     /// Calls `f` after every epoch (after validation); returning `ControlFlow::Break(())`
     /// stops training.
     pub fn on_epoch(
@@ -342,12 +392,103 @@ impl<O> Trainer<O> {
     where
         O: Optimizer<T>,
     {
+        self.run(model, train, valid, None)
+    }
+
+    /// Continues the run saved in `checkpoint` (see [`Trainer::checkpoint`]): replaces
+    /// `model` with the checkpoint's model and the optimizer's state with the saved one,
+    /// then trains epochs `checkpoint.epoch()` to `epochs - 1` exactly as the interrupted
+    /// run would have, with the saved generator, history and best weights. With the same
+    /// settings and data, the weights are bit for bit those of an uninterrupted run. The
+    /// returned [`History`] covers the whole run, the checkpoint's epochs included.
+    ///
+    /// The trainer's settings are not in the checkpoint: pass the ones of the first run
+    /// (`epochs` is the total, not the number of epochs still to run). If the checkpoint
+    /// is already at `epochs` or beyond, no epoch runs.
+    ///
+    /// ```
+    /// use autoencoder::{Activation, Adam, Autoencoder, Checkpoint, Trainer};
+    /// use ndarray::Array2;
+    /// use rand::SeedableRng;
+    /// use std::ops::ControlFlow;
+    /// # fn main() -> autoencoder::Result<()> {
+    /// # let dir = std::env::temp_dir().join(format!("ae-doc-resume-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// let path = dir.join("run.ckpt");
+    /// let x = Array2::from_shape_fn((64, 8), |(i, j)| ((i * j) % 5) as f32 / 5.0);
+    /// let mut ae = Autoencoder::<f32>::builder(8)
+    ///     .latent(3, Activation::Tanh)
+    ///     .build(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1))?;
+    /// // A run of 4 epochs that stops after 2 (say, the machine went down).
+    /// Trainer::new(Adam::new(1e-2))
+    ///     .epochs(4)
+    ///     .checkpoint(&path, 1)
+    ///     .on_epoch(|r| match r.epoch {
+    ///         1 => ControlFlow::Break(()),
+    ///         _ => ControlFlow::Continue(()),
+    ///     })
+    ///     .fit(&mut ae, x.view(), None)?;
+    ///
+    /// // Later, in another process: the same settings, resumed.
+    /// let checkpoint = Checkpoint::<f32>::load(&path)?;
+    /// assert_eq!(checkpoint.epoch(), 2);
+    /// let history = Trainer::new(Adam::new(1e-2))
+    ///     .epochs(4)
+    ///     .resume(&mut ae, checkpoint, x.view(), None)?;
+    /// assert_eq!(history.epochs.len(), 4);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Trainer::fit`]; and [`Error::InvalidConfig`] if the checkpoint's optimizer
+    /// state is not this optimizer's kind or its penalties differ from the trainer's.
+    pub fn resume<T: Float>(
+        &mut self,
+        model: &mut Autoencoder<T>,
+        checkpoint: Checkpoint<T>,
+        train: ArrayView2<T>,
+        valid: Option<ArrayView2<T>>,
+    ) -> Result<History>
+    where
+        O: Optimizer<T>,
+    {
+        let (saved_model, state, progress) = checkpoint.into_parts();
+        if progress.history.penalty_names != self.penalty_names() {
+            return Err(Error::InvalidConfig(format!(
+                "the checkpoint was trained with penalties {:?} but the trainer has {:?}: \
+                 resume with the settings of the first run",
+                progress.history.penalty_names,
+                self.penalty_names()
+            )));
+        }
+        self.optimizer.load_state(state)?;
+        *model = saved_model;
+        self.run(model, train, valid, Some(progress))
+    }
+
+    fn penalty_names(&self) -> Vec<String> {
+        self.penalties
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect()
+    }
+
+    /// The one training loop, from the start or from `resumed`.
+    fn run<T: Float>(
+        &mut self,
+        model: &mut Autoencoder<T>,
+        train: ArrayView2<T>,
+        valid: Option<ArrayView2<T>>,
+        resumed: Option<Progress<T>>,
+    ) -> Result<History>
+    where
+        O: Optimizer<T>,
+    {
         self.validate(model, train, valid)?;
         let (n, n_in) = train.dim();
         let batch_size = self.batch_size.min(n);
         let n_batches = n.div_ceil(batch_size);
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let mut order: Vec<usize> = (0..n).collect();
         let mut target = Array2::<T>::zeros((batch_size, n_in)); // (batch, n_in), clean rows
         let mut noisy = Array2::<T>::zeros(if self.noise.is_some() {
             (batch_size, n_in)
@@ -358,20 +499,36 @@ impl<O> Trainer<O> {
         let mut sum_penalties = vec![0.0; self.penalties.len()];
         let mut snapshot = model.clone(); // last weights known finite (start of epoch)
         let mut penalties = self.penalties.clone(); // as they apply this epoch (warm-up)
-        let mut best: Option<(f64, usize, Autoencoder<T>)> = None;
-        let mut since_best = 0;
-        let mut history = History {
-            epochs: Vec::new(),
-            penalty_names: self
-                .penalties
-                .iter()
-                .map(|p| p.name().to_string())
-                .collect(),
-            best_epoch: None,
-            stop: StopReason::Completed,
-        };
+        let Progress {
+            epoch: first_epoch,
+            mut rng,
+            mut order,
+            mut history,
+            mut best,
+            mut since_best,
+        } = resumed.unwrap_or_else(|| Progress {
+            epoch: 0,
+            rng: ChaCha8Rng::seed_from_u64(self.seed),
+            order: (0..n).collect(),
+            history: History {
+                epochs: Vec::new(),
+                penalty_names: self.penalty_names(),
+                best_epoch: None,
+                stop: StopReason::Completed,
+            },
+            best: None,
+            since_best: 0,
+        });
+        history.stop = StopReason::Completed;
+        if order.len() != n {
+            return Err(Error::ShapeMismatch {
+                context: "resumed training data",
+                expected: format!("{} rows, as in the checkpointed run", order.len()),
+                found: format!("{:?}", train.dim()),
+            });
+        }
 
-        for epoch in 0..self.epochs {
+        for epoch in first_epoch..self.epochs {
             snapshot.copy_params_from(model);
             for (now, given) in penalties.iter_mut().zip(&self.penalties) {
                 *now = given.at_epoch(epoch);
@@ -463,20 +620,37 @@ impl<O> Trainer<O> {
             }
             history.best_epoch = best.as_ref().map(|b| b.1);
 
+            let mut stop = None;
             if let Some(f) = self.on_epoch.as_mut() {
                 if f(history.epochs.last().expect("just pushed")).is_break() {
-                    history.stop = StopReason::Callback;
-                    break;
+                    stop = Some(StopReason::Callback);
                 }
             }
-            if let Some(es) = self.early_stopping {
+            if let (None, Some(es)) = (stop, self.early_stopping) {
                 if since_best >= es.patience {
-                    history.stop = StopReason::EarlyStopped;
+                    stop = Some(StopReason::EarlyStopped);
                     if let (Restore::Best, Some((_, _, best_model))) = (es.restore, &best) {
                         model.copy_params_from(best_model);
                     }
-                    break;
                 }
+            }
+            history.stop = stop.unwrap_or(StopReason::Completed);
+            if let Some(c) = &self.checkpoint {
+                let last = stop.is_some() || epoch + 1 == self.epochs;
+                if last || (epoch + 1) % c.every == 0 {
+                    let progress = crate::io::ProgressRef {
+                        epoch: epoch + 1,
+                        rng: &rng,
+                        order: &order,
+                        history: &history,
+                        best: best.as_ref().map(|(l, e, m)| (*l, *e, m)),
+                        since_best,
+                    };
+                    crate::io::save_checkpoint(&c.path, model, &self.optimizer.state(), progress)?;
+                }
+            }
+            if stop.is_some() {
+                break;
             }
         }
         Ok(history)
@@ -636,6 +810,14 @@ impl<O> Trainer<O> {
         }
         if let Some(es) = self.early_stopping {
             es.validate()?;
+        }
+        if let Some(c) = &self.checkpoint {
+            check_range(
+                "checkpoint every",
+                c.every as f64,
+                c.every >= 1,
+                "at least 1 epoch",
+            )?;
         }
         if let Some(noise) = self.noise {
             noise.validate()?;

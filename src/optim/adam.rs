@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{check_non_negative, check_positive, check_range};
 use crate::float::avx2_dispatch;
-use crate::optim::{state_for, Optimizer, ParamKind};
+use crate::optim::{state_for, Optimizer, OptimizerState, ParamKind};
 use crate::{Float, Result};
 
 /// Weight decay inside the optimizer.
@@ -160,6 +160,28 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         self.t = 0;
         self.m.clear();
         self.v.clear();
+    }
+
+    /// Name `"adam"`, steps `t`, buffers `"m"` and `"v"`.
+    fn state(&self) -> OptimizerState<T> {
+        OptimizerState::new("adam", self.t)
+            .with_buffer("m", self.m.clone())
+            .with_buffer("v", self.v.clone())
+    }
+
+    fn load_state(&mut self, mut state: OptimizerState<T>) -> Result<()> {
+        state.expect_name("adam")?;
+        let m = state.take_buffer("m")?;
+        let v = state.take_buffer("v")?;
+        state.expect_no_more_buffers()?;
+        let consistent = m.len() == v.len() && m.iter().zip(&v).all(|(m, v)| m.len() == v.len());
+        if !consistent {
+            return Err(crate::Error::InvalidConfig(
+                "the saved Adam state has moments `m` and `v` of different sizes".into(),
+            ));
+        }
+        (self.t, self.m, self.v) = (state.steps(), m, v);
+        Ok(())
     }
 }
 

@@ -38,6 +38,142 @@ pub trait Optimizer<T: Float>: std::fmt::Debug + Send {
 
     /// Forgets all state, as if no step had been taken.
     fn reset(&mut self);
+
+    /// A copy of the state (step count and per-tensor buffers), for checkpoints.
+    ///
+    /// The default suits optimizers without state: `OptimizerState::new("stateless", 0)`.
+    /// An optimizer with state must override this and [`Optimizer::load_state`], or a
+    /// resumed run will not continue exactly.
+    ///
+    /// ```
+    /// use autoencoder::{Adam, Optimizer};
+    /// let adam = Adam::<f32>::new(1e-3);
+    /// let state = adam.state();
+    /// assert_eq!((state.name(), state.steps()), ("adam", 0));
+    /// ```
+    fn state(&self) -> OptimizerState<T> {
+        OptimizerState::new("stateless", 0)
+    }
+
+    /// Replaces the state with `state`, as returned by [`Optimizer::state`] (possibly from
+    /// a checkpoint); the next step continues exactly where that optimizer stopped. The
+    /// hyperparameters (`lr`, betas...) are not part of the state and stay as they are.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidConfig`] if `state` belongs to another kind of optimizer or its
+    /// buffers are missing or inconsistent.
+    fn load_state(&mut self, state: OptimizerState<T>) -> Result<()> {
+        state.expect_name("stateless")?;
+        state.expect_no_more_buffers()
+    }
+}
+
+/// A snapshot of an optimizer's state, as saved in checkpoints: the optimizer's name, its
+/// step count, and named buffers with one vector per parameter tensor.
+///
+/// Buffer `name` holds, for parameter tensor `index` (the order of
+/// [`Optimizer::update`]: layer by layer, weights then bias), a vector of that tensor's
+/// length in row-major order, or an empty vector if the optimizer has not created it yet.
+///
+/// | optimizer | name | steps | buffers |
+/// | --- | --- | --- | --- |
+/// | [`Adam`] | `"adam"` | `t`, steps taken | `"m"`, `"v"`: first and second moments |
+/// | [`Sgd`] | `"sgd"` | 0 | `"velocity"` (empty without momentum) |
+///
+/// ```
+/// use autoencoder::OptimizerState;
+/// let state = OptimizerState::new("sgd", 0).with_buffer("velocity", vec![vec![0.5f32, -0.5]]);
+/// assert_eq!(state.buffer("velocity"), Some(&[vec![0.5f32, -0.5]][..]));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptimizerState<T> {
+    name: String,
+    steps: u64,
+    buffers: Vec<(String, Vec<Vec<T>>)>,
+}
+
+impl<T> OptimizerState<T> {
+    /// A state named `name` after `steps` steps, without buffers.
+    pub fn new(name: impl Into<String>, steps: u64) -> Self {
+        OptimizerState {
+            name: name.into(),
+            steps,
+            buffers: Vec::new(),
+        }
+    }
+
+    /// Adds buffer `name`: one vector per parameter tensor.
+    pub fn with_buffer(mut self, name: impl Into<String>, tensors: Vec<Vec<T>>) -> Self {
+        self.buffers.push((name.into(), tensors));
+        self
+    }
+
+    /// The optimizer's name, e.g. `"adam"`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// All buffers, in the order they were added.
+    pub fn buffers(&self) -> &[(String, Vec<Vec<T>>)] {
+        &self.buffers
+    }
+
+    /// Buffer `name`, if present.
+    pub fn buffer(&self, name: &str) -> Option<&[Vec<T>]> {
+        self.buffers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b.as_slice())
+    }
+
+    /// Removes and returns buffer `name`.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidConfig`] if there is no such buffer.
+    pub fn take_buffer(&mut self, name: &str) -> Result<Vec<Vec<T>>> {
+        match self.buffers.iter().position(|(n, _)| n == name) {
+            Some(i) => Ok(self.buffers.remove(i).1),
+            None => Err(crate::Error::InvalidConfig(format!(
+                "the state of optimizer `{}` has no buffer `{name}`: it was not saved by this optimizer",
+                self.name
+            ))),
+        }
+    }
+
+    /// Checks that the state belongs to optimizer `name`.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidConfig`] naming both optimizers.
+    pub fn expect_name(&self, name: &str) -> Result<()> {
+        if self.name == name {
+            Ok(())
+        } else {
+            Err(crate::Error::InvalidConfig(format!(
+                "the saved optimizer state is `{}`'s but the optimizer is `{name}`: \
+                 resume with the same kind of optimizer",
+                self.name
+            )))
+        }
+    }
+
+    /// Checks that every buffer has been taken.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidConfig`] naming the first buffer left.
+    pub fn expect_no_more_buffers(&self) -> Result<()> {
+        match self.buffers.first() {
+            None => Ok(()),
+            Some((name, _)) => Err(crate::Error::InvalidConfig(format!(
+                "the saved state of optimizer `{}` has an unknown buffer `{name}`",
+                self.name
+            ))),
+        }
+    }
 }
 
 /// Returns the state buffer for tensor `index`, creating zeroed buffers up to it on first use.

@@ -1,7 +1,7 @@
 //! Stochastic gradient descent with (Nesterov) momentum.
 
 use crate::error::{check_positive, check_range};
-use crate::optim::{state_for, Optimizer, ParamKind};
+use crate::optim::{state_for, Optimizer, OptimizerState, ParamKind};
 use crate::{Float, Result};
 
 /// SGD with optional momentum `mu` (PyTorch's convention):
@@ -91,5 +91,16 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
 
     fn reset(&mut self) {
         self.velocity.clear();
+    }
+
+    /// Name `"sgd"`, steps 0, buffer `"velocity"`.
+    fn state(&self) -> OptimizerState<T> {
+        OptimizerState::new("sgd", 0).with_buffer("velocity", self.velocity.clone())
+    }
+
+    fn load_state(&mut self, mut state: OptimizerState<T>) -> Result<()> {
+        state.expect_name("sgd")?;
+        self.velocity = state.take_buffer("velocity")?;
+        state.expect_no_more_buffers()
     }
 }

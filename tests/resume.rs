@@ -1,0 +1,384 @@
+//! Checkpoints and resume: a run interrupted and resumed from its last checkpoint gives the
+//! weights of an uninterrupted run, bit for bit, also across processes.
+
+use std::fs;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use autoencoder::{
+    Activation, Adam, Autoencoder, Checkpoint, EarlyStopping, Noise, Optimizer, Penalty, Schedule,
+    Sgd, StopReason, Trainer, Tying,
+};
+use ndarray::Array2;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("resume-{name}"));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}
+
+fn data() -> Array2<f32> {
+    Array2::from_shape_fn((90, 12), |(i, j)| ((i * 7 + j * 5) % 13) as f32 / 12.0)
+}
+
+fn valid() -> Array2<f32> {
+    Array2::from_shape_fn((20, 12), |(i, j)| ((i * 3 + j * 11) % 13) as f32 / 12.0)
+}
+
+fn model() -> autoencoder::Result<Autoencoder<f32>> {
+    Autoencoder::<f32>::builder(12)
+        .hidden(8, Activation::Relu)
+        .latent(4, Activation::Tanh)
+        .output(Activation::Sigmoid)
+        .build(&mut ChaCha8Rng::seed_from_u64(5))
+}
+
+/// The run under test: Adam, masking noise (draws from the generator in every batch), a
+/// penalty, validation, early stopping that never triggers (but tracks the best weights),
+/// 6 epochs; batches of 16 leave a last batch of 10 rows.
+fn trainer() -> autoencoder::Result<Trainer<Adam<f32>>> {
+    Ok(Trainer::new(Adam::new(5e-3))
+        .epochs(6)
+        .batch_size(16)
+        .seed(9)
+        .noise(Noise::Masking { fraction: 0.25 })
+        .penalty(Penalty::l2_weights(1e-4)?)
+        .early_stopping(EarlyStopping::new(100)))
+}
+
+/// Bits of every parameter, layer by layer.
+fn bits(ae: &Autoencoder<f32>) -> Vec<u32> {
+    ae.layers()
+        .iter()
+        .flat_map(|l| {
+            l.weights()
+                .iter()
+                .chain(l.bias().iter())
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+const PHASE: &str = "AE_RESUME_PHASE";
+const DIR: &str = "AE_RESUME_DIR";
+
+/// Runs `child_process` of this test binary with the given phase.
+fn run_child(phase: &str, dir: &Path) -> std::io::Result<std::process::ExitStatus> {
+    let out = Command::new(std::env::current_exe()?)
+        .args(["--exact", "child_process", "--ignored", "--test-threads=1"])
+        .env(PHASE, phase)
+        .env(DIR, dir)
+        .output()?;
+    if !out.status.success() {
+        eprintln!(
+            "child `{phase}` exited with {}:\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out.status)
+}
+
+#[test]
+fn six_epochs_equal_three_then_three_more_in_a_fresh_process() -> TestResult {
+    let dir = scratch("processes");
+    // Process 1 trains with a checkpoint after every epoch and aborts in the middle of
+    // epoch 3 (counted from 0), like a killed process: the checkpoint holds 3 epochs.
+    let status = run_child("crash", &dir)?;
+    assert!(!status.success(), "the first child must die mid-run");
+    let checkpoint = Checkpoint::<f32>::load(dir.join("run.ckpt"))?;
+    assert_eq!(checkpoint.epoch(), 3);
+    // Process 2 loads the checkpoint, resumes, and saves the final model.
+    let status = run_child("resume", &dir)?;
+    assert!(status.success(), "the resuming child failed: {status}");
+    let resumed = Autoencoder::<f32>::load(dir.join("resumed.safetensors"))?;
+
+    let mut straight = model()?;
+    let history = trainer()?.fit(&mut straight, data().view(), Some(valid().view()))?;
+    assert_eq!(bits(&resumed), bits(&straight));
+    // The final checkpoint written by process 2 has the same history as the straight run.
+    let last = Checkpoint::<f32>::load(dir.join("run.ckpt"))?;
+    assert_eq!(last.epoch(), 6);
+    let losses = |h: &autoencoder::History| -> Vec<u64> {
+        h.epochs.iter().map(|e| e.train_loss.to_bits()).collect()
+    };
+    assert_eq!(losses(last.history()), losses(&history));
+    assert_eq!(last.history().best_epoch, history.best_epoch);
+    fs::remove_dir_all(dir)?;
+    Ok(())
+}
+
+/// The two halves of the test above, each in its own process.
+#[test]
+#[ignore = "run as a child process by six_epochs_equal_three_then_three_more_in_a_fresh_process"]
+fn child_process() -> TestResult {
+    let (Ok(phase), Some(dir)) = (std::env::var(PHASE), std::env::var_os(DIR)) else {
+        return Ok(()); // run by hand with --ignored: nothing to do
+    };
+    let dir = PathBuf::from(dir);
+    let path = dir.join("run.ckpt");
+    match phase.as_str() {
+        "crash" => {
+            let mut ae = model()?;
+            trainer()?
+                .checkpoint(&path, 1)
+                .on_batch(|p| {
+                    if p.epoch == 3 && p.batch == 2 {
+                        std::process::abort(); // killed mid-epoch
+                    }
+                })
+                .fit(&mut ae, data().view(), Some(valid().view()))?;
+            Err("the run should have been killed".into())
+        }
+        "resume" => {
+            let checkpoint = Checkpoint::<f32>::load(&path)?;
+            let mut ae = model()?; // replaced by the checkpoint's model
+            let history = trainer()?.checkpoint(&path, 1).resume(
+                &mut ae,
+                checkpoint,
+                data().view(),
+                Some(valid().view()),
+            )?;
+            assert_eq!(history.epochs.len(), 6);
+            ae.save(dir.join("resumed.safetensors"))?;
+            Ok(())
+        }
+        other => Err(format!("unknown phase {other}").into()),
+    }
+}
+
+/// Trains `epochs` of `make()`'s run straight, and as `split` epochs, a checkpoint, and the
+/// rest resumed by a fresh trainer and model; returns both models' bits.
+fn straight_and_split<O: Optimizer<f32>>(
+    name: &str,
+    make: impl Fn() -> autoencoder::Result<Trainer<O>>,
+    split: usize,
+) -> autoencoder::Result<(Vec<u32>, Vec<u32>)> {
+    let dir = scratch(name);
+    let path = dir.join("run.ckpt");
+    let mut straight = model()?;
+    make()?.fit(&mut straight, data().view(), Some(valid().view()))?;
+
+    let mut first = model()?;
+    make()?
+        .checkpoint(&path, split)
+        .on_epoch(move |r| {
+            if r.epoch + 1 == split {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .fit(&mut first, data().view(), Some(valid().view()))?;
+    let checkpoint = Checkpoint::<f32>::load(&path)?;
+    assert_eq!(checkpoint.epoch(), split);
+    let mut resumed = model()?;
+    make()?.resume(
+        &mut resumed,
+        checkpoint,
+        data().view(),
+        Some(valid().view()),
+    )?;
+    fs::remove_dir_all(dir).expect("cleanup");
+    Ok((bits(&straight), bits(&resumed)))
+}
+
+#[test]
+fn sgd_momentum_with_a_cosine_schedule_resumes_exactly() -> TestResult {
+    let make = || -> autoencoder::Result<_> {
+        Ok(Trainer::new(Sgd::new(0.5).momentum(0.9).nesterov(true))
+            .epochs(5)
+            .batch_size(32)
+            .seed(3)
+            .schedule(Schedule::Cosine { min_lr: 0.01 })
+            .noise(Noise::Gaussian {
+                std: 0.1,
+                clip: Some((0.0, 1.0)),
+            }))
+    };
+    let (straight, resumed) = straight_and_split("sgd", make, 2)?;
+    assert_eq!(straight, resumed);
+    Ok(())
+}
+
+#[test]
+fn adamw_resumes_exactly_after_one_epoch() -> TestResult {
+    let make = || -> autoencoder::Result<_> {
+        Ok(Trainer::new(Adam::adamw(1e-2, 1e-2))
+            .epochs(4)
+            .batch_size(7)
+            .clip_grad_norm(0.5)
+            .penalty(Penalty::l1_activity(1e-3)?))
+    };
+    let (straight, resumed) = straight_and_split("adamw", make, 1)?;
+    assert_eq!(straight, resumed);
+    Ok(())
+}
+
+/// As `straight_and_split`, for a model built by `build`.
+fn straight_and_split_model<O: Optimizer<f32>>(
+    name: &str,
+    build: impl Fn() -> autoencoder::Result<Autoencoder<f32>>,
+    make: impl Fn() -> autoencoder::Result<Trainer<O>>,
+    split: usize,
+) -> autoencoder::Result<(Vec<u32>, Vec<u32>)> {
+    let dir = scratch(name);
+    let path = dir.join("run.ckpt");
+    let mut straight = build()?;
+    make()?.fit(&mut straight, data().view(), None)?;
+    let mut first = build()?;
+    make()?
+        .checkpoint(&path, split)
+        .on_epoch(move |r| match r.epoch + 1 == split {
+            true => ControlFlow::Break(()),
+            false => ControlFlow::Continue(()),
+        })
+        .fit(&mut first, data().view(), None)?;
+    let mut resumed = build()?;
+    make()?.resume(&mut resumed, Checkpoint::load(&path)?, data().view(), None)?;
+    fs::remove_dir_all(dir).expect("cleanup");
+    Ok((bits(&straight), bits(&resumed)))
+}
+
+#[test]
+fn variational_and_tied_models_resume_exactly() -> TestResult {
+    // A VAE draws eps from the trainer's generator in every batch; the KL term warms up.
+    let vae = || {
+        Autoencoder::<f32>::builder(12)
+            .hidden(6, Activation::Tanh)
+            .gaussian_latent(2)
+            .output(Activation::Sigmoid)
+            .build(&mut ChaCha8Rng::seed_from_u64(4))
+    };
+    let make = || -> autoencoder::Result<_> {
+        Ok(Trainer::new(Adam::new(1e-2))
+            .epochs(4)
+            .batch_size(16)
+            .seed(8)
+            .penalty(Penalty::gaussian_kl(1.0)?))
+    };
+    let (straight, resumed) = straight_and_split_model("vae", vae, make, 2)?;
+    assert_eq!(straight, resumed);
+    // Tied weights: the optimizer has no state for the decoder's shared matrices.
+    let tied = || {
+        Autoencoder::<f32>::builder(12)
+            .hidden(8, Activation::Relu)
+            .latent(3, Activation::Sigmoid)
+            .tying(Tying::Tied)
+            .output(Activation::Sigmoid)
+            .build(&mut ChaCha8Rng::seed_from_u64(4))
+    };
+    let make =
+        || -> autoencoder::Result<_> { Ok(Trainer::new(Adam::new(1e-2)).epochs(3).batch_size(16)) };
+    let (straight, resumed) = straight_and_split_model("tied", tied, make, 1)?;
+    assert_eq!(straight, resumed);
+    Ok(())
+}
+
+#[test]
+fn checkpoints_every_n_epochs_and_on_early_stop() -> TestResult {
+    let dir = scratch("every");
+    let path = dir.join("run.ckpt");
+    let saved = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = saved.clone();
+    let check_path = path.clone();
+    let mut ae = model()?;
+    // min_delta so large that no epoch improves: early stopping after patience 5 epochs.
+    let history = Trainer::new(Adam::new(1e-3))
+        .epochs(50)
+        .batch_size(30)
+        .early_stopping(EarlyStopping::new(5).min_delta(1e9))
+        .checkpoint(&path, 2)
+        .on_epoch(move |r| {
+            // The checkpoint of epoch r.epoch is written after this callback returns, so
+            // what is on disk now is the one from an earlier epoch.
+            let on_disk = Checkpoint::<f32>::load(&check_path).map(|c| c.epoch()).ok();
+            log.lock().expect("lock").push((r.epoch, on_disk));
+            ControlFlow::Continue(())
+        })
+        .fit(&mut ae, data().view(), None)?;
+    assert_eq!(history.stop, StopReason::EarlyStopped);
+    assert_eq!(history.epochs.len(), 6);
+    let seen = saved.lock().expect("lock").clone();
+    // Saved after epochs 1 and 3 (every 2), seen on disk from the epoch after.
+    assert_eq!(
+        seen,
+        vec![
+            (0, None),
+            (1, None),
+            (2, Some(2)),
+            (3, Some(2)),
+            (4, Some(4)),
+            (5, Some(4))
+        ]
+    );
+    // ... and once more when early stopping ended the run, with the best weights restored.
+    let last = Checkpoint::<f32>::load(&path)?;
+    assert_eq!(last.epoch(), 6);
+    assert_eq!(last.history().stop, StopReason::EarlyStopped);
+    assert_eq!(bits(last.model()), bits(&ae));
+    assert_eq!(bits(last.best_model().expect("best")), bits(&ae));
+    fs::remove_dir_all(dir)?;
+    Ok(())
+}
+
+#[test]
+fn resume_checks_the_data_and_the_settings() -> TestResult {
+    let dir = scratch("checks");
+    let path = dir.join("run.ckpt");
+    let mut ae = model()?;
+    trainer()?
+        .epochs(1)
+        .checkpoint(&path, 1)
+        .fit(&mut ae, data().view(), None)?;
+    // Fewer rows than the checkpointed run.
+    let fewer = data().slice(ndarray::s![..50, ..]).to_owned();
+    let err = trainer()?
+        .resume(&mut ae, Checkpoint::load(&path)?, fewer.view(), None)
+        .expect_err("row count differs");
+    assert!(
+        matches!(err, autoencoder::Error::ShapeMismatch { .. }),
+        "{err}"
+    );
+    // Different penalties.
+    let err = Trainer::new(Adam::new(1e-3))
+        .resume(&mut ae, Checkpoint::load(&path)?, data().view(), None)
+        .expect_err("penalties differ");
+    assert!(matches!(err, autoencoder::Error::InvalidConfig(_)), "{err}");
+    // A checkpoint at or past the last epoch trains nothing more.
+    let mut again = model()?;
+    let history =
+        trainer()?
+            .epochs(1)
+            .resume(&mut again, Checkpoint::load(&path)?, data().view(), None)?;
+    assert_eq!(history.epochs.len(), 1);
+    assert_eq!(bits(&again), bits(Checkpoint::<f32>::load(&path)?.model()));
+    assert_ne!(bits(&again), bits(&model()?));
+    fs::remove_dir_all(dir)?;
+    Ok(())
+}
+
+#[test]
+fn checkpoint_every_zero_is_refused() -> TestResult {
+    let mut ae = model()?;
+    let err = trainer()?
+        .checkpoint("unused.ckpt", 0)
+        .fit(&mut ae, data().view(), None)
+        .expect_err("every = 0");
+    assert!(matches!(
+        err,
+        autoencoder::Error::InvalidHyperparameter {
+            name: "checkpoint every",
+            ..
+        }
+    ));
+    Ok(())
+}
