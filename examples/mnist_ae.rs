@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --example mnist_ae                        # defaults, about a minute on 2 cores
 //! cargo run --release --example mnist_ae -- --hidden none --epochs 10   # 784-32-784
+//! cargo run --release --example mnist_ae -- --variant denoising       # or sparse-l1, sparse-kl, contractive
 //! cargo run --release --example mnist_ae -- --help
 //! ```
 //!
@@ -14,8 +15,8 @@ use std::time::Instant;
 
 use autoencoder::data::{mnist, Mnist, Split};
 use autoencoder::{
-    bce_of_probabilities, Activation, Adam, Autoencoder, History, Init, Loss, Optimizer, Pca, Sgd,
-    Trainer,
+    bce_of_probabilities, corrupt, Activation, Adam, Autoencoder, History, Init, Loss, Noise,
+    Optimizer, Pca, Penalty, Sgd, Trainer,
 };
 use ndarray::{Array2, ArrayView2};
 use rand::SeedableRng;
@@ -37,6 +38,15 @@ Architecture
                        S: relu, sigmoid, tanh, identity, softplus, gelu, leaky-relu[:ALPHA], elu[:ALPHA]
   --init I             default (He for ReLU-like, else Glorot), glorot, he,
                        glorot-normal, he-normal                            [default]
+Variant (penalties compose with every architecture and loss)
+  --variant V          plain, sparse-l1, sparse-kl, denoising, contractive [plain]
+  --lambda X           sparse-l1: L1 weight on the code [1e-4]; contractive: weight [0.1]
+  --rho X              sparse-kl: target mean code activation, in (0, 1)   [0.05]
+  --beta X             sparse-kl: weight of the KL term                    [0.1]
+  --noise N            denoising: gaussian:STD (clipped to [0, 1]), masking:FRACTION,
+                       salt-pepper:FRACTION                                [gaussian:0.5]
+  --weight-decay X     L2 weight penalty lambda sum W^2 (biases excluded), any variant [0]
+                       (sparse-kl and contractive need a sigmoid code; it is the default there)
 Training
   --loss L             bce, mse, sse, mae, huber[:DELTA]                   [bce]
   --optimizer O        adam (eps 1e-7, as Keras), sgd, momentum (0.9)      [adam]
@@ -70,6 +80,22 @@ struct Config {
     train_images: usize,
     valid_fraction: f64,
     json: bool,
+    variant: Variant,
+    lambda: Option<f64>,
+    rho: f64,
+    beta: f64,
+    noise: Noise,
+    weight_decay: f64,
+}
+
+/// The kind of autoencoder (`--variant`): which penalty or corruption training adds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Variant {
+    Plain,
+    SparseL1,
+    SparseKl,
+    Denoising,
+    Contractive,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -97,6 +123,15 @@ impl Default for Config {
             train_images: 60_000,
             valid_fraction: 5_000.0 / 60_000.0,
             json: false,
+            variant: Variant::Plain,
+            lambda: None,
+            rho: 0.05,
+            beta: 0.1,
+            noise: Noise::Gaussian {
+                std: 0.5,
+                clip: Some((0.0, 1.0)),
+            },
+            weight_decay: 0.0,
         }
     }
 }
@@ -110,7 +145,25 @@ impl Config {
     }
 
     fn code_activation(&self) -> Activation {
-        self.code_activation.unwrap_or(self.activation)
+        let default = match self.variant {
+            Variant::SparseKl | Variant::Contractive => Activation::Sigmoid,
+            _ => self.activation,
+        };
+        self.code_activation.unwrap_or(default)
+    }
+
+    /// The penalties `--variant` and `--weight-decay` add, checked.
+    fn penalties(&self) -> autoencoder::Result<Vec<Penalty>> {
+        let mut penalties = match self.variant {
+            Variant::SparseL1 => vec![Penalty::l1_activity(self.lambda.unwrap_or(1e-4))?],
+            Variant::SparseKl => vec![Penalty::kl_sparsity(self.rho, self.beta)?],
+            Variant::Contractive => vec![Penalty::contractive(self.lambda.unwrap_or(0.1))?],
+            Variant::Plain | Variant::Denoising => vec![],
+        };
+        if self.weight_decay > 0.0 {
+            penalties.push(Penalty::l2_weights(self.weight_decay)?);
+        }
+        Ok(penalties)
     }
 
     fn to_json(&self) -> serde_json::Value {
@@ -129,6 +182,9 @@ impl Config {
             "seed": self.seed,
             "train_images": self.train_images,
             "valid_fraction": self.valid_fraction,
+            "variant": format!("{:?}", self.variant).to_lowercase(),
+            "penalties": self.penalties().map(|ps| ps.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>()).ok(),
+            "noise": (self.variant == Variant::Denoising).then(|| format!("{:?}", self.noise)),
         })
     }
 }
@@ -164,11 +220,52 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, 
             "--train-images" => c.train_images = parse_num(&flag, &value()?)?,
             "--valid-fraction" => c.valid_fraction = parse_num(&flag, &value()?)?,
             "--json" => c.json = true,
+            "--variant" => c.variant = parse_variant(&value()?)?,
+            "--lambda" => c.lambda = Some(parse_num(&flag, &value()?)?),
+            "--rho" => c.rho = parse_num(&flag, &value()?)?,
+            "--beta" => c.beta = parse_num(&flag, &value()?)?,
+            "--noise" => c.noise = parse_noise(&value()?)?,
+            "--weight-decay" => c.weight_decay = parse_num(&flag, &value()?)?,
             "-h" | "--help" => return Ok(None),
             _ => return Err(format!("unknown flag `{flag}`")),
         }
     }
     Ok(Some(c))
+}
+
+fn parse_variant(s: &str) -> Result<Variant, String> {
+    Ok(match s {
+        "plain" => Variant::Plain,
+        "sparse-l1" => Variant::SparseL1,
+        "sparse-kl" => Variant::SparseKl,
+        "denoising" => Variant::Denoising,
+        "contractive" => Variant::Contractive,
+        _ => {
+            return Err(format!(
+                "unknown variant `{s}` (plain, sparse-l1, sparse-kl, denoising, contractive)"
+            ))
+        }
+    })
+}
+
+fn parse_noise(s: &str) -> Result<Noise, String> {
+    let (kind, x) = s
+        .split_once(':')
+        .ok_or_else(|| format!("--noise `{s}`: expected KIND:VALUE"))?;
+    let x: f64 = parse_num("--noise", x)?;
+    Ok(match kind {
+        "gaussian" => Noise::Gaussian {
+            std: x,
+            clip: Some((0.0, 1.0)),
+        },
+        "masking" => Noise::Masking { fraction: x },
+        "salt-pepper" => Noise::SaltAndPepper { fraction: x },
+        _ => {
+            return Err(format!(
+                "unknown noise `{kind}` (gaussian, masking, salt-pepper)"
+            ))
+        }
+    })
 }
 
 fn parse_num<N: std::str::FromStr>(flag: &str, s: &str) -> Result<N, String> {
@@ -320,6 +417,8 @@ fn run(c: &Config) -> autoencoder::Result<()> {
         bce_of_probabilities(ae.reconstruct(test.view())?.view(), test.view())
     };
 
+    let variant = variant_figures(c, &ae, test)?;
+
     let pca_start = Instant::now();
     let pca = Pca::fit(train.view(), c.latent)?;
     let pca_recon = pca.reconstruct(test.view())?;
@@ -349,6 +448,7 @@ fn run(c: &Config) -> autoencoder::Result<()> {
             "pca_seconds": pca_seconds,
             "beats_pca_mse": test_mse < pca_mse,
             "beats_pca_bce": test_bce < pca_bce,
+            "variant_figures": variant,
             "history": history.epochs.iter().map(|e| json!({
                 "epoch": e.epoch + 1,
                 "train_loss": e.train_loss,
@@ -368,6 +468,9 @@ fn run(c: &Config) -> autoencoder::Result<()> {
             "  PCA, {:>3} components          {pca_bce:.5}   {pca_mse:.5}   (fitted in {pca_seconds:.1} s)",
             c.latent
         );
+        for (name, value) in variant.as_object().into_iter().flatten() {
+            println!("  {name}: {value}");
+        }
         println!(
             "compression 784 : {} = {ratio:.1} : 1; trained in {train_seconds:.1} s",
             c.latent
@@ -400,7 +503,14 @@ fn fit<O: Optimizer<f32>>(
 ) -> autoencoder::Result<History> {
     let quiet = c.json;
     let epochs = c.epochs;
-    Trainer::new(optimizer)
+    let mut trainer = Trainer::new(optimizer);
+    for penalty in c.penalties()? {
+        trainer = trainer.penalty(penalty);
+    }
+    if c.variant == Variant::Denoising {
+        trainer = trainer.noise(c.noise);
+    }
+    trainer
         .loss(c.loss)
         .epochs(c.epochs)
         .batch_size(c.batch_size)
@@ -408,8 +518,10 @@ fn fit<O: Optimizer<f32>>(
         .on_epoch(move |e| {
             if !quiet {
                 let valid = e.valid_loss.map_or("-".to_string(), |v| format!("{v:.5}"));
+                let terms: String = e.train_penalties.iter().map(|p| format!(" + {p:.5}")).collect();
+                let terms = if terms.is_empty() { terms } else { format!(" (recon {:.5}{terms})", e.train_reconstruction) };
                 println!(
-                    "epoch {:>3}/{epochs}  train {:.5}  valid {valid}  {:.2} s  {:.0} samples/s",
+                    "epoch {:>3}/{epochs}  train {:.5}{terms}  valid {valid}  {:.2} s  {:.0} samples/s",
                     e.epoch + 1,
                     e.train_loss,
                     e.seconds,
@@ -419,6 +531,48 @@ fn fit<O: Optimizer<f32>>(
             ControlFlow::Continue(())
         })
         .fit(ae, train.view(), valid.as_ref().map(|v| v.view()))
+}
+
+/// The variant's own figures on the test set: mean code activation (and the share of
+/// near-zero codes), PSNR of noisy and denoised images, or the encoder's Jacobian norm.
+fn variant_figures(
+    c: &Config,
+    ae: &Autoencoder<f32>,
+    test: &Array2<f32>,
+) -> autoencoder::Result<serde_json::Value> {
+    let codes = ae.encode(test.view())?;
+    let mean_code = codes.iter().map(|&v| f64::from(v)).sum::<f64>() / codes.len() as f64;
+    let near_zero = codes.iter().filter(|v| v.abs() < 1e-3).count() as f64 / codes.len() as f64;
+    let mut figures = json!({
+        "mean_code_activation": mean_code,
+        "near_zero_code_fraction": near_zero,
+    });
+    match c.variant {
+        Variant::SparseKl => figures["rho"] = json!(c.rho),
+        Variant::Denoising => {
+            // PSNR for pixels in [0, 1]: 10 log10(1 / MSE).
+            let psnr = |a: &Array2<f32>| {
+                10.0 * (1.0 / mse(a.mapv(f64::from).view(), test.mapv(f64::from).view())).log10()
+            };
+            let noisy = corrupt(
+                test.view(),
+                c.noise,
+                &mut ChaCha8Rng::seed_from_u64(c.seed + 1),
+            )?;
+            let denoised = ae.reconstruct(noisy.view())?;
+            let (before, after) = (psnr(&noisy), psnr(&denoised));
+            figures["psnr_noisy_db"] = json!(before);
+            figures["psnr_denoised_db"] = json!(after);
+            figures["psnr_gain_db"] = json!(after - before);
+        }
+        Variant::Contractive | Variant::Plain | Variant::SparseL1 => {
+            // Mean ||J_f(x)||_F^2 over the first 1000 test images (exact, costly per row).
+            let rows = test.nrows().min(1000);
+            figures["jacobian_norm_sq"] =
+                json!(ae.jacobian_norm(test.slice(ndarray::s![..rows, ..]))?);
+        }
+    }
+    Ok(figures)
 }
 
 fn mse(a: ArrayView2<f64>, b: ArrayView2<f64>) -> f64 {
@@ -453,6 +607,15 @@ mod tests {
         assert!(parse_args(args("--bogus 1")).is_err());
         assert!(parse_args(args("--epochs")).is_err());
         assert!(parse_args(args("--help"))?.is_none());
+        let kl = parse_args(args("--variant sparse-kl --rho 0.1 --beta 3"))?.ok_or("")?;
+        assert_eq!((kl.variant, kl.rho, kl.beta), (Variant::SparseKl, 0.1, 3.0));
+        assert_eq!(kl.code_activation(), Activation::Sigmoid);
+        let d = parse_args(args("--variant denoising --noise masking:0.3"))?.ok_or("")?;
+        assert_eq!(d.noise, Noise::Masking { fraction: 0.3 });
+        assert!(parse_args(args("--variant bogus")).is_err());
+        assert!(parse_args(args("--noise gaussian")).is_err());
+        let bad = parse_args(args("--variant sparse-kl --rho 1.5"))?.ok_or("")?;
+        assert!(bad.penalties().is_err());
         Ok(())
     }
 }
