@@ -1,0 +1,284 @@
+//! Tied vs untied weights, and greedy layer-wise pretraining vs training from scratch, on
+//! MNIST: the figures of the README's "Generative and deeper" section.
+//!
+//! ```text
+//! cargo run --release --example mnist_deep                      # defaults, a couple of minutes on 2 cores
+//! cargo run --release --example mnist_deep -- --epochs 2 --train-images 10000
+//! cargo run --release --example mnist_deep -- --help
+//! ```
+//!
+//! MNIST is looked for in `$MNIST_DIR`, then `./data/mnist`, and downloaded into
+//! `./data/mnist` if missing (see `autoencoder::data::mnist`).
+
+use std::time::Instant;
+
+use autoencoder::data::{mnist, Mnist};
+use autoencoder::{Activation, Adam, Autoencoder, Loss, Trainer, Tying};
+use ndarray::{s, Array2};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+const USAGE: &str = "\
+Compare tied with untied weights (784-128-784 and 784-32-784), and greedy layer-wise
+pretraining + fine-tuning with training from scratch (784-128-64-32-64-128-784), on MNIST.
+
+Usage: cargo run --release --example mnist_deep -- [FLAGS]
+
+All models: ReLU hidden and code layers, sigmoid output, binary cross-entropy (mean per pixel),
+Adam lr 1e-3 eps 1e-7, batch 256, seed 0; figures on the 10,000 test images.
+Tying: each model trained --epochs epochs.
+Stacking: three stages 784-128-784 (BCE), 128-64-128 and 64-32-64 (ReLU output, MSE on the
+previous stage's codes), --epochs epochs each, stacked, then fine-tuned --epochs epochs;
+against the same deep model from scratch for 4 x --epochs epochs (equal total epochs).
+
+Flags
+  --epochs N           epochs per phase (see above)                       [5]
+  --train-images N     use the first N training images (all: 60000)      [60000]
+  --json               print one final line: a JSON object with the configuration and every figure
+  -h, --help           this text
+";
+
+/// Everything the command line sets. To add a flag: a field here, its default in
+/// `Default`, one arm in `parse_args`, a line in `USAGE`, and a key in `to_json`.
+#[derive(Debug, Clone)]
+struct Config {
+    epochs: usize,
+    train_images: usize,
+    json: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            epochs: 5,
+            train_images: 60_000,
+            json: false,
+        }
+    }
+}
+
+impl Config {
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "epochs": self.epochs,
+            "train_images": self.train_images,
+            "batch_size": BATCH,
+            "lr": LR,
+            "seed": SEED,
+        })
+    }
+}
+
+const BATCH: usize = 256;
+const LR: f64 = 1e-3;
+const SEED: u64 = 0;
+
+/// Parses the flags (`--flag value` or `--flag=value`). `Ok(None)` means `--help`.
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, String> {
+    let mut c = Config::default();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg, None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--epochs" => c.epochs = parse_num(&flag, &value()?)?,
+            "--train-images" => c.train_images = parse_num(&flag, &value()?)?,
+            "--json" => c.json = true,
+            "-h" | "--help" => return Ok(None),
+            _ => return Err(format!("unknown flag `{flag}`")),
+        }
+    }
+    Ok(Some(c))
+}
+
+fn parse_num<N: std::str::FromStr>(flag: &str, s: &str) -> Result<N, String> {
+    s.parse()
+        .map_err(|_| format!("{flag}: `{s}` is not a valid number"))
+}
+
+fn main() {
+    let config = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            print!("{USAGE}");
+            return;
+        }
+        Err(e) => {
+            eprintln!("error: {e}\n(run with --help for the flags)");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(&config) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Trains `model` on `train` for `epochs` epochs; returns the seconds spent.
+fn train(
+    model: &mut Autoencoder<f32>,
+    train: &Array2<f32>,
+    loss: Loss,
+    epochs: usize,
+) -> autoencoder::Result<f64> {
+    let history = Trainer::new(Adam::new(LR).eps(1e-7))
+        .loss(loss)
+        .epochs(epochs)
+        .batch_size(BATCH)
+        .seed(SEED)
+        .fit(model, train.view(), None)?;
+    Ok(history.epochs.iter().map(|e| e.seconds).sum())
+}
+
+/// A ReLU autoencoder `n_in - hidden... - latent - mirror - n_in` with output `output`.
+fn relu_model(
+    n_in: usize,
+    hidden: &[usize],
+    latent: usize,
+    output: Activation,
+    tying: Tying,
+) -> autoencoder::Result<Autoencoder<f32>> {
+    let mut builder = Autoencoder::<f32>::builder(n_in);
+    for &w in hidden {
+        builder = builder.hidden(w, Activation::Relu);
+    }
+    builder
+        .latent(latent, Activation::Relu)
+        .output(output)
+        .tying(tying)
+        .build(&mut ChaCha8Rng::seed_from_u64(SEED))
+}
+
+fn run(c: &Config) -> autoencoder::Result<()> {
+    let dir = mnist::locate()?;
+    let data = Mnist::<f32>::load(&dir)?;
+    let n = c.train_images.min(data.train_images.nrows());
+    let x = data.train_images.slice(s![..n, ..]).to_owned();
+    let test = &data.test_images;
+    let quiet = c.json;
+    let say = |line: String| {
+        if !quiet {
+            println!("{line}");
+        }
+    };
+    say(format!(
+        "MNIST from {}: {n} training, {} test images; {} epochs per phase",
+        dir.display(),
+        test.nrows(),
+        c.epochs
+    ));
+    let bce = Loss::BinaryCrossEntropy;
+
+    // Tied vs untied.
+    let mut tying_rows = Vec::new();
+    for latent in [128, 32] {
+        for tying in [Tying::Untied, Tying::Tied] {
+            let mut ae = relu_model(784, &[], latent, Activation::Sigmoid, tying)?;
+            let seconds = train(&mut ae, &x, bce, c.epochs)?;
+            let test_bce = ae.evaluate(test.view(), test.view(), bce)?;
+            say(format!(
+                "784-{latent}-784 {tying:?}: {} parameters, test BCE {test_bce:.5} ({seconds:.1} s)",
+                ae.n_params()
+            ));
+            tying_rows.push(json!({
+                "sizes": ae.sizes(),
+                "tying": format!("{tying:?}"),
+                "n_params": ae.n_params(),
+                "epochs": c.epochs,
+                "test_bce": test_bce,
+                "seconds": seconds,
+            }));
+        }
+    }
+
+    // Greedy layer-wise pretraining, then fine-tuning.
+    let start = Instant::now();
+    let mut stages = Vec::new();
+    let mut input = x.clone();
+    for (i, (n_in, latent)) in [(784, 128), (128, 64), (64, 32)].into_iter().enumerate() {
+        let (output, loss) = match i {
+            0 => (Activation::Sigmoid, bce),
+            _ => (Activation::Relu, Loss::MeanSquaredError),
+        };
+        let mut stage = relu_model(n_in, &[], latent, output, Tying::Untied)?;
+        train(&mut stage, &input, loss, c.epochs)?;
+        let stage_loss = stage.evaluate(input.view(), input.view(), loss)?;
+        say(format!(
+            "stage {} {n_in}-{latent}-{n_in}: training {} {stage_loss:.5}",
+            i + 1,
+            loss.name()
+        ));
+        input = stage.encode(input.view())?;
+        stages.push(stage);
+    }
+    let mut stacked = Autoencoder::stack(&stages)?;
+    let pretrained_bce = stacked.evaluate(test.view(), test.view(), bce)?;
+    let pretrain_seconds = start.elapsed().as_secs_f64();
+    let fine_seconds = train(&mut stacked, &x, bce, c.epochs)?;
+    let stacked_bce = stacked.evaluate(test.view(), test.view(), bce)?;
+    let sizes: Vec<String> = stacked.sizes().iter().map(|s| s.to_string()).collect();
+    say(format!(
+        "{} stacked: test BCE {pretrained_bce:.5} before fine-tuning, {stacked_bce:.5} after \
+         ({pretrain_seconds:.1} s pretraining, {fine_seconds:.1} s fine-tuning)",
+        sizes.join("-")
+    ));
+
+    // From scratch, same total epochs.
+    let mut scratch = relu_model(784, &[128, 64], 32, Activation::Sigmoid, Tying::Untied)?;
+    let scratch_epochs = 4 * c.epochs;
+    let scratch_seconds = train(&mut scratch, &x, bce, scratch_epochs)?;
+    let scratch_bce = scratch.evaluate(test.view(), test.view(), bce)?;
+    say(format!(
+        "{} from scratch, {scratch_epochs} epochs: test BCE {scratch_bce:.5} ({scratch_seconds:.1} s)",
+        sizes.join("-")
+    ));
+
+    if c.json {
+        let figures = json!({
+            "tying": tying_rows,
+            "stacking": {
+                "sizes": stacked.sizes(),
+                "n_params": stacked.n_params(),
+                "pretrain_epochs_per_stage": c.epochs,
+                "fine_tune_epochs": c.epochs,
+                "test_bce_before_fine_tuning": pretrained_bce,
+                "test_bce_stacked": stacked_bce,
+                "pretrain_seconds": pretrain_seconds,
+                "fine_tune_seconds": fine_seconds,
+                "scratch_epochs": scratch_epochs,
+                "test_bce_scratch": scratch_bce,
+                "scratch_seconds": scratch_seconds,
+            },
+        });
+        println!("{}", json!({ "config": c.to_json(), "results": figures }));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn flags_parse() -> Result<(), String> {
+        let c = parse_args(args("--epochs=2 --train-images 1000 --json"))?.ok_or("not help")?;
+        assert_eq!((c.epochs, c.train_images, c.json), (2, 1000, true));
+        assert!(parse_args(args("--bogus 1")).is_err());
+        assert!(parse_args(args("--epochs")).is_err());
+        assert!(parse_args(args("--help"))?.is_none());
+        Ok(())
+    }
+}

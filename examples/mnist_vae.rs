@@ -1,0 +1,313 @@
+//! Trains a variational autoencoder on MNIST (Kingma & Welling's 784-400-20 configuration)
+//! and reports the test negative ELBO per image, in nats.
+//!
+//! ```text
+//! cargo run --release --example mnist_vae                       # defaults, a minute or two on 2 cores
+//! cargo run --release --example mnist_vae -- --epochs 20 --train-images 60000
+//! cargo run --release --example mnist_vae -- --help
+//! ```
+//!
+//! MNIST is looked for in `$MNIST_DIR`, then `./data/mnist`, and downloaded into
+//! `./data/mnist` if missing (see `autoencoder::data::mnist`).
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use autoencoder::data::{mnist, Mnist, Split};
+use autoencoder::{Activation, Adam, Autoencoder, Loss, Penalty, Trainer};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+const USAGE: &str = "\
+Train a variational autoencoder on MNIST; report the test negative ELBO per image in nats.
+
+Usage: cargo run --release --example mnist_vae -- [FLAGS]
+
+Architecture (ReLU hidden layers, Gaussian code, sigmoid output)
+  --hidden N           encoder (and mirrored decoder) hidden width       [400]
+  --latent K           latent units (the code layer outputs mean and log-variance) [20]
+Training (binary cross-entropy summed over pixels + beta * KL(q(z|x) || N(0, I)), Adam eps 1e-7)
+  --beta X             KL weight (1: the ELBO; > 1: beta-VAE)             [1]
+  --warmup N           epochs over which beta rises linearly from beta/N  [0]
+  --lr X               learning rate                                      [1e-3]
+  --epochs N                                                              [10]
+  --batch-size N                                                          [128]
+  --seed N             seeds the weights, the split, the shuffling and eps [0]
+  --train-images N     use the first N training images (at most 55000)   [55000]
+                       (the first N + 5000 images are split at random: N train, 5000 validate)
+Output
+  --json               print one final line: a JSON object with the configuration and every final figure
+  -h, --help           this text
+
+The test figure is always the plain negative ELBO (beta 1), whatever --beta and --warmup.
+";
+
+/// Everything the command line sets. To add a flag: a field here, its default in
+/// `Default`, one arm in `parse_args`, a line in `USAGE`, and a key in `to_json`.
+#[derive(Debug, Clone)]
+struct Config {
+    hidden: usize,
+    latent: usize,
+    beta: f64,
+    warmup: usize,
+    lr: f64,
+    epochs: usize,
+    batch_size: usize,
+    seed: u64,
+    train_images: usize,
+    json: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hidden: 400,
+            latent: 20,
+            beta: 1.0,
+            warmup: 0,
+            lr: 1e-3,
+            epochs: 10,
+            batch_size: 128,
+            seed: 0,
+            train_images: 55_000,
+            json: false,
+        }
+    }
+}
+
+impl Config {
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "hidden": self.hidden,
+            "latent": self.latent,
+            "beta": self.beta,
+            "warmup": self.warmup,
+            "lr": self.lr,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "train_images": self.train_images,
+        })
+    }
+}
+
+/// Parses the flags (`--flag value` or `--flag=value`). `Ok(None)` means `--help`.
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, String> {
+    let mut c = Config::default();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg, None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--hidden" => c.hidden = parse_num(&flag, &value()?)?,
+            "--latent" => c.latent = parse_num(&flag, &value()?)?,
+            "--beta" => c.beta = parse_num(&flag, &value()?)?,
+            "--warmup" => c.warmup = parse_num(&flag, &value()?)?,
+            "--lr" => c.lr = parse_num(&flag, &value()?)?,
+            "--epochs" => c.epochs = parse_num(&flag, &value()?)?,
+            "--batch-size" => c.batch_size = parse_num(&flag, &value()?)?,
+            "--seed" => c.seed = parse_num(&flag, &value()?)?,
+            "--train-images" => c.train_images = parse_num(&flag, &value()?)?,
+            "--json" => c.json = true,
+            "-h" | "--help" => return Ok(None),
+            _ => return Err(format!("unknown flag `{flag}`")),
+        }
+    }
+    Ok(Some(c))
+}
+
+fn parse_num<N: std::str::FromStr>(flag: &str, s: &str) -> Result<N, String> {
+    s.parse()
+        .map_err(|_| format!("{flag}: `{s}` is not a valid number"))
+}
+
+fn main() {
+    let config = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            print!("{USAGE}");
+            return;
+        }
+        Err(e) => {
+            eprintln!("error: {e}\n(run with --help for the flags)");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(&config) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(c: &Config) -> autoencoder::Result<()> {
+    let dir = mnist::locate()?;
+    let start = Instant::now();
+    let data = Mnist::<f32>::load(&dir)?;
+    // The first `train_images` + 5,000 images (at most 60,000), split at random.
+    let n_valid = 5_000;
+    let n = c.train_images.min(data.train_images.nrows() - n_valid) + n_valid;
+    let split = Split::new(n, n_valid as f64 / n as f64, c.seed)?;
+    let (train, valid) = split.apply(data.train_images.slice(ndarray::s![..n, ..]))?;
+    let test = &data.test_images;
+    if !c.json {
+        println!(
+            "MNIST from {}: {} training, {} validation, {} test images ({:.1} s to load)",
+            dir.display(),
+            train.nrows(),
+            valid.nrows(),
+            test.nrows(),
+            start.elapsed().as_secs_f64()
+        );
+    }
+
+    let mut vae = Autoencoder::<f32>::builder(784)
+        .hidden(c.hidden, Activation::Relu)
+        .gaussian_latent(c.latent)
+        .output(Activation::Sigmoid)
+        .build(&mut ChaCha8Rng::seed_from_u64(c.seed))?;
+    let kl = Penalty::gaussian_kl(c.beta)?.warmup(c.warmup);
+    if !c.json {
+        let sizes: Vec<String> = vae.sizes().iter().map(|s| s.to_string()).collect();
+        println!(
+            "VAE {} (code layer: mean and log-variance of {} latent units; {} parameters), \
+             BCE summed over pixels + {} KL{}, Adam lr {}, batch {}, {} epochs",
+            sizes.join("-"),
+            c.latent,
+            vae.n_params(),
+            c.beta,
+            if c.warmup > 0 {
+                format!(" warmed up over {} epochs", c.warmup)
+            } else {
+                String::new()
+            },
+            c.lr,
+            c.batch_size,
+            c.epochs
+        );
+        println!("per image, in nats; train: the epoch's running objective (beta as warmed up),");
+        println!("valid: reconstruction from the mean code (z = mu), after the epoch");
+    }
+
+    let quiet = c.json;
+    let epochs = c.epochs;
+    let history = Trainer::new(Adam::new(c.lr).eps(1e-7))
+        .loss(Loss::BinaryCrossEntropySum)
+        .penalty(kl)
+        .epochs(c.epochs)
+        .batch_size(c.batch_size)
+        .seed(c.seed)
+        .on_epoch(move |e| {
+            if !quiet {
+                let kl = e.train_penalties.first().copied().unwrap_or(0.0);
+                let valid = e.valid_loss.map_or("-".to_string(), |v| format!("{v:.2}"));
+                println!(
+                    "epoch {:>3}/{epochs}  train {:.2} (recon {:.2} + KL {kl:.2})  valid recon {valid}  {:.1} s",
+                    e.epoch + 1,
+                    e.train_loss,
+                    e.train_reconstruction,
+                    e.seconds,
+                );
+            }
+            ControlFlow::Continue(())
+        })
+        .fit(&mut vae, train.view(), Some(valid.view()))?;
+    let train_seconds: f64 = history.epochs.iter().map(|e| e.seconds).sum();
+
+    // One-sample estimate of -ELBO = E_q[-log p(x|z)] + KL(q(z|x) || N(0, I)) per image.
+    let elbo = [Penalty::gaussian_kl(1.0)?];
+    let test_terms = vae.objective(
+        test.view(),
+        test.view(),
+        Loss::BinaryCrossEntropySum,
+        &elbo,
+        c.seed,
+    )?;
+    let valid_terms = vae.objective(
+        valid.view(),
+        valid.view(),
+        Loss::BinaryCrossEntropySum,
+        &elbo,
+        c.seed,
+    )?;
+    let test_kl = test_terms.penalties[0];
+    let test_mean_recon = vae.evaluate(test.view(), test.view(), Loss::BinaryCrossEntropySum)?;
+
+    if c.json {
+        let figures = json!({
+            "epochs_run": history.epochs.len(),
+            "n_params": vae.n_params(),
+            "sizes": vae.sizes(),
+            "train_seconds": train_seconds,
+            "test_negative_elbo": test_terms.total(),
+            "test_reconstruction": test_terms.reconstruction,
+            "test_kl": test_kl,
+            "test_reconstruction_from_mean": test_mean_recon,
+            "valid_negative_elbo": valid_terms.total(),
+            "history": history.epochs.iter().map(|e| json!({
+                "epoch": e.epoch + 1,
+                "train_loss": e.train_loss,
+                "train_reconstruction": e.train_reconstruction,
+                "train_kl": e.train_penalties.first(),
+                "valid_reconstruction_from_mean": e.valid_loss,
+                "seconds": e.seconds,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", json!({ "config": c.to_json(), "results": figures }));
+    } else {
+        println!(
+            "\nvalid set ({} images): negative ELBO {:.2} nats per image",
+            valid.nrows(),
+            valid_terms.total()
+        );
+        println!(
+            "test set ({} images): negative ELBO {:.2} nats per image \
+             (reconstruction {:.2} + KL {test_kl:.2}; one draw of eps per image, seed {})",
+            test.nrows(),
+            test_terms.total(),
+            test_terms.reconstruction,
+            c.seed
+        );
+        println!("  reconstruction from the mean code alone: {test_mean_recon:.2} nats per image");
+        println!(
+            "  ELBO {:.2} nats; trained in {train_seconds:.1} s",
+            -test_terms.total()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn flags_parse() -> Result<(), String> {
+        let c = parse_args(args(
+            "--latent=2 --beta 4 --warmup 3 --lr 0.002 --batch-size 64 --json",
+        ))?
+        .ok_or("not help")?;
+        assert_eq!(
+            (c.latent, c.beta, c.warmup, c.lr, c.batch_size, c.json),
+            (2, 4.0, 3, 0.002, 64, true)
+        );
+        assert_eq!((c.hidden, c.epochs), (400, 10));
+        assert!(parse_args(args("--bogus 1")).is_err());
+        assert!(parse_args(args("--epochs")).is_err());
+        assert!(parse_args(args("--beta x")).is_err());
+        assert!(parse_args(args("--help"))?.is_none());
+        Ok(())
+    }
+}
