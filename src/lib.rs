@@ -82,6 +82,8 @@ mod pca;
 mod penalty;
 mod threads;
 mod trainer;
+#[cfg(feature = "viz")]
+pub mod viz;
 
 pub use activation::{sigmoid, Activation, DerivativeFrom};
 pub use data::{corrupt, Noise};
