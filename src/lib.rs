@@ -80,6 +80,7 @@ mod model;
 pub mod optim;
 mod pca;
 mod penalty;
+mod progress;
 mod threads;
 mod trainer;
 #[cfg(feature = "viz")]
@@ -97,6 +98,7 @@ pub use model::{Autoencoder, AutoencoderBuilder, Latent, LossTerms, Tying};
 pub use optim::{Adam, Optimizer, OptimizerState, Schedule, Sgd, WeightDecay};
 pub use pca::Pca;
 pub use penalty::{Biases, Penalty, KL_EPSILON};
+pub use progress::{Progress, ProgressOutput};
 pub use threads::{set_threads, threads, MAX_THREADS};
 pub use trainer::{
     BatchProgress, EarlyStopping, EpochRecord, History, Restore, StopReason, Trainer,
