@@ -21,6 +21,10 @@
 //! - [`Pca`]: the linear baseline.
 //! - Files: [`Autoencoder::save`] / [`Autoencoder::load`] (safetensors, versioned, atomic
 //!   writes) and training [`Checkpoint`]s that [`Trainer::resume`] continues bit for bit.
+//! - [`Progress`]: a progress bar per epoch for the trainer's callbacks (feature
+//!   `progress`), plain lines when the output is not a terminal.
+//! - `viz` (feature `viz`): reconstruction grids, learned features, loss curves, latent
+//!   maps and decoded grids as PNG files.
 //!
 //! Every fallible call returns [`Result`] with the one [`Error`] type; nothing panics on
 //! bad input. The same seed gives the same weights, bit for bit.

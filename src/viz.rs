@@ -5,8 +5,9 @@
 //! row becomes a picture (height, width, grey or RGB, magnification, value range). Plots
 //! are drawn with `plotters`' bitmap backend and an embedded subset of DejaVu Sans
 //! (`assets/`), so no system font library is needed. Every picture is written atomically
-//! (temporary file in the same folder, fsync, rename) and every function returns the
-//! picture's `(width, height)` in pixels.
+//! (temporary file in the same folder, fsync, rename) as an 8-bit PNG, grey when every
+//! pixel is grey and RGB otherwise; every function returns the picture's
+//! `(width, height)` in pixels.
 //!
 //! ```
 //! use autoencoder::viz::{save_reconstructions, Tiles};
@@ -589,7 +590,7 @@ pub fn save_loss_curves(
 
 /// Draws `curves` with axes and a legend, on a y axis of any scale.
 fn draw_curves<Y>(
-    root: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    root: &Area<'_>,
     x_range: std::ops::Range<i32>,
     y_range: Y,
     curves: &[Curve],
@@ -599,8 +600,12 @@ where
     Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
     root.fill(&WHITE)?;
+    let (width, height) = root.dim_in_pixel();
+    let per_row = ((width as usize).saturating_sub(20) / LEGEND_CELL).max(1);
+    let legend_height = (curves.len().div_ceil(per_row) * 22 + 10) as u32;
+    let (plot, legend) = root.split_vertically(height.saturating_sub(legend_height));
     let n_epochs = (x_range.end - x_range.start + 1) as usize;
-    let mut chart = ChartBuilder::on(root)
+    let mut chart = ChartBuilder::on(&plot)
         .caption("loss per epoch", ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(40)
@@ -610,31 +615,63 @@ where
         .configure_mesh()
         .x_desc("epoch")
         .y_desc("loss")
+        .max_light_lines(1)
         .x_labels(n_epochs.min(12))
+        .y_labels(6)
         .y_label_formatter(&|v| format_number(*v, 0.0))
         .label_style(("sans-serif", 14))
         .draw()?;
+    let mut entries = Vec::new();
     for (k, (name, points)) in curves.iter().enumerate() {
         let (r, g, b) = PALETTE[k % PALETTE.len()];
         let colour = RGBColor(r, g, b);
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().copied(),
-                colour.stroke_width(2),
-            ))?
-            .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-            });
+        chart.draw_series(LineSeries::new(
+            points.iter().copied(),
+            colour.stroke_width(2),
+        ))?;
         chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
+        entries.push((name.clone(), colour));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()?;
+    draw_legend(&legend, &entries, Mark::Line, per_row)
+}
+
+/// A drawing area on an RGB buffer.
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// Width in pixels of one legend entry laid out in a row.
+const LEGEND_CELL: usize = 230;
+
+/// How a legend entry is marked.
+#[derive(Debug, Clone, Copy)]
+enum Mark {
+    Line,
+    Dot,
+}
+
+/// Draws legend entries (name, colour) in `area`, outside the plot so they hide no data:
+/// `per_row` entries per row, rows 22 pixels apart.
+fn draw_legend(
+    area: &Area<'_>,
+    entries: &[(String, RGBColor)],
+    mark: Mark,
+    per_row: usize,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    for (k, (name, colour)) in entries.iter().enumerate() {
+        let x = 12 + ((k % per_row) * LEGEND_CELL) as i32;
+        let y = 12 + (k / per_row) as i32 * 22;
+        match mark {
+            Mark::Line => area.draw(&PathElement::new(
+                vec![(x, y), (x + 24, y)],
+                colour.stroke_width(3),
+            ))?,
+            Mark::Dot => area.draw(&Circle::new((x + 12, y), 5, colour.filled()))?,
+        }
+        area.draw(&Text::new(
+            name.clone(),
+            (x + 32, y - 8),
+            ("sans-serif", 15),
+        ))?;
+    }
     Ok(())
 }
 
@@ -716,8 +753,16 @@ pub fn save_latent_map<T: Float>(
     classes.dedup();
     save_plot(path.as_ref(), "latent map", size, |root| {
         root.fill(&WHITE)?;
+        let legend_width = 20
+            + 9 * classes
+                .iter()
+                .map(|c| c.to_string().len())
+                .max()
+                .unwrap_or(1) as u32
+            + 36;
+        let (plot, legend) = root.split_horizontally(size.0.saturating_sub(legend_width));
         let mut chart: ChartContext<'_, _, Cartesian2d<RangedCoordf64, RangedCoordf64>> =
-            ChartBuilder::on(root)
+            ChartBuilder::on(&plot)
                 .caption("codes by label", ("sans-serif", 22))
                 .margin(12)
                 .x_label_area_size(40)
@@ -727,44 +772,50 @@ pub fn save_latent_map<T: Float>(
             .configure_mesh()
             .x_desc("z0")
             .y_desc("z1")
+            .max_light_lines(1)
             .x_label_formatter(&|v| format_number(*v, zero.0))
             .y_label_formatter(&|v| format_number(*v, zero.1))
             .label_style(("sans-serif", 14))
             .draw()?;
-        for &class in &classes {
-            let (r, g, b) = PALETTE[class % PALETTE.len()];
-            let colour = RGBColor(r, g, b);
-            let points = codes
-                .rows()
-                .into_iter()
-                .zip(labels)
-                .filter(move |(_, &l)| l == class)
-                .map(|(z, _)| (z[0].as_f64(), z[1].as_f64()));
-            chart
-                .draw_series(points.map(|p| Circle::new(p, 2, colour.mix(0.7).filled())))?
-                .label(class.to_string())
-                .legend(move |(x, y)| Circle::new((x + 6, y), 4, colour.filled()));
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()?;
-        Ok(())
+        // All points in data order, so no label is hidden under the ones drawn after it.
+        let colour = |label: usize| {
+            let (r, g, b) = PALETTE[label % PALETTE.len()];
+            RGBColor(r, g, b)
+        };
+        chart.draw_series(codes.rows().into_iter().zip(labels).map(|(z, &l)| {
+            Circle::new(
+                (z[0].as_f64(), z[1].as_f64()),
+                2,
+                colour(l).mix(0.7).filled(),
+            )
+        }))?;
+        let entries: Vec<(String, RGBColor)> = classes
+            .iter()
+            .map(|&c| (c.to_string(), colour(c)))
+            .collect();
+        draw_legend(&legend.margin(40, 0, 0, 0), &entries, Mark::Dot, 1)
     })
 }
 
-/// Encodes an RGB8 image in memory, then writes it atomically.
+/// Encodes an RGB8 image in memory (as 8-bit grey if every pixel is grey, which makes
+/// tile pictures about three times smaller), then writes it atomically.
 fn write_png(path: &Path, (width, height): (u32, u32), rgb: &[u8]) -> Result<()> {
+    let grey: Option<Vec<u8>> = rgb
+        .chunks_exact(3)
+        .map(|p| (p[0] == p[1] && p[1] == p[2]).then_some(p[0]))
+        .collect();
     let mut bytes = Vec::new();
     let encoded = (|| {
         let mut encoder = png::Encoder::new(&mut bytes, width, height);
-        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_color(if grey.is_some() {
+            png::ColorType::Grayscale
+        } else {
+            png::ColorType::Rgb
+        });
         encoder.set_depth(png::BitDepth::Eight);
+        encoder.set_compression(png::Compression::High);
         let mut writer = encoder.write_header()?;
-        writer.write_image_data(rgb)?;
+        writer.write_image_data(grey.as_deref().unwrap_or(rgb))?;
         writer.finish()
     })();
     encoded.map_err(|e| plot_error("PNG image", e))?;

@@ -37,9 +37,13 @@ fn decode(path: &Path) -> Png {
     let mut reader = decoder.read_info().expect("a PNG header");
     let mut buf = vec![0; reader.output_buffer_size().expect("a size")];
     let info = reader.next_frame(&mut buf).expect("PNG data");
-    assert_eq!(info.color_type, png::ColorType::Rgb);
     assert_eq!(info.bit_depth, png::BitDepth::Eight);
     buf.truncate(info.buffer_size());
+    let buf = match info.color_type {
+        png::ColorType::Rgb => buf,
+        png::ColorType::Grayscale => buf.iter().flat_map(|&v| [v; 3]).collect(),
+        other => panic!("unexpected colour type {other:?}"),
+    };
     Png {
         width: info.width,
         height: info.height,
