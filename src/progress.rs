@@ -278,7 +278,7 @@ fn seconds(s: f64) -> String {
 fn new_bar(p: &BatchProgress, epochs: usize) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(p.n_batches as u64);
     let style = indicatif::ProgressStyle::with_template(
-        "epoch {prefix}  [{bar:30}] {pos}/{len} batches  {msg}  eta {eta}",
+        "epoch {prefix} [{wide_bar}] {pos}/{len} batches  {msg}  eta {eta}",
     )
     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
     .progress_chars("=> ");
@@ -297,6 +297,78 @@ mod tests {
         assert_eq!(seconds(125.0), "2m05s");
         assert_eq!(seconds(3720.0), "1h02m");
         assert_eq!(seconds(-1.0), "0.0s");
+    }
+
+    /// A writer whose bytes the test reads afterwards.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn feed(progress: &Progress, n_batches: usize) {
+        for batch in 1..=n_batches {
+            progress.batch(&BatchProgress {
+                epoch: 0,
+                batch,
+                n_batches,
+                samples: batch * 10,
+                loss: 1.0 / batch as f64,
+                seconds: batch as f64 * 0.01,
+            });
+        }
+        progress.epoch(&EpochRecord {
+            epoch: 0,
+            train_loss: 0.5,
+            train_reconstruction: 0.5,
+            train_penalties: vec![],
+            valid_loss: None,
+            lr: 1e-3,
+            seconds: 1.0,
+            samples_per_second: 100.0,
+        });
+    }
+
+    #[test]
+    fn lines_mark_quarters_of_an_epoch() {
+        let out = Captured::default();
+        feed(&Progress::to_writer(1, out.clone()), 100);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let heads: Vec<&str> = text
+            .lines()
+            .map(|l| &l[..l.find(')').unwrap_or(l.len())])
+            .collect();
+        assert_eq!(
+            heads,
+            [
+                "epoch 1/1  batch 25/100 (25%",
+                "epoch 1/1  batch 50/100 (50%",
+                "epoch 1/1  batch 75/100 (75%",
+                "epoch 1/1  done in 1.0s  100 samples/s  train 0.500000",
+            ]
+        );
+    }
+
+    #[cfg(feature = "progress")]
+    #[test]
+    fn a_bar_replaces_the_batch_lines() {
+        // The bar itself draws on stderr (hidden when it is not a terminal); only the
+        // epoch line goes to the writer.
+        let out = Captured::default();
+        let mut progress = Progress::to_writer(1, out.clone());
+        progress.use_bar();
+        assert_eq!(format!("{progress:?}"), "Progress { epochs: 1, bar: true }");
+        feed(&progress, 100);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.starts_with("epoch 1/1  done in"), "{text}");
     }
 
     #[test]
