@@ -27,6 +27,7 @@ fn scratch(name: &str) -> PathBuf {
 struct Png {
     width: u32,
     height: u32,
+    grey: bool,
     rgb: Vec<u8>,
 }
 
@@ -39,6 +40,7 @@ fn decode(path: &Path) -> Png {
     let info = reader.next_frame(&mut buf).expect("PNG data");
     assert_eq!(info.bit_depth, png::BitDepth::Eight);
     buf.truncate(info.buffer_size());
+    let grey = info.color_type == png::ColorType::Grayscale;
     let buf = match info.color_type {
         png::ColorType::Rgb => buf,
         png::ColorType::Grayscale => buf.iter().flat_map(|&v| [v; 3]).collect(),
@@ -47,6 +49,7 @@ fn decode(path: &Path) -> Png {
     Png {
         width: info.width,
         height: info.height,
+        grey,
         rgb: buf,
     }
 }
@@ -140,6 +143,7 @@ fn reconstruction_grid_has_one_row_per_array() -> Result<()> {
     let png = check(&path, size, (2 + 10 * 26, 2 + 3 * 26), 1000.0);
     // The bars are white (1.0 with range (0, 1)): 15 pixels, each 3x3, in each original.
     assert!(png.count([255, 255, 255]) >= 10 * 15 * 9);
+    assert!(png.grey, "grey tiles are stored as a grey PNG");
     Ok(())
 }
 
@@ -160,6 +164,7 @@ fn rgb_tiles_keep_their_colours() -> Result<()> {
     let png = check(&path, size, (2 + 2 * 6, 2 + 6), 1000.0);
     assert_eq!(png.count([255, 0, 0]), 16);
     assert_eq!(png.count([0, 0, 255]), 16);
+    assert!(!png.grey);
     Ok(())
 }
 
