@@ -184,13 +184,23 @@ struct Canvas {
     rgb: Vec<u8>,
 }
 
+/// Largest side of a picture, in pixels.
+const MAX_SIDE: usize = 16384;
+
 impl Canvas {
-    fn new((width, height): (usize, usize), background: [u8; 3]) -> Self {
-        Canvas {
+    /// A canvas of `(width, height)`, at most [`MAX_SIDE`] pixels each.
+    fn new((width, height): (usize, usize), background: [u8; 3]) -> Result<Self> {
+        if width > MAX_SIDE || height > MAX_SIDE {
+            return Err(Error::InvalidConfig(format!(
+                "the picture would be {width} x {height} pixels, more than {MAX_SIDE} on a side: \
+                 show fewer images or use a smaller tile scale"
+            )));
+        }
+        Ok(Canvas {
             width,
             height,
             rgb: background.repeat(width * height),
-        }
+        })
     }
 
     /// Draws image `values` (one row, [`Tiles::pixels`] long) at grid position
@@ -264,6 +274,7 @@ fn value_range<T: Float>(arrays: &[ArrayView2<T>]) -> (f64, f64) {
 /// [`Error::EmptyData`] if `rows` or an array is empty; [`Error::ShapeMismatch`] if an array
 /// is not `tiles.pixels()` wide or has another number of images than the first;
 /// [`Error::NonFiniteData`]; [`Error::InvalidHyperparameter`] for bad [`Tiles`];
+/// [`Error::InvalidConfig`] if the picture would be over 16384 pixels on a side;
 /// [`Error::Io`] naming `path` if it cannot be written.
 ///
 /// # Example
@@ -292,7 +303,7 @@ pub fn save_reconstructions<T: Float>(
         }
     }
     let level = linear_level(tiles.range.unwrap_or_else(|| value_range(rows)));
-    let mut canvas = Canvas::new(tiles.grid_size(rows.len(), first.nrows()), GAP);
+    let mut canvas = Canvas::new(tiles.grid_size(rows.len(), first.nrows()), GAP)?;
     for (r, x) in rows.iter().enumerate() {
         for (c, image) in x.rows().into_iter().enumerate() {
             canvas.tile(tiles, (r, c), image, &level);
@@ -334,7 +345,7 @@ pub fn save_weights<T: Float>(
         .columns
         .unwrap_or_else(|| (n as f64).sqrt().ceil() as usize)
         .min(n);
-    let mut canvas = Canvas::new(tiles.grid_size(n.div_ceil(cols), cols), FEATURE_GAP);
+    let mut canvas = Canvas::new(tiles.grid_size(n.div_ceil(cols), cols), FEATURE_GAP)?;
     for (j, w) in columns.rows().into_iter().enumerate() {
         let mean = w.iter().map(|v| v.as_f64()).sum::<f64>() / w.len() as f64;
         let amp = w
@@ -372,8 +383,8 @@ pub fn save_features<T: Float>(
 ///
 /// # Errors
 /// [`Error::ShapeMismatch`] if the model's code is not 2 units or its output is not
-/// `tiles.pixels()` wide; [`Error::InvalidHyperparameter`] for `steps < 2` or a range that
-/// is not finite with `lo < hi`; [`Error::NonFiniteData`] if the decoder outputs NaN or
+/// `tiles.pixels()` wide; [`Error::InvalidHyperparameter`] for `steps` outside `2..=100` or
+/// a range that is not finite with `lo < hi`; [`Error::NonFiniteData`] if the decoder outputs NaN or
 /// infinity; [`Error::Io`].
 pub fn save_latent_grid<T: Float>(
     path: impl AsRef<Path>,
@@ -398,7 +409,12 @@ pub fn save_latent_grid<T: Float>(
             found: format!("{}", model.n_in()),
         });
     }
-    crate::error::check_range("latent grid steps", steps as f64, steps >= 2, "at least 2")?;
+    crate::error::check_range(
+        "latent grid steps",
+        steps as f64,
+        (2..=100).contains(&steps),
+        "an integer in 2..=100",
+    )?;
     for (name, r) in [
         ("latent grid z0 range", &z0_range),
         ("latent grid z1 range", &z1_range),
@@ -423,7 +439,7 @@ pub fn save_latent_grid<T: Float>(
     let images = model.decode(codes.view())?;
     check_images(images.view(), tiles, "decoded latent grid")?;
     let level = linear_level(tiles.range.unwrap_or_else(|| value_range(&[images.view()])));
-    let mut canvas = Canvas::new(tiles.grid_size(steps, steps), GAP);
+    let mut canvas = Canvas::new(tiles.grid_size(steps, steps), GAP)?;
     for (k, image) in images.rows().into_iter().enumerate() {
         canvas.tile(tiles, (k / steps, k % steps), image, &level);
     }

@@ -306,12 +306,18 @@ fn bad_input_gives_typed_errors() -> Result<()> {
         assert!(matches!(err, Error::InvalidHyperparameter { .. }), "{err}");
     }
 
+    // 1000 tiles in one row: 18002 pixels wide, over the 16384 limit.
+    let many = Array2::<f32>::zeros((1000, 64));
+    let err = save_reconstructions(&path, &[many.view()], &tiles).unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+
     let err =
         save_latent_grid(&path, &model(64, 3, 1)?, &tiles, 4, -1.0..=1.0, -1.0..=1.0).unwrap_err();
     assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
     let two = model(64, 2, 1)?;
     for (steps, range) in [
         (1, -1.0..=1.0),
+        (101, -1.0..=1.0),
         (4, 1.0..=1.0),
         (4, f64::NEG_INFINITY..=1.0),
     ] {
