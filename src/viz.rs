@@ -21,11 +21,10 @@
 //! # Ok(()) }
 //! ```
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use crate::io::write_atomic;
+use std::io::Write;
 use std::ops::RangeInclusive;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 use std::sync::Once;
 
 use ndarray::{Array2, ArrayView1, ArrayView2};
@@ -836,55 +835,4 @@ fn write_png(path: &Path, (width, height): (u32, u32), rgb: &[u8]) -> Result<()>
     })();
     encoded.map_err(|e| plot_error("PNG image", e))?;
     write_atomic(path, |file| file.write_all(&bytes))
-}
-
-/// Numbers temporary files, so that threads saving at once never share one.
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes a file atomically: `write` fills a temporary file in the same folder as `path`,
-/// which is flushed to disk (`sync_all`) and renamed over `path`; the folder is then synced.
-/// On failure the temporary file is removed and a previous file at `path` is left intact.
-fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()>) -> Result<()> {
-    let io_error = |action, source| Error::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    };
-    let Some(name) = path.file_name() else {
-        return Err(io_error(
-            "cannot save to",
-            io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"),
-        ));
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.{}-{}.tmp",
-        name.to_string_lossy(),
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut file = File::create_new(&tmp).map_err(|e| {
-            (
-                "cannot create a temporary file (does the folder exist and is it writable?) for",
-                e,
-            )
-        })?;
-        write(&mut file).map_err(|e| ("cannot write (is the disk full?)", e))?;
-        file.sync_all().map_err(|e| ("cannot flush to disk", e))?;
-        drop(file);
-        fs::rename(&tmp, path).map_err(|e| ("cannot rename the temporary file onto", e))
-    })();
-    if let Err((action, source)) = result {
-        let _ = fs::remove_file(&tmp); // best effort; it may not exist
-        return Err(io_error(action, source));
-    }
-    #[cfg(unix)]
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_error("saved, but cannot sync the folder of", e))?;
-    Ok(())
 }
