@@ -9,14 +9,22 @@
 //!
 //! MNIST is looked for in `$MNIST_DIR`, then `./data/mnist`, and downloaded into
 //! `./data/mnist` if missing (see `autoencoder::data::mnist`).
+//!
+//! Progress shows as a bar per epoch on a terminal (with `--features progress`) and as
+//! plain lines otherwise. With `--features viz`, `--out DIR` writes pictures:
+//!
+//! ```text
+//! cargo run --release --features viz,progress --example mnist_ae -- --out pictures
+//! cargo run --release --features viz --example mnist_ae -- --hidden 256,64 --latent 2 --out pictures
+//! ```
 
-use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use autoencoder::data::{mnist, Mnist, Split};
 use autoencoder::{
     bce_of_probabilities, corrupt, Activation, Adam, Autoencoder, History, Init, Loss, Noise,
-    Optimizer, Pca, Penalty, Sgd, Trainer,
+    Optimizer, Pca, Penalty, Progress, Sgd, Trainer,
 };
 use ndarray::{Array2, ArrayView2};
 use rand::SeedableRng;
@@ -43,12 +51,13 @@ Variant (penalties compose with every architecture and loss)
   --lambda X           sparse-l1: L1 weight on the code [1e-4]; contractive: weight [0.1]
   --rho X              sparse-kl: target mean code activation, in (0, 1)   [0.05]
   --beta X             sparse-kl: weight of the KL term                    [0.1]
-  --noise N            denoising: gaussian:STD (clipped to [0, 1]), masking:FRACTION,
-                       salt-pepper:FRACTION                                [gaussian:0.5]
-  --weight-decay X     L2 weight penalty lambda sum W^2 (biases excluded), any variant [0]
                        (sparse-kl and contractive need a sigmoid code; it is the default there)
 Training
   --loss L             bce, mse, sse, mae, huber[:DELTA]                   [bce]
+  --noise N            corrupt the input (any variant; denoising's default gaussian:0.5):
+                       masking:F, gaussian:STD (clipped to [0, 1]), salt-and-pepper:F
+  --penalty P          add a penalty to the variant's (repeatable): kl:RHO:BETA, l1-activity:L,
+                       l2-activity:L, l2-weights:L, l1-weights:L, contractive:L   [none]
   --optimizer O        adam (eps 1e-7, as Keras), sgd, momentum (0.9)      [adam]
   --lr X               learning rate                        [1e-3 for adam, 0.1 for sgd]
   --epochs N                                                               [10]
@@ -58,6 +67,8 @@ Training
   --valid-fraction F   share of those held out for validation, [0, 1)      [0.0833] (5000 of 60000)
 Output
   --json               print one final line: a JSON object with the configuration and every final figure
+  --out DIR            write pictures into DIR (needs --features viz): reconstructions.png,
+                       features.png, loss.png; with --latent 2 also latent_map.png, latent_grid.png
   -h, --help           this text
 ";
 
@@ -72,6 +83,8 @@ struct Config {
     output: Activation,
     init: Option<Init>,
     loss: Loss,
+    noise: Option<Noise>,
+    penalties: Vec<Penalty>,
     optimizer: OptimizerKind,
     lr: Option<f64>,
     epochs: usize,
@@ -81,11 +94,10 @@ struct Config {
     valid_fraction: f64,
     json: bool,
     variant: Variant,
+    out: Option<PathBuf>,
     lambda: Option<f64>,
     rho: f64,
     beta: f64,
-    noise: Noise,
-    weight_decay: f64,
 }
 
 /// The kind of autoencoder (`--variant`): which penalty or corruption training adds.
@@ -115,6 +127,8 @@ impl Default for Config {
             output: Activation::Sigmoid,
             init: None,
             loss: Loss::BinaryCrossEntropy,
+            noise: None,
+            penalties: Vec::new(),
             optimizer: OptimizerKind::Adam,
             lr: None,
             epochs: 10,
@@ -127,11 +141,7 @@ impl Default for Config {
             lambda: None,
             rho: 0.05,
             beta: 0.1,
-            noise: Noise::Gaussian {
-                std: 0.5,
-                clip: Some((0.0, 1.0)),
-            },
-            weight_decay: 0.0,
+            out: None,
         }
     }
 }
@@ -152,7 +162,7 @@ impl Config {
         self.code_activation.unwrap_or(default)
     }
 
-    /// The penalties `--variant` and `--weight-decay` add, checked.
+    /// The penalties: the `--variant`'s, then each `--penalty`, checked.
     fn penalties(&self) -> autoencoder::Result<Vec<Penalty>> {
         let mut penalties = match self.variant {
             Variant::SparseL1 => vec![Penalty::l1_activity(self.lambda.unwrap_or(1e-4))?],
@@ -160,10 +170,19 @@ impl Config {
             Variant::Contractive => vec![Penalty::contractive(self.lambda.unwrap_or(0.1))?],
             Variant::Plain | Variant::Denoising => vec![],
         };
-        if self.weight_decay > 0.0 {
-            penalties.push(Penalty::l2_weights(self.weight_decay)?);
-        }
+        penalties.extend(self.penalties.iter().copied());
         Ok(penalties)
+    }
+
+    /// The input corruption: `--noise`, or for `--variant denoising` by default Gaussian
+    /// noise of std 0.5 clipped to [0, 1].
+    fn noise(&self) -> Option<Noise> {
+        let default = Noise::Gaussian {
+            std: 0.5,
+            clip: Some((0.0, 1.0)),
+        };
+        self.noise
+            .or((self.variant == Variant::Denoising).then_some(default))
     }
 
     fn to_json(&self) -> serde_json::Value {
@@ -183,8 +202,9 @@ impl Config {
             "train_images": self.train_images,
             "valid_fraction": self.valid_fraction,
             "variant": format!("{:?}", self.variant).to_lowercase(),
-            "penalties": self.penalties().map(|ps| ps.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>()).ok(),
-            "noise": (self.variant == Variant::Denoising).then(|| format!("{:?}", self.noise)),
+            "all_penalties": self.penalties().map(|ps| ps.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>()).ok(),
+            "training_noise": self.noise().map(|n| format!("{n:?}")),
+            "out": self.out.as_ref().map(|p| p.display().to_string()),
         })
     }
 }
@@ -212,6 +232,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, 
             "--output" => c.output = parse_activation(&value()?)?,
             "--init" => c.init = parse_init(&value()?)?,
             "--loss" => c.loss = parse_loss(&value()?)?,
+            "--noise" => c.noise = Some(parse_noise(&value()?)?),
+            "--penalty" => c.penalties.push(parse_penalty(&value()?)?),
             "--optimizer" => c.optimizer = parse_optimizer(&value()?)?,
             "--lr" => c.lr = Some(parse_num(&flag, &value()?)?),
             "--epochs" => c.epochs = parse_num(&flag, &value()?)?,
@@ -224,8 +246,12 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, 
             "--lambda" => c.lambda = Some(parse_num(&flag, &value()?)?),
             "--rho" => c.rho = parse_num(&flag, &value()?)?,
             "--beta" => c.beta = parse_num(&flag, &value()?)?,
-            "--noise" => c.noise = parse_noise(&value()?)?,
-            "--weight-decay" => c.weight_decay = parse_num(&flag, &value()?)?,
+            "--out" if cfg!(feature = "viz") => c.out = Some(PathBuf::from(value()?)),
+            "--out" => {
+                return Err("--out needs the `viz` feature: cargo run --release \
+                            --features viz --example mnist_ae -- --out DIR"
+                    .into())
+            }
             "-h" | "--help" => return Ok(None),
             _ => return Err(format!("unknown flag `{flag}`")),
         }
@@ -243,26 +269,6 @@ fn parse_variant(s: &str) -> Result<Variant, String> {
         _ => {
             return Err(format!(
                 "unknown variant `{s}` (plain, sparse-l1, sparse-kl, denoising, contractive)"
-            ))
-        }
-    })
-}
-
-fn parse_noise(s: &str) -> Result<Noise, String> {
-    let (kind, x) = s
-        .split_once(':')
-        .ok_or_else(|| format!("--noise `{s}`: expected KIND:VALUE"))?;
-    let x: f64 = parse_num("--noise", x)?;
-    Ok(match kind {
-        "gaussian" => Noise::Gaussian {
-            std: x,
-            clip: Some((0.0, 1.0)),
-        },
-        "masking" => Noise::Masking { fraction: x },
-        "salt-pepper" => Noise::SaltAndPepper { fraction: x },
-        _ => {
-            return Err(format!(
-                "unknown noise `{kind}` (gaussian, masking, salt-pepper)"
             ))
         }
     })
@@ -313,6 +319,42 @@ fn parse_init(s: &str) -> Result<Option<Init>, String> {
         "he-normal" => Some(Init::HeNormal),
         _ => return Err(format!("unknown initializer `{s}`")),
     })
+}
+
+fn parse_noise(s: &str) -> Result<Noise, String> {
+    Ok(match split_param(s)? {
+        ("masking", Some(fraction)) => Noise::Masking { fraction },
+        ("gaussian", Some(std)) => Noise::Gaussian {
+            std,
+            clip: Some((0.0, 1.0)),
+        },
+        ("salt-and-pepper", Some(fraction)) => Noise::SaltAndPepper { fraction },
+        _ => {
+            return Err(format!(
+                "unknown noise `{s}` (masking:F, gaussian:STD, salt-and-pepper:F)"
+            ))
+        }
+    })
+}
+
+fn parse_penalty(s: &str) -> Result<Penalty, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let num = |i: usize| -> Result<f64, String> {
+        parts
+            .get(i)
+            .ok_or_else(|| format!("penalty `{s}` needs a value"))
+            .and_then(|v| parse_num("--penalty", v))
+    };
+    let penalty = match parts[0] {
+        "kl" => Penalty::kl_sparsity(num(1)?, num(2)?),
+        "l1-activity" => Penalty::l1_activity(num(1)?),
+        "l2-activity" => Penalty::l2_activity(num(1)?),
+        "l2-weights" => Penalty::l2_weights(num(1)?),
+        "l1-weights" => Penalty::l1_weights(num(1)?),
+        "contractive" => Penalty::contractive(num(1)?),
+        _ => return Err(format!("unknown penalty `{s}`")),
+    };
+    penalty.map_err(|e| e.to_string())
 }
 
 fn parse_loss(s: &str) -> Result<Loss, String> {
@@ -490,10 +532,15 @@ fn run(c: &Config) -> autoencoder::Result<()> {
             },
         );
     }
+    #[cfg(feature = "viz")]
+    if let Some(out) = &c.out {
+        pictures(out, &ae, &history, &data, c)?;
+    }
     Ok(())
 }
 
-/// Fits `ae`, printing one line per epoch unless `--json`.
+/// Fits `ae`, showing progress unless `--json`: a bar per epoch on a terminal (feature
+/// `progress`), plain lines otherwise.
 fn fit<O: Optimizer<f32>>(
     c: &Config,
     optimizer: O,
@@ -501,36 +548,105 @@ fn fit<O: Optimizer<f32>>(
     train: &Array2<f32>,
     valid: &Option<Array2<f32>>,
 ) -> autoencoder::Result<History> {
-    let quiet = c.json;
-    let epochs = c.epochs;
-    let mut trainer = Trainer::new(optimizer);
-    for penalty in c.penalties()? {
-        trainer = trainer.penalty(penalty);
-    }
-    if c.variant == Variant::Denoising {
-        trainer = trainer.noise(c.noise);
-    }
-    trainer
+    let mut trainer = Trainer::new(optimizer)
         .loss(c.loss)
         .epochs(c.epochs)
         .batch_size(c.batch_size)
-        .seed(c.seed)
-        .on_epoch(move |e| {
-            if !quiet {
-                let valid = e.valid_loss.map_or("-".to_string(), |v| format!("{v:.5}"));
-                let terms: String = e.train_penalties.iter().map(|p| format!(" + {p:.5}")).collect();
-                let terms = if terms.is_empty() { terms } else { format!(" (recon {:.5}{terms})", e.train_reconstruction) };
-                println!(
-                    "epoch {:>3}/{epochs}  train {:.5}{terms}  valid {valid}  {:.2} s  {:.0} samples/s",
-                    e.epoch + 1,
-                    e.train_loss,
-                    e.seconds,
-                    e.samples_per_second
-                );
-            }
-            ControlFlow::Continue(())
-        })
-        .fit(ae, train.view(), valid.as_ref().map(|v| v.view()))
+        .seed(c.seed);
+    if let Some(noise) = c.noise() {
+        trainer = trainer.noise(noise);
+    }
+    for penalty in c.penalties()? {
+        trainer = trainer.penalty(penalty);
+    }
+    let mut trainer = if c.json {
+        trainer
+    } else {
+        Progress::new(c.epochs).install(trainer)
+    };
+    trainer.fit(ae, train.view(), valid.as_ref().map(|v| v.view()))
+}
+
+/// Writes the `--out DIR` pictures: 16 test digits over their reconstructions (with
+/// `--noise`, over their corrupted copies and the reconstructions of those), the first
+/// layer's units as tiles, the loss curves, and for a 2-unit code the test set's codes by
+/// digit and the decoder's images over the 1st-99th percentile box of those codes.
+#[cfg(feature = "viz")]
+fn pictures(
+    dir: &std::path::Path,
+    ae: &Autoencoder<f32>,
+    history: &History,
+    data: &Mnist<f32>,
+    c: &Config,
+) -> autoencoder::Result<()> {
+    use autoencoder::viz::{self, Tiles};
+    std::fs::create_dir_all(dir).map_err(|source| autoencoder::Error::Io {
+        action: "cannot create the picture folder",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let tiles = Tiles::grey(28, 28).scale(2).range(0.0, 1.0);
+    let shown = data.test_images.slice(ndarray::s![..16, ..]);
+    // With --noise: originals, corrupted copies, reconstructions of the corrupted copies.
+    let input = match c.noise() {
+        Some(noise) => autoencoder::corrupt(shown, noise, &mut ChaCha8Rng::seed_from_u64(c.seed))?,
+        None => shown.to_owned(),
+    };
+    let recon = ae.reconstruct(input.view())?;
+    let rows = match c.noise() {
+        Some(_) => vec![shown, input.view(), recon.view()],
+        None => vec![shown, recon.view()],
+    };
+    let mut written = vec![
+        (
+            "reconstructions.png",
+            viz::save_reconstructions(dir.join("reconstructions.png"), &rows, &tiles)?,
+        ),
+        (
+            "features.png",
+            viz::save_features(dir.join("features.png"), ae, &tiles.scale(1))?,
+        ),
+        (
+            "loss.png",
+            viz::save_loss_curves(dir.join("loss.png"), history, (720, 440))?,
+        ),
+    ];
+    if ae.n_latent() == 2 {
+        let codes = ae.encode(data.test_images.view())?;
+        let labels: Vec<usize> = data.test_labels.iter().map(|&l| l as usize).collect();
+        written.push((
+            "latent_map.png",
+            viz::save_latent_map(
+                dir.join("latent_map.png"),
+                codes.view(),
+                &labels,
+                (640, 600),
+            )?,
+        ));
+        let box_of = |d: usize| {
+            let mut v: Vec<f64> = codes.column(d).iter().map(|&z| z as f64).collect();
+            v.sort_by(f64::total_cmp);
+            let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
+            at(0.01)..=at(0.99)
+        };
+        written.push((
+            "latent_grid.png",
+            viz::save_latent_grid(
+                dir.join("latent_grid.png"),
+                ae,
+                &tiles.scale(1),
+                15,
+                box_of(0),
+                box_of(1),
+            )?,
+        ));
+    }
+    if !c.json {
+        for (name, (w, h)) in written {
+            println!("wrote {} ({w} x {h})", dir.join(name).display());
+        }
+    }
+    Ok(())
 }
 
 /// The variant's own figures on the test set: mean code activation (and the share of
@@ -550,13 +666,14 @@ fn variant_figures(
     match c.variant {
         Variant::SparseKl => figures["rho"] = json!(c.rho),
         Variant::Denoising => {
+            let noise = c.noise().unwrap_or(Noise::Masking { fraction: 0.0 });
             // PSNR for pixels in [0, 1]: 10 log10(1 / MSE).
             let psnr = |a: &Array2<f32>| {
                 10.0 * (1.0 / mse(a.mapv(f64::from).view(), test.mapv(f64::from).view())).log10()
             };
             let noisy = corrupt(
                 test.view(),
-                c.noise,
+                noise,
                 &mut ChaCha8Rng::seed_from_u64(c.seed + 1),
             )?;
             let denoised = ae.reconstruct(noisy.view())?;
@@ -611,11 +728,44 @@ mod tests {
         assert_eq!((kl.variant, kl.rho, kl.beta), (Variant::SparseKl, 0.1, 3.0));
         assert_eq!(kl.code_activation(), Activation::Sigmoid);
         let d = parse_args(args("--variant denoising --noise masking:0.3"))?.ok_or("")?;
-        assert_eq!(d.noise, Noise::Masking { fraction: 0.3 });
+        assert_eq!(d.noise(), Some(Noise::Masking { fraction: 0.3 }));
+        let d = parse_args(args("--variant denoising"))?.ok_or("")?;
+        assert!(matches!(d.noise(), Some(Noise::Gaussian { std: 0.5, .. })));
         assert!(parse_args(args("--variant bogus")).is_err());
         assert!(parse_args(args("--noise gaussian")).is_err());
         let bad = parse_args(args("--variant sparse-kl --rho 1.5"))?.ok_or("")?;
         assert!(bad.penalties().is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn noise_and_penalties_parse() -> Result<(), String> {
+        let c = parse_args(args(
+            "--noise masking:0.3 --penalty kl:0.05:3 --penalty l2-weights:1e-4",
+        ))?
+        .ok_or("not help")?;
+        assert_eq!(c.noise, Some(Noise::Masking { fraction: 0.3 }));
+        let expected = vec![
+            Penalty::kl_sparsity(0.05, 3.0).map_err(|e| e.to_string())?,
+            Penalty::l2_weights(1e-4).map_err(|e| e.to_string())?,
+        ];
+        assert_eq!(c.penalties, expected);
+        assert!(parse_args(args("--noise masking")).is_err());
+        assert!(parse_args(args("--penalty kl:2:1")).is_err()); // rho outside (0, 1)
+        assert!(parse_args(args("--penalty kl:0.05")).is_err());
+        assert!(parse_args(args("--penalty bogus:1")).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn out_needs_the_viz_feature() -> Result<(), String> {
+        let parsed = parse_args(args("--out pics"));
+        if cfg!(feature = "viz") {
+            assert_eq!(parsed?.ok_or("not help")?.out, Some(PathBuf::from("pics")));
+        } else {
+            let err = parsed.expect_err("--out without viz");
+            assert!(err.contains("--features viz"), "{err}");
+        }
         Ok(())
     }
 }

@@ -127,6 +127,14 @@ pub enum Error {
         /// What to do: where to put the files and where to get them.
         help: String,
     },
+    /// A picture or plot could not be drawn (feature `viz`).
+    #[error("cannot draw {what}: {reason}")]
+    Plot {
+        /// Which picture, e.g. `"loss curves"`.
+        what: &'static str,
+        /// What the drawing library reported.
+        reason: String,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

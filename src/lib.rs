@@ -21,6 +21,10 @@
 //! - [`Pca`]: the linear baseline.
 //! - Files: [`Autoencoder::save`] / [`Autoencoder::load`] (safetensors, versioned, atomic
 //!   writes) and training [`Checkpoint`]s that [`Trainer::resume`] continues bit for bit.
+//! - [`Progress`]: a progress bar per epoch for the trainer's callbacks (feature
+//!   `progress`), plain lines when the output is not a terminal.
+//! - `viz` (feature `viz`): reconstruction grids, learned features, loss curves, latent
+//!   maps and decoded grids as PNG files.
 //!
 //! Every fallible call returns [`Result`] with the one [`Error`] type; nothing panics on
 //! bad input. The same seed gives the same weights, bit for bit.
@@ -80,8 +84,11 @@ mod model;
 pub mod optim;
 mod pca;
 mod penalty;
+mod progress;
 mod threads;
 mod trainer;
+#[cfg(feature = "viz")]
+pub mod viz;
 
 pub use activation::{sigmoid, Activation, DerivativeFrom};
 pub use data::{corrupt, Noise};
@@ -95,6 +102,7 @@ pub use model::{Autoencoder, AutoencoderBuilder, Latent, LossTerms, Tying};
 pub use optim::{Adam, Optimizer, OptimizerState, Schedule, Sgd, WeightDecay};
 pub use pca::Pca;
 pub use penalty::{Biases, Penalty, KL_EPSILON};
+pub use progress::{Progress, ProgressOutput};
 pub use threads::{set_threads, threads, MAX_THREADS};
 pub use trainer::{
     BatchProgress, EarlyStopping, EpochRecord, History, Restore, StopReason, Trainer,

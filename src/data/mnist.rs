@@ -273,7 +273,9 @@ pub fn download(dir: &Path, mirrors: &[String]) -> Result<()> {
                         path: dir.to_path_buf(),
                         source,
                     })?;
-                    atomic_write(&dir.join(file.name), &bytes)?;
+                    crate::io::write_atomic(&dir.join(file.name), |f| {
+                        std::io::Write::write_all(f, &bytes)
+                    })?;
                     done = true;
                     break;
                 }
@@ -319,41 +321,6 @@ fn fetch(agent: &ureq::Agent, url: &str, file: &MnistFile) -> std::result::Resul
         ));
     }
     Ok(bytes)
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename
-/// (then fsync of the folder, where supported). Readers see the old file or the new one,
-/// never a partial one.
-#[cfg(feature = "download")]
-fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map_or("file".into(), |n| n.to_string_lossy());
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let io = |action, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| Error::Io {
-            action,
-            path: p,
-            source,
-        }
-    };
-    let written = std::fs::File::create(&tmp)
-        .and_then(|mut f| {
-            std::io::Write::write_all(&mut f, bytes)?;
-            f.sync_all()
-        })
-        .map_err(io("cannot write", &tmp))
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(io("cannot rename into", path)));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all(); // best effort: not every platform can fsync a folder
-    }
-    Ok(())
 }
 
 /// SHA-256 of `bytes`, lowercase hex.
