@@ -7,10 +7,19 @@
 //! cargo run --release --example mnist_vae -- --help
 //! ```
 //!
+//! With `--features viz`, `--out DIR` writes pictures: samples from the prior, test digits
+//! over their reconstructions, and for `--latent 2` the test codes by digit and the decoded
+//! grid over the latent plane:
+//!
+//! ```text
+//! cargo run --release --features viz --example mnist_vae -- --latent 2 --out pictures
+//! ```
+//!
 //! MNIST is looked for in `$MNIST_DIR`, then `./data/mnist`, and downloaded into
 //! `./data/mnist` if missing (see `autoencoder::data::mnist`).
 
 use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use autoencoder::data::{mnist, Mnist, Split};
@@ -37,6 +46,9 @@ Training (binary cross-entropy summed over pixels + beta * KL(q(z|x) || N(0, I))
   --train-images N     use the first N training images (at most 55000)   [55000]
                        (the first N + 5000 images are split at random: N train, 5000 validate)
 Output
+  --out DIR            write pictures into DIR (needs --features viz): samples.png,
+                       reconstructions.png; with --latent 2 also latent_map.png and
+                       latent_grid.png (decoded codes over [-2, 2] x [-2, 2])
   --json               print one final line: a JSON object with the configuration and every final figure
   -h, --help           this text
 
@@ -56,6 +68,7 @@ struct Config {
     batch_size: usize,
     seed: u64,
     train_images: usize,
+    out: Option<PathBuf>,
     json: bool,
 }
 
@@ -71,6 +84,7 @@ impl Default for Config {
             batch_size: 128,
             seed: 0,
             train_images: 55_000,
+            out: None,
             json: false,
         }
     }
@@ -88,6 +102,7 @@ impl Config {
             "batch_size": self.batch_size,
             "seed": self.seed,
             "train_images": self.train_images,
+            "out": self.out,
         })
     }
 }
@@ -118,6 +133,12 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, 
             "--seed" => c.seed = parse_num(&flag, &value()?)?,
             "--train-images" => c.train_images = parse_num(&flag, &value()?)?,
             "--json" => c.json = true,
+            "--out" if cfg!(feature = "viz") => c.out = Some(PathBuf::from(value()?)),
+            "--out" => {
+                return Err("--out needs the `viz` feature: cargo run --release \
+                            --features viz --example mnist_vae -- --out DIR"
+                    .into())
+            }
             "-h" | "--help" => return Ok(None),
             _ => return Err(format!("unknown flag `{flag}`")),
         }
@@ -282,6 +303,79 @@ fn run(c: &Config) -> autoencoder::Result<()> {
             -test_terms.total()
         );
     }
+    #[cfg(feature = "viz")]
+    if let Some(out) = &c.out {
+        pictures(out, &vae, &data, c)?;
+    }
+    Ok(())
+}
+
+/// Writes the `--out DIR` pictures: 64 samples decoded from `z ~ N(0, I)`, 16 test digits
+/// over their reconstructions (from the mean code), and for a 2-unit code the test set's
+/// mean codes by digit and the decoder's images over `[-2, 2] x [-2, 2]`.
+#[cfg(feature = "viz")]
+fn pictures(
+    dir: &std::path::Path,
+    vae: &Autoencoder<f32>,
+    data: &Mnist<f32>,
+    c: &Config,
+) -> autoencoder::Result<()> {
+    use autoencoder::viz::{self, Tiles};
+    std::fs::create_dir_all(dir).map_err(|source| autoencoder::Error::Io {
+        action: "cannot create the picture folder",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let tiles = Tiles::grey(28, 28).scale(2).range(0.0, 1.0);
+    let samples = vae.sample(64, &mut ChaCha8Rng::seed_from_u64(c.seed))?;
+    let sample_rows: Vec<_> = (0..4)
+        .map(|r| samples.slice(ndarray::s![r * 16..(r + 1) * 16, ..]))
+        .collect();
+    let shown = data.test_images.slice(ndarray::s![..16, ..]);
+    let recon = vae.reconstruct(shown)?;
+    let mut written = vec![
+        (
+            "samples.png",
+            viz::save_reconstructions(dir.join("samples.png"), &sample_rows, &tiles)?,
+        ),
+        (
+            "reconstructions.png",
+            viz::save_reconstructions(
+                dir.join("reconstructions.png"),
+                &[shown, recon.view()],
+                &tiles,
+            )?,
+        ),
+    ];
+    if vae.n_latent() == 2 {
+        let codes = vae.encode(data.test_images.view())?;
+        let labels: Vec<usize> = data.test_labels.iter().map(|&l| l as usize).collect();
+        written.push((
+            "latent_map.png",
+            viz::save_latent_map(
+                dir.join("latent_map.png"),
+                codes.view(),
+                &labels,
+                (640, 600),
+            )?,
+        ));
+        written.push((
+            "latent_grid.png",
+            viz::save_latent_grid(
+                dir.join("latent_grid.png"),
+                vae,
+                &tiles.scale(1),
+                15,
+                -2.0..=2.0,
+                -2.0..=2.0,
+            )?,
+        ));
+    }
+    if !c.json {
+        for (name, (w, h)) in written {
+            println!("wrote {} ({w} x {h})", dir.join(name).display());
+        }
+    }
     Ok(())
 }
 
@@ -308,6 +402,18 @@ mod tests {
         assert!(parse_args(args("--epochs")).is_err());
         assert!(parse_args(args("--beta x")).is_err());
         assert!(parse_args(args("--help"))?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn out_needs_the_viz_feature() -> Result<(), String> {
+        let parsed = parse_args(args("--out pics"));
+        if cfg!(feature = "viz") {
+            assert_eq!(parsed?.ok_or("not help")?.out, Some(PathBuf::from("pics")));
+        } else {
+            let err = parsed.expect_err("--out without viz");
+            assert!(err.contains("--features viz"), "{err}");
+        }
         Ok(())
     }
 }
