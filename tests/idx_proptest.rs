@@ -277,3 +277,27 @@ fn forged_header_allocates_nothing_big() -> Result<()> {
     assert!(largest >= 4 * 64 * 64 * 64, "allocated {largest} bytes");
     Ok(())
 }
+
+/// Regression (found by the `idx_reader` fuzz target): zero images of 65535 x 65535^2
+/// pixels is an empty data block, but the shape overflows what an array may hold; it
+/// used to panic in `from_shape_vec`. Now a format error.
+#[test]
+fn zero_images_too_large_to_shape_is_an_error() -> Result<()> {
+    let mut bytes = idx_file(&[0, 1, 1]);
+    bytes[8..12].copy_from_slice(&u32::MAX.to_be_bytes());
+    bytes[12..16].copy_from_slice(&u32::MAX.to_be_bytes());
+    for bytes in [bytes.clone(), gzip(&bytes)] {
+        let err = idx::images_from_bytes::<f32>(&bytes).expect_err("a shape too large");
+        assert!(err.to_string().contains("do not fit in memory"), "{err}");
+        assert!(matches!(
+            idx::images_from_bytes::<f64>(&bytes),
+            Err(Error::Format { .. })
+        ));
+    }
+    // Zero images of a sane size are still an empty set.
+    assert_eq!(
+        idx::images_from_bytes::<f32>(&idx_file(&[0, 28, 28]))?.dim(),
+        (0, 784)
+    );
+    Ok(())
+}

@@ -87,9 +87,24 @@ fn images<T: Float>(source: impl Read, source_len: u64, path: &Path) -> Result<A
             format!("images of {rows} x {cols} pixels are empty; the file is not an image set"),
         ));
     }
+    // With no images the data are empty whatever the image size, so the header check
+    // passes; an array shape must still fit in memory (ndarray refuses it otherwise).
+    let too_big = || {
+        format_error(
+            path,
+            format!("images of {rows} x {cols} pixels do not fit in memory; the header is corrupt"),
+        )
+    };
+    let pixels_per_image = rows
+        .checked_mul(cols)
+        .filter(|p| {
+            p.checked_mul(std::mem::size_of::<T>())
+                .is_some_and(|b| b <= isize::MAX as usize)
+        })
+        .ok_or_else(too_big)?;
     let table: Vec<T> = (0..=255u8).map(|b| T::cast(f64::from(b) / 255.0)).collect();
     let pixels = bytes.into_iter().map(|b| table[usize::from(b)]).collect();
-    Ok(Array2::from_shape_vec((n, rows * cols), pixels).expect("length checked against header"))
+    Array2::from_shape_vec((n, pixels_per_image), pixels).map_err(|_| too_big())
 }
 
 /// Reads an IDX label file (`idx1`, `n` unsigned bytes) as an `(n)` array. Plain or
