@@ -29,10 +29,13 @@ use crate::{Error, Float, Result};
 const MAX_GZIP_RATIO: u64 = 1032;
 /// The element-type byte for unsigned bytes, the only type MNIST uses.
 const TYPE_U8: u8 = 0x08;
+/// The path errors name for data read from memory.
+const BYTES: &str = "<bytes>";
 
 /// Reads an IDX image file (`idx3`, `n` images of `rows x cols` bytes) as an
 /// `(n, rows * cols)` array of pixels scaled to `[0, 1]` (`byte / 255`), one image per row,
-/// row-major inside the image. Plain or gzipped files.
+/// row-major inside the image. Plain or gzipped files. [`images_from_bytes`] reads the same
+/// from memory.
 ///
 /// # Errors
 /// [`Error::Io`] if the file cannot be opened or read; [`Error::Format`] if it is not an
@@ -49,7 +52,34 @@ const TYPE_U8: u8 = 0x08;
 /// ```
 pub fn read_images<T: Float>(path: impl AsRef<Path>) -> Result<Array2<T>> {
     let path = path.as_ref();
-    let (dims, bytes) = read_u8(path, 3, "images (idx3)")?;
+    let (file, file_len) = open(path)?;
+    images(file, file_len, path)
+}
+
+/// As [`read_images`], from the bytes of a file in memory, plain or gzipped (errors name
+/// the path `<bytes>`).
+///
+/// # Errors
+/// As [`read_images`].
+///
+/// ```
+/// use autoencoder::data::idx;
+/// # fn main() -> autoencoder::Result<()> {
+/// // Two images of 1 x 2 pixels.
+/// let file = [0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2, 0, 255, 51, 102];
+/// let x = idx::images_from_bytes::<f64>(&file)?;
+/// assert_eq!(x.dim(), (2, 2));
+/// assert_eq!(x[[0, 1]], 1.0);
+/// assert!(idx::images_from_bytes::<f64>(&file[..19]).is_err()); // truncated
+/// # Ok(()) }
+/// ```
+pub fn images_from_bytes<T: Float>(bytes: &[u8]) -> Result<Array2<T>> {
+    images(bytes, bytes.len() as u64, Path::new(BYTES))
+}
+
+/// Reads an image file from `source` (of `source_len` bytes); `path` names it in errors.
+fn images<T: Float>(source: impl Read, source_len: u64, path: &Path) -> Result<Array2<T>> {
+    let (dims, bytes) = read_u8(source, source_len, path, 3, "images (idx3)")?;
     let (n, rows, cols) = (dims[0], dims[1], dims[2]);
     if rows == 0 || cols == 0 {
         return Err(format_error(
@@ -57,9 +87,24 @@ pub fn read_images<T: Float>(path: impl AsRef<Path>) -> Result<Array2<T>> {
             format!("images of {rows} x {cols} pixels are empty; the file is not an image set"),
         ));
     }
+    // With no images the data are empty whatever the image size, so the header check
+    // passes; an array shape must still fit in memory (ndarray refuses it otherwise).
+    let too_big = || {
+        format_error(
+            path,
+            format!("images of {rows} x {cols} pixels do not fit in memory; the header is corrupt"),
+        )
+    };
+    let pixels_per_image = rows
+        .checked_mul(cols)
+        .filter(|p| {
+            p.checked_mul(std::mem::size_of::<T>())
+                .is_some_and(|b| b <= isize::MAX as usize)
+        })
+        .ok_or_else(too_big)?;
     let table: Vec<T> = (0..=255u8).map(|b| T::cast(f64::from(b) / 255.0)).collect();
     let pixels = bytes.into_iter().map(|b| table[usize::from(b)]).collect();
-    Ok(Array2::from_shape_vec((n, rows * cols), pixels).expect("length checked against header"))
+    Array2::from_shape_vec((n, pixels_per_image), pixels).map_err(|_| too_big())
 }
 
 /// Reads an IDX label file (`idx1`, `n` unsigned bytes) as an `(n)` array. Plain or
@@ -77,12 +122,36 @@ pub fn read_images<T: Float>(path: impl AsRef<Path>) -> Result<Array2<T>> {
 /// ```
 pub fn read_labels(path: impl AsRef<Path>) -> Result<Array1<u8>> {
     let path = path.as_ref();
-    let (_, bytes) = read_u8(path, 1, "labels (idx1)")?;
+    let (file, file_len) = open(path)?;
+    labels(file, file_len, path)
+}
+
+/// As [`read_labels`], from the bytes of a file in memory, plain or gzipped (errors name
+/// the path `<bytes>`).
+///
+/// # Errors
+/// As [`read_labels`].
+///
+/// ```
+/// use autoencoder::data::idx;
+/// # fn main() -> autoencoder::Result<()> {
+/// let file = [0, 0, 8, 1, 0, 0, 0, 3, 7, 2, 1];
+/// assert_eq!(idx::labels_from_bytes(&file)?.to_vec(), vec![7, 2, 1]);
+/// assert!(idx::labels_from_bytes(&file[..10]).is_err()); // truncated
+/// # Ok(()) }
+/// ```
+pub fn labels_from_bytes(bytes: &[u8]) -> Result<Array1<u8>> {
+    labels(bytes, bytes.len() as u64, Path::new(BYTES))
+}
+
+/// Reads a label file from `source` (of `source_len` bytes); `path` names it in errors.
+fn labels(source: impl Read, source_len: u64, path: &Path) -> Result<Array1<u8>> {
+    let (_, bytes) = read_u8(source, source_len, path, 1, "labels (idx1)")?;
     Ok(Array1::from(bytes))
 }
 
-/// Reads an unsigned-byte IDX file with `ndim` dimensions: its dimensions and its data.
-fn read_u8(path: &Path, ndim: usize, what: &str) -> Result<(Vec<usize>, Vec<u8>)> {
+/// Opens a file for [`read_u8`]: a buffered reader and the file's length.
+fn open(path: &Path) -> Result<(BufReader<File>, u64)> {
     let io = |action| {
         move |source| Error::Io {
             action,
@@ -92,9 +161,20 @@ fn read_u8(path: &Path, ndim: usize, what: &str) -> Result<(Vec<usize>, Vec<u8>)
     };
     let file = File::open(path).map_err(io("cannot open"))?;
     let file_len = file.metadata().map_err(io("cannot read"))?.len();
-    let mut file = BufReader::new(file);
+    Ok((BufReader::new(file), file_len))
+}
+
+/// Reads an unsigned-byte IDX file with `ndim` dimensions from `file`, which holds
+/// `file_len` bytes: its dimensions and its data. `path` names the file in errors.
+fn read_u8(
+    mut file: impl Read,
+    file_len: u64,
+    path: &Path,
+    ndim: usize,
+    what: &str,
+) -> Result<(Vec<usize>, Vec<u8>)> {
     let mut magic = [0u8; 2];
-    let got = read_full(&mut file, &mut magic).map_err(io("cannot read"))?;
+    let got = read_full(&mut file, &mut magic).map_err(|e| read_error(path, false, e))?;
     let gzipped = got == 2 && magic == [0x1f, 0x8b];
     // Chain the two bytes back in front of the rest, through the decoder if gzipped.
     let rest = std::io::Cursor::new(magic[..got].to_vec()).chain(file);
