@@ -493,6 +493,23 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// Checks that the file holds elements of type `T` (files are never converted silently).
+    fn expect_dtype<T: Float>(&self) -> Result<()> {
+        if self.file_dtype == dtype_of::<T>() {
+            return Ok(());
+        }
+        let found = if self.file_dtype == Dtype::F32 {
+            "f32"
+        } else {
+            "f64"
+        };
+        Err(Error::ElementType {
+            path: self.path.to_path_buf(),
+            found: found.into(),
+            expected: T::NAME,
+        })
+    }
+
     /// Parses the container and checks format, version, content and element type.
     fn open(bytes: &'a [u8], path: &'a Path, content: &str) -> Result<Self> {
         let fail = |reason: String| Error::Format {
@@ -771,17 +788,8 @@ fn check_offsets(bytes: &[u8]) -> std::result::Result<(), String> {
 
 fn decode_model<T: Float>(bytes: &[u8], path: &Path, convert: Convert) -> Result<Autoencoder<T>> {
     let mut reader = Reader::open(bytes, path, "model")?;
-    if convert == Convert::No && reader.file_dtype != dtype_of::<T>() {
-        return Err(Error::ElementType {
-            path: path.to_path_buf(),
-            found: if reader.file_dtype == Dtype::F32 {
-                "f32"
-            } else {
-                "f64"
-            }
-            .into(),
-            expected: T::NAME,
-        });
+    if convert == Convert::No {
+        reader.expect_dtype::<T>()?;
     }
     let arch = reader.architecture()?;
     let model = reader.model("", &arch)?;
@@ -791,18 +799,7 @@ fn decode_model<T: Float>(bytes: &[u8], path: &Path, convert: Convert) -> Result
 
 fn decode_checkpoint<T: Float>(bytes: &[u8], path: &Path) -> Result<Checkpoint<T>> {
     let mut reader = Reader::open(bytes, path, "checkpoint")?;
-    if reader.file_dtype != dtype_of::<T>() {
-        return Err(Error::ElementType {
-            path: path.to_path_buf(),
-            found: if reader.file_dtype == Dtype::F32 {
-                "f32"
-            } else {
-                "f64"
-            }
-            .into(),
-            expected: T::NAME,
-        });
-    }
+    reader.expect_dtype::<T>()?;
     let arch = reader.architecture()?;
     let model = reader.model::<T>("", &arch)?;
     let training: TrainingMeta = reader.json("training")?;
