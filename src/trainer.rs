@@ -462,6 +462,8 @@ impl<O> Trainer<O> {
                 self.penalty_names()
             )));
         }
+        // Check everything before touching the caller's model or the optimizer.
+        self.validate(&saved_model, train, valid)?;
         self.optimizer.load_state(state)?;
         *model = saved_model;
         self.run(model, train, valid, Some(progress))

@@ -382,3 +382,35 @@ fn checkpoint_every_zero_is_refused() -> TestResult {
     ));
     Ok(())
 }
+
+#[test]
+fn a_refused_resume_leaves_the_callers_model_untouched() -> TestResult {
+    let dir = scratch("refused");
+    let path = dir.join("run.ckpt");
+    let mut ae = model()?;
+    Trainer::new(Adam::new(1e-2))
+        .epochs(2)
+        .checkpoint(&path, 1)
+        .fit(&mut ae, data().view(), None)?;
+    let mut mine = Autoencoder::<f32>::builder(12)
+        .latent(3, Activation::Sigmoid)
+        .build(&mut ChaCha8Rng::seed_from_u64(9))?;
+    let before = mine.clone();
+    let wrong_width = Array2::<f32>::zeros((10, 11));
+    let err = Trainer::new(Adam::new(1e-2))
+        .epochs(4)
+        .resume(
+            &mut mine,
+            Checkpoint::load(&path)?,
+            wrong_width.view(),
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, autoencoder::Error::ShapeMismatch { .. }),
+        "{err}"
+    );
+    assert_eq!(mine.sizes(), before.sizes());
+    assert_eq!(mine.layers()[0].weights(), before.layers()[0].weights());
+    Ok(())
+}
