@@ -18,6 +18,10 @@
 //! cargo run --release --features viz --example mnist_ae -- --hidden 256,64 --latent 2 --out pictures
 //! ```
 
+#[path = "support/cli.rs"]
+mod cli;
+use cli::parse_num;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -274,11 +278,6 @@ fn parse_variant(s: &str) -> Result<Variant, String> {
     })
 }
 
-fn parse_num<N: std::str::FromStr>(flag: &str, s: &str) -> Result<N, String> {
-    s.parse()
-        .map_err(|_| format!("{flag}: `{s}` is not a valid number"))
-}
-
 fn parse_widths(s: &str) -> Result<Vec<usize>, String> {
     if s == "none" || s.is_empty() {
         return Ok(Vec::new());
@@ -378,21 +377,7 @@ fn parse_optimizer(s: &str) -> Result<OptimizerKind, String> {
 }
 
 fn main() {
-    let config = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            print!("{USAGE}");
-            return;
-        }
-        Err(e) => {
-            eprintln!("error: {e}\n(run with --help for the flags)");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = run(&config) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    cli::main_with(USAGE, parse_args, run);
 }
 
 fn run(c: &Config) -> autoencoder::Result<()> {

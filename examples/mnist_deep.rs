@@ -10,6 +10,10 @@
 //! MNIST is looked for in `$MNIST_DIR`, then `./data/mnist`, and downloaded into
 //! `./data/mnist` if missing (see `autoencoder::data::mnist`).
 
+#[path = "support/cli.rs"]
+mod cli;
+use cli::parse_num;
+
 use std::time::Instant;
 
 use autoencoder::data::{mnist, Mnist};
@@ -100,27 +104,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, 
     Ok(Some(c))
 }
 
-fn parse_num<N: std::str::FromStr>(flag: &str, s: &str) -> Result<N, String> {
-    s.parse()
-        .map_err(|_| format!("{flag}: `{s}` is not a valid number"))
-}
-
 fn main() {
-    let config = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            print!("{USAGE}");
-            return;
-        }
-        Err(e) => {
-            eprintln!("error: {e}\n(run with --help for the flags)");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = run(&config) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    cli::main_with(USAGE, parse_args, run);
 }
 
 /// Trains `model` on `train` for `epochs` epochs; returns the seconds spent.

@@ -1,0 +1,32 @@
+//! Command-line plumbing shared by the MNIST examples (included with `#[path]`; not an
+//! example itself): number parsing and the `main` that prints usage and errors.
+
+/// Parses `s` as a number for `flag`, with a message naming both.
+pub fn parse_num<N: std::str::FromStr>(flag: &str, s: &str) -> Result<N, String> {
+    s.parse()
+        .map_err(|_| format!("{flag}: `{s}` is not a valid number"))
+}
+
+/// Parses the command line with `parse` (`Ok(None)` = `--help`: print `usage`), then calls
+/// `run`. Exit codes: 2 for bad flags, 1 for a failed run.
+pub fn main_with<C>(
+    usage: &str,
+    parse: impl FnOnce(Vec<String>) -> Result<Option<C>, String>,
+    run: impl FnOnce(&C) -> autoencoder::Result<()>,
+) {
+    let config = match parse(std::env::args().skip(1).collect()) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            print!("{usage}");
+            return;
+        }
+        Err(e) => {
+            eprintln!("error: {e}\n(run with --help for the flags)");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(&config) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
