@@ -215,22 +215,10 @@ impl Config {
 
 /// Parses the flags (`--flag value` or `--flag=value`). `Ok(None)` means `--help`.
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, String> {
-    let mut c = Config::default();
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg, None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
+    cli::parse_flags(args, Config::default(), |c, flag, value| {
+        match flag {
             "--hidden" => c.hidden = parse_widths(&value()?)?,
-            "--latent" => c.latent = parse_num(&flag, &value()?)?,
+            "--latent" => c.latent = parse_num(flag, &value()?)?,
             "--activation" => c.activation = parse_activation(&value()?)?,
             "--code-activation" => c.code_activation = Some(parse_activation(&value()?)?),
             "--output" => c.output = parse_activation(&value()?)?,
@@ -239,28 +227,28 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, 
             "--noise" => c.noise = Some(parse_noise(&value()?)?),
             "--penalty" => c.penalties.push(parse_penalty(&value()?)?),
             "--optimizer" => c.optimizer = parse_optimizer(&value()?)?,
-            "--lr" => c.lr = Some(parse_num(&flag, &value()?)?),
-            "--epochs" => c.epochs = parse_num(&flag, &value()?)?,
-            "--batch-size" => c.batch_size = parse_num(&flag, &value()?)?,
-            "--seed" => c.seed = parse_num(&flag, &value()?)?,
-            "--train-images" => c.train_images = parse_num(&flag, &value()?)?,
-            "--valid-fraction" => c.valid_fraction = parse_num(&flag, &value()?)?,
+            "--lr" => c.lr = Some(parse_num(flag, &value()?)?),
+            "--epochs" => c.epochs = parse_num(flag, &value()?)?,
+            "--batch-size" => c.batch_size = parse_num(flag, &value()?)?,
+            "--seed" => c.seed = parse_num(flag, &value()?)?,
+            "--train-images" => c.train_images = parse_num(flag, &value()?)?,
+            "--valid-fraction" => c.valid_fraction = parse_num(flag, &value()?)?,
             "--json" => c.json = true,
             "--variant" => c.variant = parse_variant(&value()?)?,
-            "--lambda" => c.lambda = Some(parse_num(&flag, &value()?)?),
-            "--rho" => c.rho = parse_num(&flag, &value()?)?,
-            "--beta" => c.beta = parse_num(&flag, &value()?)?,
+            "--lambda" => c.lambda = Some(parse_num(flag, &value()?)?),
+            "--rho" => c.rho = parse_num(flag, &value()?)?,
+            "--beta" => c.beta = parse_num(flag, &value()?)?,
             "--out" if cfg!(feature = "viz") => c.out = Some(PathBuf::from(value()?)),
             "--out" => {
                 return Err("--out needs the `viz` feature: cargo run --release \
                             --features viz --example mnist_ae -- --out DIR"
                     .into())
             }
-            "-h" | "--help" => return Ok(None),
+            "-h" | "--help" => return Ok(false),
             _ => return Err(format!("unknown flag `{flag}`")),
         }
-    }
-    Ok(Some(c))
+        Ok(true)
+    })
 }
 
 fn parse_variant(s: &str) -> Result<Variant, String> {

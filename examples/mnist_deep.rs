@@ -80,28 +80,16 @@ const SEED: u64 = 0;
 
 /// Parses the flags (`--flag value` or `--flag=value`). `Ok(None)` means `--help`.
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, String> {
-    let mut c = Config::default();
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg, None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--epochs" => c.epochs = parse_num(&flag, &value()?)?,
-            "--train-images" => c.train_images = parse_num(&flag, &value()?)?,
+    cli::parse_flags(args, Config::default(), |c, flag, value| {
+        match flag {
+            "--epochs" => c.epochs = parse_num(flag, &value()?)?,
+            "--train-images" => c.train_images = parse_num(flag, &value()?)?,
             "--json" => c.json = true,
-            "-h" | "--help" => return Ok(None),
+            "-h" | "--help" => return Ok(false),
             _ => return Err(format!("unknown flag `{flag}`")),
         }
-    }
-    Ok(Some(c))
+        Ok(true)
+    })
 }
 
 fn main() {

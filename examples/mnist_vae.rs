@@ -113,29 +113,17 @@ impl Config {
 
 /// Parses the flags (`--flag value` or `--flag=value`). `Ok(None)` means `--help`.
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, String> {
-    let mut c = Config::default();
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg, None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--hidden" => c.hidden = parse_num(&flag, &value()?)?,
-            "--latent" => c.latent = parse_num(&flag, &value()?)?,
-            "--beta" => c.beta = parse_num(&flag, &value()?)?,
-            "--warmup" => c.warmup = parse_num(&flag, &value()?)?,
-            "--lr" => c.lr = parse_num(&flag, &value()?)?,
-            "--epochs" => c.epochs = parse_num(&flag, &value()?)?,
-            "--batch-size" => c.batch_size = parse_num(&flag, &value()?)?,
-            "--seed" => c.seed = parse_num(&flag, &value()?)?,
-            "--train-images" => c.train_images = parse_num(&flag, &value()?)?,
+    cli::parse_flags(args, Config::default(), |c, flag, value| {
+        match flag {
+            "--hidden" => c.hidden = parse_num(flag, &value()?)?,
+            "--latent" => c.latent = parse_num(flag, &value()?)?,
+            "--beta" => c.beta = parse_num(flag, &value()?)?,
+            "--warmup" => c.warmup = parse_num(flag, &value()?)?,
+            "--lr" => c.lr = parse_num(flag, &value()?)?,
+            "--epochs" => c.epochs = parse_num(flag, &value()?)?,
+            "--batch-size" => c.batch_size = parse_num(flag, &value()?)?,
+            "--seed" => c.seed = parse_num(flag, &value()?)?,
+            "--train-images" => c.train_images = parse_num(flag, &value()?)?,
             "--json" => c.json = true,
             "--out" if cfg!(feature = "viz") => c.out = Some(PathBuf::from(value()?)),
             "--out" => {
@@ -143,11 +131,11 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, 
                             --features viz --example mnist_vae -- --out DIR"
                     .into())
             }
-            "-h" | "--help" => return Ok(None),
+            "-h" | "--help" => return Ok(false),
             _ => return Err(format!("unknown flag `{flag}`")),
         }
-    }
-    Ok(Some(c))
+        Ok(true)
+    })
 }
 
 fn main() {

@@ -30,3 +30,34 @@ pub fn main_with<C>(
         std::process::exit(1);
     }
 }
+
+/// Walks the flags (`--flag value` or `--flag=value`), calling `apply(config, flag, value)`
+/// for each; `value()` takes the flag's value. `apply` returns `Ok(false)` for `--help`,
+/// which makes this return `Ok(None)`.
+pub fn parse_flags<C>(
+    args: impl IntoIterator<Item = String>,
+    mut config: C,
+    mut apply: impl FnMut(
+        &mut C,
+        &str,
+        &mut dyn FnMut() -> Result<String, String>,
+    ) -> Result<bool, String>,
+) -> Result<Option<C>, String> {
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg, None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        if !apply(&mut config, &flag, &mut value)? {
+            return Ok(None);
+        }
+    }
+    Ok(Some(config))
+}
