@@ -45,6 +45,32 @@ fn dense(c: &mut Criterion) {
     group.finish();
 }
 
+/// The matrix product alone, in the three layouts a layer uses (forward `X W`, weight
+/// gradient `X^T dZ`, input gradient `dZ W^T`), beside ndarray's `general_mat_mul`
+/// (matrixmultiply, one thread in this build) for reference.
+fn gemm(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gemm 256x784x128");
+    let x = uniform(BATCH, 784, 5);
+    let w = uniform(784, 128, 6);
+    let d_z = uniform(BATCH, 128, 7);
+    let mut z = Array2::zeros((BATCH, 128));
+    let mut d_w = Array2::zeros((784, 128));
+    let mut d_x = Array2::zeros((BATCH, 784));
+    group.bench_function("forward X W", |b| {
+        b.iter(|| autoencoder::gemm(1.0, &x.view(), &w.view(), 0.0, &mut z.view_mut()))
+    });
+    group.bench_function("weight gradient X^T dZ", |b| {
+        b.iter(|| autoencoder::gemm(1.0, &x.t(), &d_z.view(), 1.0, &mut d_w.view_mut()))
+    });
+    group.bench_function("input gradient dZ W^T", |b| {
+        b.iter(|| autoencoder::gemm(1.0, &d_z.view(), &w.t(), 0.0, &mut d_x.view_mut()))
+    });
+    group.bench_function("forward X W, ndarray general_mat_mul", |b| {
+        b.iter(|| ndarray::linalg::general_mat_mul(1.0, &x, &w, 0.0, &mut z))
+    });
+    group.finish();
+}
+
 fn losses(c: &mut Criterion) {
     let mut group = c.benchmark_group("loss value and gradient 256x784");
     let z = uniform(BATCH, 784, 4).mapv(|v| 8.0 * v - 4.0);
@@ -139,6 +165,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = dense, losses, optimizers, train_step
+    targets = gemm, dense, losses, optimizers, train_step
 }
 criterion_main!(benches);

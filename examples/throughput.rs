@@ -1,6 +1,6 @@
 //! Training throughput of the three reference workloads of `PERF.md`, beside the machine's
 //! f32 GEMM peak measured in the same run with the same matrix product the crate uses
-//! (`ndarray::linalg::general_mat_mul`).
+//! (`autoencoder::gemm`).
 //!
 //! ```text
 //! cargo run --release --example throughput -- [--threads N] [--epochs E] [--rows N]
@@ -20,7 +20,6 @@
 use std::time::Instant;
 
 use autoencoder::{Activation, Adam, Autoencoder, Init, Loss, Trainer};
-use ndarray::linalg::general_mat_mul;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -74,12 +73,12 @@ fn parse_args() -> Result<Args, String> {
 }
 
 /// Median of `reps` timings of `c = a b` for `(m, k) @ (k, n)`, in GFLOP/s.
-fn gemm_gflops(m: usize, k: usize, n: usize, reps: usize) -> f64 {
+fn gemm_gflops(m: usize, k: usize, n: usize, reps: usize) -> autoencoder::Result<f64> {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let a = Array2::<f32>::from_shape_fn((m, k), |_| rng.random::<f32>() - 0.5);
     let b = Array2::<f32>::from_shape_fn((k, n), |_| rng.random::<f32>() - 0.5);
     let mut c = Array2::<f32>::zeros((m, n));
-    general_mat_mul(1.0, &a, &b, 0.0, &mut c); // warm-up
+    autoencoder::gemm(1.0, &a.view(), &b.view(), 0.0, &mut c.view_mut())?; // warm-up
     let flops = 2.0 * (m * k * n) as f64;
     // Repeat small products so each timing lasts about 20 ms.
     let inner = ((20e-3 * 100e9 / flops).ceil() as usize).max(1);
@@ -87,12 +86,12 @@ fn gemm_gflops(m: usize, k: usize, n: usize, reps: usize) -> f64 {
         .map(|_| {
             let start = Instant::now();
             for _ in 0..inner {
-                general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+                autoencoder::gemm(1.0, &a.view(), &b.view(), 0.0, &mut c.view_mut())?;
             }
-            flops * inner as f64 / start.elapsed().as_secs_f64() / 1e9
+            Ok(flops * inner as f64 / start.elapsed().as_secs_f64() / 1e9)
         })
-        .collect();
-    median(&mut rates)
+        .collect::<autoencoder::Result<_>>()?;
+    Ok(median(&mut rates))
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -179,9 +178,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let threads = autoencoder::threads();
 
-    gemm_gflops(1024, 1024, 1024, 5); // warm-up: worker threads, clock speed
-    let peak_1024 = gemm_gflops(1024, 1024, 1024, 5);
-    let peak_small = gemm_gflops(256, 784, 128, 5);
+    gemm_gflops(1024, 1024, 1024, 5)?; // warm-up: worker threads, clock speed
+    let peak_1024 = gemm_gflops(1024, 1024, 1024, 5)?;
+    let peak_small = gemm_gflops(256, 784, 128, 5)?;
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let data = Array2::<f32>::from_shape_fn((args.rows, 784), |_| rng.random::<f32>());
 
@@ -190,9 +189,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .filter(|w| args.workloads.iter().any(|n| n == w.name))
     {
-        let before = gemm_gflops(1024, 1024, 1024, 3);
+        let before = gemm_gflops(1024, 1024, 1024, 3)?;
         let mut m = run(w, &data, args.epochs)?;
-        let after = gemm_gflops(1024, 1024, 1024, 3);
+        let after = gemm_gflops(1024, 1024, 1024, 3)?;
         m.peak = (before + after) / 2.0;
         if !args.json {
             println!(
@@ -239,7 +238,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     } else {
         println!(
-            "GEMM peak (f32, general_mat_mul, {threads} thread(s)): 1024^2 {peak_1024:.1} GFLOP/s, \
+            "GEMM peak (f32, autoencoder::gemm, {threads} thread(s)): 1024^2 {peak_1024:.1} GFLOP/s, \
              256x784 @ 784x128 {peak_small:.1} GFLOP/s"
         );
     }

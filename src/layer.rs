@@ -1,10 +1,10 @@
 //! `Dense`: a fully connected layer `a = s(X W + b)` with its hand-derived backward pass.
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis, Zip};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::gemm::product;
 use crate::{Activation, Error, Float, Init, Result};
 
 /// A fully connected layer: `z = X W + b`, `a = s(z)`.
@@ -144,7 +144,7 @@ impl<T: Float> Dense<T> {
     /// # Panics
     /// If the shapes disagree (an internal invariant; public entry points check first).
     pub fn forward(&self, input: ArrayView2<T>, mut z: ArrayViewMut2<T>, a: ArrayViewMut2<T>) {
-        general_mat_mul(T::one(), &input, &self.weights, T::zero(), &mut z);
+        product(T::one(), &input, &self.weights.view(), T::zero(), &mut z);
         self.activation.forward_with_bias(self.bias.view(), z, a); // z += b, a = s(z)
     }
 
@@ -164,14 +164,20 @@ impl<T: Float> Dense<T> {
         d_z: ArrayView2<T>,
         d_input: Option<ArrayViewMut2<T>>,
     ) {
-        general_mat_mul(T::one(), &input.t(), &d_z, T::one(), &mut self.grad_weights);
+        product(
+            T::one(),
+            &input.t(),
+            &d_z,
+            T::one(),
+            &mut self.grad_weights.view_mut(),
+        );
         for row in d_z.rows() {
             Zip::from(&mut self.grad_bias)
                 .and(row)
                 .for_each(|g, &d| *g += d);
         }
         if let Some(mut d_input) = d_input {
-            general_mat_mul(T::one(), &d_z, &self.weights.t(), T::zero(), &mut d_input);
+            product(T::one(), &d_z, &self.weights.t(), T::zero(), &mut d_input);
         }
     }
 

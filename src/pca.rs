@@ -1,6 +1,5 @@
 //! Principal component analysis: the linear baseline an autoencoder should beat.
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array1, Array2, ArrayView2, Zip};
 
 use crate::{Error, Float, Result};
@@ -127,7 +126,7 @@ fn covariance<T: Float>(x: ArrayView2<T>, mean: &Array1<f64>) -> Array2<f64> {
             .and(x.slice(s![start..start + rows, ..]))
             .and_broadcast(mean)
             .for_each(|c, &v, &m| *c = v.as_f64() - m);
-        general_mat_mul(1.0 / n as f64, &c.t(), &c, 1.0, &mut cov);
+        crate::gemm::product(1.0 / n as f64, &c.t(), &c.view(), 1.0, &mut cov.view_mut());
     }
     cov
 }

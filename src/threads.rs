@@ -1,27 +1,31 @@
-//! How many threads the matrix products use.
+//! How many threads the matrix products use, and the threads themselves.
 //!
-//! With the default `threading` feature, `ndarray`'s matrix products (matrixmultiply) split
-//! each product over up to 4 threads, by default one per physical core. Each thread writes
-//! its own block of the output and the inner sums run in the same order whatever the
-//! thread count, so results are identical bit for bit for any number of threads.
-//! With the `blas` feature the products run in OpenBLAS, whose thread count
+//! With the default `threading` feature, a large matrix product ([`crate::gemm`]) is split
+//! over up to [`MAX_THREADS`] threads, by default one per core. Each thread writes its own
+//! block of the output and the inner sums run in the same order whatever the thread count,
+//! so results are identical bit for bit for any number of threads. The helper threads are
+//! started at the first product that needs them and then wait for work (spinning for a
+//! moment after each product, then asleep), so a product allocates nothing and starts no
+//! thread. With the `blas` feature the products run in OpenBLAS, whose thread count
 //! [`set_threads`] sets through `openblas_set_num_threads`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::error::{check_range, Result};
 
-/// The most threads matrixmultiply uses.
+/// The most threads a matrix product uses.
 pub const MAX_THREADS: usize = 4;
 
 static REQUESTED: AtomicUsize = AtomicUsize::new(0);
 
-/// Sets the number of threads matrix products use, `1..=`[`MAX_THREADS`].
+/// Sets the number of threads matrix products use, `1..=`[`MAX_THREADS`], from the next
+/// product on. Without the `threading` feature products always use one thread.
 ///
-/// matrixmultiply reads its setting (the `MATMUL_NUM_THREADS` environment variable, which
-/// this function sets) once, at the first matrix product of the process: call this at the
-/// start of `main`, before any training or inference and before starting other threads.
-/// Setting `MATMUL_NUM_THREADS` in the environment does the same without code.
+/// Setting `AUTOENCODER_THREADS` in the environment before the first product does the same
+/// without code.
 ///
 /// ```
 /// autoencoder::set_threads(1)?;
@@ -37,7 +41,6 @@ pub fn set_threads(n: usize) -> Result<()> {
         (1..=MAX_THREADS).contains(&n),
         "a whole number in [1, 4]",
     )?;
-    std::env::set_var("MATMUL_NUM_THREADS", n.to_string());
     REQUESTED.store(n, Ordering::Relaxed);
     #[cfg(feature = "blas")]
     // SAFETY: OpenBLAS's documented setter; it takes any positive count.
@@ -53,10 +56,9 @@ extern "C" {
     fn openblas_get_num_threads() -> std::os::raw::c_int;
 }
 
-/// The number of threads matrix products use (or will use): the value given to
-/// [`set_threads`], else `MATMUL_NUM_THREADS`, else the number of cores, capped at
-/// [`MAX_THREADS`]; always 1 without the `threading` feature. With `blas`, OpenBLAS's own
-/// count.
+/// The number of threads matrix products use: the value given to [`set_threads`], else
+/// `AUTOENCODER_THREADS`, else the number of cores, capped at [`MAX_THREADS`]; always 1
+/// without the `threading` feature. With `blas`, OpenBLAS's own count.
 ///
 /// ```
 /// let n = autoencoder::threads();
@@ -73,11 +75,184 @@ pub fn threads() -> usize {
         return 1;
     }
     let n = match REQUESTED.load(Ordering::Relaxed) {
-        0 => std::env::var("MATMUL_NUM_THREADS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        0 => {
+            let n = std::env::var("AUTOENCODER_THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .clamp(1, MAX_THREADS);
+            REQUESTED.store(n, Ordering::Relaxed); // read the environment once
+            n
+        }
         n => n,
     };
     n.clamp(1, MAX_THREADS)
+}
+
+#[cfg_attr(feature = "blas", allow(dead_code))]
+/// Runs `job(0)`, ..., `job(parts - 1)`, part 0 on the calling thread and the others on the
+/// pool's helper threads, and returns when all have finished. Allocates nothing once the
+/// helpers exist. If another thread is using the pool (two models trained at once), the
+/// parts run one after another on the calling thread instead: same results, no waiting.
+///
+/// # Panics
+/// If a part panicked (an internal invariant: the jobs are the crate's own).
+pub(crate) fn run_parallel(parts: usize, job: &(dyn Fn(usize) + Sync)) {
+    let exclusive = match POOL.busy.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    };
+    let helpers = match exclusive {
+        Some(_) if parts > 1 => POOL.start_helpers(parts - 1),
+        _ => 0,
+    };
+    if helpers == 0 {
+        (0..parts).for_each(job);
+        return;
+    }
+    // SAFETY: the helpers call `job` only between this point and the wait below, which
+    // returns once all of them are done with it; only the lifetime is erased.
+    let erased: *const (dyn Fn(usize) + Sync + 'static) = unsafe { std::mem::transmute(job) };
+    {
+        let mut state = POOL.lock();
+        state.job = Some(JobRef(erased));
+        state.parts = helpers + 1;
+        state.generation += 1;
+        POOL.remaining.store(helpers, Ordering::Release);
+        POOL.generation.store(state.generation, Ordering::Release);
+    }
+    POOL.wake.notify_all();
+    let mine = catch_unwind(AssertUnwindSafe(|| job(0)));
+    // Parts the helpers did not take (fewer helpers started than asked) run here.
+    (helpers + 1..parts).for_each(job);
+    spin_until(|| POOL.remaining.load(Ordering::Acquire) == 0);
+    let mut state = POOL.lock();
+    while POOL.remaining.load(Ordering::Acquire) != 0 {
+        state = POOL
+            .done
+            .wait(state)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+    state.job = None;
+    let helper_panicked = std::mem::take(&mut state.panicked);
+    drop(state);
+    if let Err(panic) = mine {
+        std::panic::resume_unwind(panic);
+    }
+    assert!(!helper_panicked, "a matrix-product thread panicked");
+}
+
+/// How long a thread spins waiting for a product's other parts, or a helper for the next
+/// product, before it sleeps: long enough to span the element-wise work between two
+/// products of a training step.
+const SPIN: Duration = Duration::from_micros(200);
+
+/// Spins until `done()` or [`SPIN`] has passed (reading the clock every 64 tries).
+fn spin_until(done: impl Fn() -> bool) {
+    let start = Instant::now();
+    for tries in 1u32.. {
+        if done() || (tries % 64 == 0 && start.elapsed() > SPIN) {
+            return;
+        }
+        std::hint::spin_loop();
+    }
+}
+
+/// The helper threads: one job at a time, handed over under `state`.
+struct Pool {
+    /// Held for the whole of a parallel product: one user of the helpers at a time.
+    busy: Mutex<()>,
+    state: Mutex<State>,
+    /// Signalled when a job is posted.
+    wake: Condvar,
+    /// Signalled when the last helper finishes its part.
+    done: Condvar,
+    /// `state.generation`, readable without the lock (helpers spin on it).
+    generation: AtomicU64,
+    /// Helper parts of the current job not yet finished.
+    remaining: AtomicUsize,
+}
+
+struct State {
+    job: Option<JobRef>,
+    parts: usize,
+    generation: u64,
+    helpers: usize,
+    panicked: bool,
+}
+
+#[derive(Clone, Copy)]
+struct JobRef(*const (dyn Fn(usize) + Sync + 'static));
+
+// SAFETY: the pointee is `Sync`; `run_parallel` keeps it alive while helpers use it.
+unsafe impl Send for JobRef {}
+
+static POOL: Pool = Pool {
+    busy: Mutex::new(()),
+    state: Mutex::new(State {
+        job: None,
+        parts: 0,
+        generation: 0,
+        helpers: 0,
+        panicked: false,
+    }),
+    wake: Condvar::new(),
+    done: Condvar::new(),
+    generation: AtomicU64::new(0),
+    remaining: AtomicUsize::new(0),
+};
+
+impl Pool {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts helpers until there are `wanted` (or the system refuses a thread); returns
+    /// how many there are, at most `wanted`.
+    fn start_helpers(&'static self, wanted: usize) -> usize {
+        let mut state = self.lock();
+        while state.helpers < wanted {
+            let index = state.helpers + 1;
+            let seen = state.generation;
+            let started = std::thread::Builder::new()
+                .name(format!("autoencoder-gemm-{index}"))
+                .spawn(move || self.helper(index, seen));
+            if started.is_err() {
+                break;
+            }
+            state.helpers += 1;
+        }
+        state.helpers.min(wanted)
+    }
+
+    /// A helper's life: wait for a job newer than `seen`, run part `index` if the job has
+    /// that many parts, report, repeat.
+    fn helper(&self, index: usize, mut seen: u64) {
+        loop {
+            spin_until(|| self.generation.load(Ordering::Acquire) != seen);
+            let mut state = self.lock();
+            while state.generation == seen {
+                state = self
+                    .wake
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            seen = state.generation;
+            let (job, parts) = (state.job, state.parts);
+            drop(state);
+            let Some(JobRef(job)) = job.filter(|_| index < parts) else {
+                continue;
+            };
+            // SAFETY: the poster waits for this part before the job goes out of scope.
+            let ok = catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(index) })).is_ok();
+            if !ok {
+                self.lock().panicked = true;
+            }
+            if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                let _state = self.lock();
+                self.done.notify_all();
+            }
+        }
+    }
 }

@@ -1,23 +1,17 @@
 //! The training step allocates nothing after the first batch: a counting global allocator
 //! (this test binary only) watches many steps, through `Trainer::step` and inside
-//! `Trainer::fit`.
-//!
-//! The one allocation left is not ours: without the `blas` feature, `ndarray`'s matrix
-//! product (matrixmultiply) takes a packing buffer from the allocator on every call and
-//! frees it before returning. The test measures that number on a bare `general_mat_mul`
-//! and asserts that a step allocates exactly that many times per matrix product and
-//! nothing more (with `blas`, OpenBLAS keeps its own buffers and the expected count is 0).
+//! `Trainer::fit`, with matrix products small enough to run on one thread and large
+//! enough to be split over two (the helper threads' allocations are counted too).
 //!
 //! Built with `harness = false` (see Cargo.toml): the test harness's own threads would
 //! otherwise allocate now and then while the counter runs; here the process runs only
-//! this `main` (and the matrix products' worker threads, which are counted too).
+//! this `main` and the matrix products' helper threads.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use autoencoder::{Activation, Adam, Autoencoder, Loss, Noise, Penalty, Result, Trainer};
-use ndarray::linalg::general_mat_mul;
 use ndarray::Array2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -51,47 +45,21 @@ fn allocations() -> usize {
     ALLOCATIONS.load(Ordering::SeqCst)
 }
 
-/// Allocations made by one `general_mat_mul` of the shapes a step uses, after a warm-up.
-fn allocations_per_matrix_product() -> usize {
-    // Start matrixmultiply's worker threads (a product large enough to be split) and let
-    // them finish starting up: a new thread allocates a little in its first moments.
-    let big = Array2::<f32>::from_elem((512, 512), 0.5);
-    let mut out = Array2::<f32>::zeros((512, 512));
-    general_mat_mul(1.0, &big, &big, 0.0, &mut out);
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    let a = Array2::<f32>::from_elem((32, 64), 0.5);
-    let b = Array2::<f32>::from_elem((64, 48), 0.25);
-    let mut c = Array2::<f32>::zeros((32, 48));
-    general_mat_mul(1.0, &a, &b, 0.0, &mut c);
-    let before = allocations();
-    for _ in 0..10 {
-        general_mat_mul(1.0, &a, &b, 1.0, &mut c);
-    }
-    let per_call = (allocations() - before) / 10;
-    assert!(per_call <= 1, "{per_call} allocations per matrix product");
-    per_call
-}
-
 fn main() -> Result<()> {
-    let per_product = allocations_per_matrix_product();
-    training_steps_allocate_nothing_after_the_first_batch(per_product)?;
-    variational_steps_allocate_nothing(per_product)?;
-    println!(
-        "alloc: no allocation per training step beyond the matrix products' own \
-         ({per_product} per product): ok"
-    );
+    training_steps_allocate_nothing_after_the_first_batch()?;
+    variational_steps_allocate_nothing()?;
+    threaded_steps_allocate_nothing()?;
+    println!("alloc: no allocation per training step after the first batch: ok");
     Ok(())
 }
 
-fn training_steps_allocate_nothing_after_the_first_batch(per_product: usize) -> Result<()> {
-    // 4 layers: 64-48-16-48-64; per step 4 forward products, 4 weight-gradient products and
-    // 3 input-gradient products (none for the first layer).
+fn training_steps_allocate_nothing_after_the_first_batch() -> Result<()> {
+    // 4 layers: 64-48-16-48-64, batch 32: every product runs on the calling thread.
     let mut ae = Autoencoder::<f32>::builder(64)
         .hidden(48, Activation::Relu)
         .latent(16, Activation::Sigmoid)
         .output(Activation::Sigmoid)
         .build(&mut ChaCha8Rng::seed_from_u64(5))?;
-    let products_per_step = 4 + 4 + 3;
     let x = Array2::from_shape_fn((200, 64), |(i, j)| ((i * 7 + j * 3) % 13) as f32 / 12.0);
     let batch = x.slice(ndarray::s![..32, ..]);
     let penalties = [
@@ -114,11 +82,7 @@ fn training_steps_allocate_nothing_after_the_first_batch(per_product: usize) -> 
         trainer.step(&mut ae, batch, batch)?;
     }
     let during = allocations() - before;
-    assert_eq!(
-        during,
-        steps * products_per_step * per_product,
-        "{during} allocations in {steps} steps; the matrix products account for {per_product} each"
-    );
+    assert_eq!(during, 0, "{during} allocations in {steps} steps");
 
     // Inside fit (with noise, a partial last batch of 200 % 32 = 8 rows): record the
     // counter at every batch into storage reserved up front, then compare consecutive
@@ -143,7 +107,7 @@ fn training_steps_allocate_nothing_after_the_first_batch(per_product: usize) -> 
         if epoch0 == epoch1 {
             assert_eq!(
                 count1 - count0,
-                products_per_step * per_product,
+                0,
                 "allocations between batches {:?} and {:?}",
                 pair[0],
                 pair[1]
@@ -156,13 +120,12 @@ fn training_steps_allocate_nothing_after_the_first_batch(per_product: usize) -> 
 }
 
 /// The variational model's step (sampling, Gaussian KL) through `Trainer::step`.
-fn variational_steps_allocate_nothing(per_product: usize) -> Result<()> {
+fn variational_steps_allocate_nothing() -> Result<()> {
     let mut vae = Autoencoder::<f32>::builder(64)
         .hidden(48, Activation::Relu)
         .gaussian_latent(8)
         .output(Activation::Sigmoid)
         .build(&mut ChaCha8Rng::seed_from_u64(6))?;
-    let products_per_step = 3 * vae.layers().len() - 1;
     let x = Array2::from_shape_fn((32, 64), |(i, j)| ((i * 5 + j) % 11) as f32 / 10.0);
     let mut trainer = Trainer::new(Adam::new(1e-3))
         .loss(Loss::BinaryCrossEntropySum)
@@ -175,9 +138,50 @@ fn variational_steps_allocate_nothing(per_product: usize) -> Result<()> {
     }
     let during = allocations() - before;
     assert_eq!(
-        during,
-        steps * products_per_step * per_product,
+        during, 0,
         "variational model: {during} allocations in {steps} steps"
     );
+    Ok(())
+}
+
+/// W-shallow's shape (784-32-784, batch 256): its products are split over two threads.
+fn threaded_steps_allocate_nothing() -> Result<()> {
+    autoencoder::set_threads(2)?;
+    let mut ae = Autoencoder::<f32>::builder(784)
+        .latent(32, Activation::Relu)
+        .output(Activation::Sigmoid)
+        .build(&mut ChaCha8Rng::seed_from_u64(7))?;
+    let x = Array2::from_shape_fn((256, 784), |(i, j)| ((i * 3 + j * 7) % 17) as f32 / 16.0);
+    let mut trainer = Trainer::new(Adam::new(1e-3).eps(1e-7)).loss(Loss::BinaryCrossEntropy);
+    trainer.step(&mut ae, x.view(), x.view())?; // first batch; starts the helper thread
+    std::thread::sleep(std::time::Duration::from_millis(100)); // let it settle
+    trainer.step(&mut ae, x.view(), x.view())?;
+    let steps = 50;
+    let before = allocations();
+    for _ in 0..steps {
+        trainer.step(&mut ae, x.view(), x.view())?;
+    }
+    let during = allocations() - before;
+    assert_eq!(
+        during, 0,
+        "two threads: {during} allocations in {steps} steps"
+    );
+    // The products were split: the helper thread exists (Linux names it in /proc).
+    if cfg!(all(
+        feature = "threading",
+        not(feature = "blas"),
+        target_os = "linux"
+    )) {
+        let helpers = std::fs::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks
+                    .flatten()
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                    .filter(|name| name.starts_with("autoencoder-gem"))
+                    .count()
+            })
+            .unwrap_or(0);
+        assert_eq!(helpers, 1, "one matrix-product helper thread");
+    }
     Ok(())
 }

@@ -1,37 +1,29 @@
 //! Same seed, same weights, bit for bit, for any number of matrix-product threads.
 //!
-//! matrixmultiply reads its thread count once per process, so the test runs this binary
-//! again as a child process per thread count (`MATMUL_NUM_THREADS` set, and the child test
-//! selected by name), and compares the fingerprints of the trained weights they print.
+//! `set_threads` applies from the next matrix product, so the count changes inside this
+//! process; the binary holds a single test, so nothing else runs while it changes.
 
-use std::process::Command;
-
-use autoencoder::{Activation, Adam, Autoencoder, Init, Loss, Result, Trainer};
+use autoencoder::{gemm, Activation, Adam, Autoencoder, Init, Loss, Result, Trainer};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-const CHILD: &str = "AUTOENCODER_THREADS_CHILD";
-
-/// Trains a model whose matrix products are large enough to be split over threads and
-/// returns every weight and bias as bits.
-fn train() -> Result<Vec<u32>> {
+/// Data and a model whose matrix products are large enough to be split over threads.
+fn setup() -> Result<(Array2<f32>, Autoencoder<f32>)> {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let x = Array2::from_shape_fn((512, 256), |_| rng.random::<f32>());
-    let mut ae = Autoencoder::<f32>::builder(256)
+    let ae = Autoencoder::<f32>::builder(256)
         .hidden(192, Activation::Relu)
         .latent(32, Activation::Relu)
         .output(Activation::Sigmoid)
         .init(Init::GlorotUniform)
         .build(&mut rng)?;
-    Trainer::new(Adam::new(1e-3).eps(1e-7))
-        .loss(Loss::BinaryCrossEntropy)
-        .epochs(2)
-        .batch_size(256)
-        .seed(3)
-        .fit(&mut ae, x.view(), None)?;
-    Ok(ae
-        .layers()
+    Ok((x, ae))
+}
+
+/// Every weight and bias as bits.
+fn bits(ae: &Autoencoder<f32>) -> Vec<u32> {
+    ae.layers()
         .iter()
         .flat_map(|l| {
             l.weights()
@@ -40,75 +32,72 @@ fn train() -> Result<Vec<u32>> {
                 .map(|v| v.to_bits())
                 .collect::<Vec<_>>()
         })
-        .collect())
+        .collect()
 }
 
-/// Run as a child only: prints the weights' bits as one line.
-#[test]
-fn child_prints_weights() -> Result<()> {
-    if std::env::var_os(CHILD).is_some() {
-        let bits = train()?;
-        println!(
-            "\nWEIGHTS {} {:016x} {}",
-            autoencoder::threads(),
-            fingerprint(&bits),
-            bits.len()
-        );
+/// Trains the model of [`setup`] for two epochs; returns its weights' bits.
+fn train() -> Result<Vec<u32>> {
+    let (x, mut ae) = setup()?;
+    Trainer::new(Adam::new(1e-3).eps(1e-7))
+        .loss(Loss::BinaryCrossEntropy)
+        .epochs(2)
+        .batch_size(256)
+        .seed(3)
+        .fit(&mut ae, x.view(), None)?;
+    Ok(bits(&ae))
+}
+
+/// Products of odd shapes (split along rows and along columns), in the layouts a layer
+/// uses, as bits.
+fn products() -> Result<Vec<u64>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut bits = Vec::new();
+    for (m, k, n) in [(301, 517, 45), (37, 263, 611), (256, 784, 128)] {
+        let a = Array2::from_shape_fn((m, k), |_| rng.random_range(-1.0..1.0));
+        let b = Array2::from_shape_fn((n, k), |_| rng.random_range(-1.0..1.0));
+        let mut c = Array2::from_shape_fn((m, n), |_| rng.random_range(-1.0..1.0));
+        gemm(0.5, &a.view(), &b.t(), 1.0, &mut c.view_mut())?; // C += A B^T / 2
+        let mut d = Array2::<f64>::zeros((k, n));
+        gemm(1.0, &a.t(), &c.view(), 0.0, &mut d.view_mut())?; // D = A^T C
+        bits.extend(c.iter().chain(&d).map(|v| v.to_bits()));
     }
-    Ok(())
-}
-
-/// FNV-1a over the bits: equal fingerprints mean equal weights (up to a 2^-64 chance).
-fn fingerprint(bits: &[u32]) -> u64 {
-    bits.iter()
-        .flat_map(|b| b.to_le_bytes())
-        .fold(0xcbf2_9ce4_8422_2325, |h, byte| {
-            (h ^ byte as u64).wrapping_mul(0x0100_0000_01b3)
-        })
-}
-
-fn weights_with_threads(n: usize) -> String {
-    let out = Command::new(std::env::current_exe().expect("test binary path"))
-        .args([
-            "child_prints_weights",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, "1")
-        .env("MATMUL_NUM_THREADS", n.to_string())
-        .env("OPENBLAS_NUM_THREADS", n.to_string())
-        .output()
-        .expect("the test binary runs as a child");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .find_map(|l| l.split_once("WEIGHTS ").map(|(_, rest)| rest))
-        .unwrap_or_else(|| panic!("child with {n} threads printed no weights: {stdout}"));
-    let (threads, bits) = line.split_once(' ').expect("thread count, then bits");
-    let expected = if cfg!(any(feature = "threading", feature = "blas")) {
-        n
-    } else {
-        1
-    };
-    assert_eq!(
-        threads,
-        expected.to_string(),
-        "the child used the requested threads"
-    );
-    bits.to_string()
+    Ok(bits)
 }
 
 #[test]
 fn weights_do_not_depend_on_the_thread_count() -> Result<()> {
-    if std::env::var_os(CHILD).is_some() {
-        return Ok(());
+    let counts = [1, 2, 3, 1, 2];
+    let mut runs = Vec::new();
+    for n in counts {
+        autoencoder::set_threads(n)?;
+        let expected = if cfg!(any(feature = "threading", feature = "blas")) {
+            n
+        } else {
+            1
+        };
+        assert_eq!(
+            autoencoder::threads(),
+            expected,
+            "set_threads({n}) took effect"
+        );
+        runs.push((train()?, products()?));
     }
-    let one = weights_with_threads(1);
-    let two = weights_with_threads(2);
-    let again = weights_with_threads(2);
-    assert_eq!(two, again, "two runs with 2 threads differ");
-    assert_eq!(one, two, "1 and 2 threads give different weights");
-    assert!(one.ends_with(&format!(" {}", train()?.len())));
+    for (n, run) in counts.iter().zip(&runs) {
+        assert!(
+            run.0 == runs[0].0,
+            "{n} threads: other weights than 1 thread"
+        );
+        assert!(
+            run.1 == runs[0].1,
+            "{n} threads: other products than 1 thread"
+        );
+    }
+    // The model trained: most weights moved from their initial values.
+    let start = bits(&setup()?.1);
+    let moved = start.iter().zip(&runs[0].0).filter(|(a, b)| a != b).count();
+    assert!(
+        moved > start.len() / 2,
+        "only {moved} weights changed in training"
+    );
     Ok(())
 }

@@ -1,0 +1,760 @@
+//! Matrix products, `C = alpha A B + beta C`: the crate's own, so that a training step
+//! allocates nothing.
+//!
+//! `ndarray`'s `general_mat_mul` (matrixmultiply) takes a packing buffer from the allocator
+//! on every call. This product packs into a buffer that belongs to the calling thread and
+//! lives as long as the thread, allocated at the thread's first product: a fixed size set
+//! by the block sizes, not by the matrices. The algorithm is the usual one (BLIS, Goto):
+//! blocks of `KC` inner indices and `NC` columns of `B` are packed into slivers `NR`
+//! columns wide; blocks of `MC` rows of `A` are packed into slivers `MR` rows tall (or read
+//! in place when `A`'s rows are contiguous); a micro-kernel multiplies one sliver of each
+//! into an `MR x NR` tile of `C` held in registers. On x86-64 with AVX2 and FMA the
+//! kernels use them (`f32`: 6 x 16, `f64`: 6 x 8); elsewhere a portable kernel of the same
+//! shape runs.
+//!
+//! Threads: a product large enough to pay for waking a thread is split into one block of
+//! rows (or of columns, when `B` is wider than `A` is tall) per thread, on boundaries of the
+//! tile grid, and each thread runs the whole algorithm on its block with its own buffer.
+//! Every element of `C` then sees the same sums in the same order whatever the thread
+//! count, so results are identical bit for bit for any number of threads.
+//!
+//! With the `blas` feature, products go to the system OpenBLAS through `general_mat_mul`
+//! (and the code below is not used).
+#![cfg_attr(feature = "blas", allow(dead_code))]
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use crate::{Error, Float, Result};
+
+/// `C = alpha A B + beta C`, for `A` `(m, k)`, `B` `(k, n)` and `C` `(m, n)` of any strides.
+///
+/// The crate's matrix product (the one every layer uses), as `ndarray`'s
+/// `general_mat_mul` but allocation-free after the calling thread's first call, and split
+/// over [`threads`](crate::threads()) threads when the product is large. With `beta == 0`,
+/// `C`'s old values are not read (NaN in `C` does not leak into the result). Results are
+/// the same bits for any thread count.
+///
+/// ```
+/// use ndarray::array;
+/// # fn main() -> autoencoder::Result<()> {
+/// let a = array![[1.0f32, 2.0], [3.0, 4.0]];
+/// let b = array![[1.0f32, 0.0], [0.0, 1.0]];
+/// let mut c = array![[1.0f32, 1.0], [1.0, 1.0]];
+/// autoencoder::gemm(2.0, &a.view(), &b.view(), 1.0, &mut c.view_mut())?;
+/// assert_eq!(c, array![[3.0, 5.0], [7.0, 9.0]]);
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] unless `A` is `(m, k)`, `B` is `(k, n)` and `C` is `(m, n)`.
+pub fn gemm<T: Float>(
+    alpha: T,
+    a: &ArrayView2<T>,
+    b: &ArrayView2<T>,
+    beta: T,
+    c: &mut ArrayViewMut2<T>,
+) -> Result<()> {
+    if a.ncols() != b.nrows() || c.dim() != (a.nrows(), b.ncols()) {
+        return Err(Error::ShapeMismatch {
+            context: "gemm",
+            expected: "A (m, k), B (k, n), C (m, n)".into(),
+            found: format!("A {:?}, B {:?}, C {:?}", a.dim(), b.dim(), c.dim()),
+        });
+    }
+    product(alpha, a, b, beta, c);
+    Ok(())
+}
+
+/// [`gemm`] without the shape check, for the layers (which check shapes once per call).
+///
+/// # Panics
+/// If the shapes disagree (an internal invariant).
+pub(crate) fn product<T: Float>(
+    alpha: T,
+    a: &ArrayView2<T>,
+    b: &ArrayView2<T>,
+    beta: T,
+    c: &mut ArrayViewMut2<T>,
+) {
+    assert!(
+        a.ncols() == b.nrows() && c.dim() == (a.nrows(), b.ncols()),
+        "gemm shapes: A {:?}, B {:?}, C {:?}",
+        a.dim(),
+        b.dim(),
+        c.dim()
+    );
+    #[cfg(feature = "blas")]
+    {
+        ndarray::linalg::general_mat_mul(alpha, a, b, beta, c);
+    }
+    #[cfg(not(feature = "blas"))]
+    {
+        let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+        let [rsa, csa] = [a.strides()[0], a.strides()[1]];
+        let [rsb, csb] = [b.strides()[0], b.strides()[1]];
+        let [rsc, csc] = [c.strides()[0], c.strides()[1]];
+        let mats = Mats {
+            m,
+            k,
+            n,
+            a: (a.as_ptr(), rsa, csa),
+            b: (b.as_ptr(), rsb, csb),
+            c: (c.as_mut_ptr(), rsc, csc),
+        };
+        // SAFETY: the pointers and strides come from live views of the checked shapes, and
+        // `C` is borrowed mutably, so it does not overlap `A` or `B`.
+        unsafe { dispatch(alpha, beta, &mats) }
+    }
+}
+
+/// A product's operands as raw parts: `(pointer, row stride, column stride)`, in elements.
+#[derive(Clone, Copy)]
+struct Mats<T> {
+    m: usize,
+    k: usize,
+    n: usize,
+    a: (*const T, isize, isize),
+    b: (*const T, isize, isize),
+    c: (*mut T, isize, isize),
+}
+
+// SAFETY: a product's threads write disjoint blocks of `C` and only read `A` and `B`.
+unsafe impl<T: Sync> Sync for Mats<T> {}
+
+/// Micro-kernel: `C[i, j] = alpha * sum_p a[i, p] b[p, j] + beta * C[i, j]` over one tile.
+/// `a` is a sliver with strides `(ars, acs)` (packed: `(1, MR)`), `b` a packed sliver
+/// `(kc, NR)`; `beta == 0` writes without reading `C`. The final scaling is a multiply then
+/// an add (never fused), the same in every kernel and in the edge-tile path.
+type Kernel<T> = unsafe fn(usize, *const T, isize, isize, *const T, T, T, *mut T, isize, isize);
+
+/// A kernel and the block sizes that go with it (the tile, `MR x NR`, is a const parameter
+/// of the functions that use the plan).
+struct Plan<T> {
+    kernel: Kernel<T>,
+    mc: usize,
+    kc: usize,
+    nc: usize,
+}
+
+/// The largest `MR * NR` of any plan (edge tiles go through a stack tile this big).
+const MAX_TILE: usize = 96;
+
+/// The packing buffer's size in bytes: the largest `(MC + MR) * KC + KC * NC` of any plan
+/// (a block of each operand and an edge sliver of `A`).
+const PACK_BYTES: usize = {
+    let f32_plan = ((96 + 6) * 256 + 256 * 1024) * 4;
+    let f64_plan = ((96 + 6) * 256 + 256 * 512) * 8;
+    if f32_plan > f64_plan {
+        f32_plan
+    } else {
+        f64_plan
+    }
+};
+
+fn is_f32<T: Float>() -> bool {
+    std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+}
+
+/// The plan for `T`: tiles of 6 x 16 (`f32`) or 6 x 8 (`f64`), two 256-bit vectors wide.
+fn plan<T: Float>() -> Plan<T> {
+    let is_f32 = is_f32::<T>();
+    let nc = if is_f32 { 1024 } else { 512 };
+    let mut kernel: Kernel<T> = if is_f32 {
+        kernel_portable::<T, 6, 16>
+    } else {
+        kernel_portable::<T, 6, 8>
+    };
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        let fast: *const () = if is_f32 {
+            avx2::kernel_f32 as *const ()
+        } else {
+            avx2::kernel_f64 as *const ()
+        };
+        // SAFETY: `T` is `f32` exactly when `is_f32` (Float is sealed to f32 and f64), so the
+        // chosen kernel's signature is `Kernel<T>`; the CPU has AVX2 and FMA.
+        kernel = unsafe { std::mem::transmute::<*const (), Kernel<T>>(fast) };
+    }
+    Plan {
+        kernel,
+        mc: 96,
+        kc: 256,
+        nc,
+    }
+}
+
+/// Below this many multiply-adds (`m * k * n`) a product runs on the calling thread alone:
+/// about 20 microseconds of work, a few times what waking a thread costs.
+const PARALLEL_WORK: usize = 1 << 20;
+
+/// Splits the product over threads (see the module docs) and runs each block.
+///
+/// # Safety
+/// `mats` describes live matrices of its shapes; `C` overlaps neither `A` nor `B`.
+#[cfg(not(feature = "blas"))]
+unsafe fn dispatch<T: Float>(alpha: T, beta: T, mats: &Mats<T>) {
+    // SAFETY: as the caller promised.
+    unsafe {
+        if is_f32::<T>() {
+            split::<T, 6, 16>(alpha, beta, mats)
+        } else {
+            split::<T, 6, 8>(alpha, beta, mats)
+        }
+    }
+}
+
+/// [`dispatch`] for tiles of `MR x NR`.
+///
+/// # Safety
+/// As [`dispatch`].
+#[cfg(not(feature = "blas"))]
+unsafe fn split<T: Float, const MR: usize, const NR: usize>(alpha: T, beta: T, mats: &Mats<T>) {
+    let plan = plan::<T>();
+    let Mats { m, k, n, .. } = *mats;
+    if m == 0 || n == 0 {
+        return;
+    }
+    let threads = crate::threads::threads();
+    let work = m.saturating_mul(k).saturating_mul(n);
+    // Split the longer side of C, in whole tiles.
+    let (len, unit) = if m >= n { (m, MR) } else { (n, NR) };
+    let tiles = len.div_ceil(unit);
+    let parts = if work < PARALLEL_WORK {
+        1
+    } else {
+        threads.min(tiles)
+    };
+    if parts <= 1 {
+        // SAFETY: as the caller promised.
+        unsafe { serial::<T, MR, NR>(&plan, alpha, beta, mats) };
+        return;
+    }
+    let block = |part: usize| {
+        let first = tiles * part / parts * unit;
+        let end = (tiles * (part + 1) / parts * unit).min(len);
+        let mut sub = *mats;
+        if m >= n {
+            sub.m = end - first;
+            sub.a.0 = mats.a.0.wrapping_offset(first as isize * mats.a.1);
+            sub.c.0 = mats.c.0.wrapping_offset(first as isize * mats.c.1);
+        } else {
+            sub.n = end - first;
+            sub.b.0 = mats.b.0.wrapping_offset(first as isize * mats.b.2);
+            sub.c.0 = mats.c.0.wrapping_offset(first as isize * mats.c.2);
+        }
+        // SAFETY: `sub` is a block of the caller's matrices; blocks of C are disjoint.
+        unsafe { serial::<T, MR, NR>(&plan, alpha, beta, &sub) };
+    };
+    crate::threads::run_parallel(parts, &block);
+}
+
+thread_local! {
+    /// This thread's packing buffer, allocated at its first product.
+    static PACK: std::cell::RefCell<Vec<Line>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// 64 bytes, 64-aligned: the packing buffer's unit, so packed slivers start on cache lines.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// The whole product on this thread: loops over blocks of columns, inner index and rows.
+///
+/// # Safety
+/// As [`dispatch`].
+unsafe fn serial<T: Float, const MR: usize, const NR: usize>(
+    plan: &Plan<T>,
+    alpha: T,
+    beta: T,
+    mats: &Mats<T>,
+) {
+    let Mats { m, k, n, .. } = *mats;
+    let (c, rsc, csc) = mats.c;
+    if k == 0 {
+        for i in 0..m as isize {
+            for j in 0..n as isize {
+                // SAFETY: (i, j) is inside C.
+                unsafe {
+                    let cij = c.offset(i * rsc + j * csc);
+                    *cij = if beta == T::zero() {
+                        T::zero()
+                    } else {
+                        beta * *cij
+                    };
+                }
+            }
+        }
+        return;
+    }
+    PACK.with(|pack| {
+        let mut pack = pack.borrow_mut();
+        if pack.is_empty() {
+            pack.resize(PACK_BYTES.div_ceil(64), Line([0; 64]));
+        }
+        let base = pack.as_mut_ptr() as *mut T;
+        // Layout: B block (KC x NC), A block (MC x KC), an edge sliver of A (MR x KC).
+        let packed_b = base;
+        let packed_a = base.wrapping_add(plan.kc * plan.nc);
+        let edge_a = packed_a.wrapping_add(plan.mc * plan.kc);
+        let regions = [packed_b, packed_a, edge_a];
+        // SAFETY: the three regions fit in PACK_BYTES for every plan; the caller's promise.
+        unsafe { blocks::<T, MR, NR>(plan, alpha, beta, mats, regions) }
+    })
+}
+
+/// The blocked loops of [`serial`], given its packing regions: a block of `B`, a block of
+/// `A` and an edge sliver of `A`.
+///
+/// # Safety
+/// As [`dispatch`]; the regions hold `KC * NC`, `MC * KC` and `MR * KC` elements.
+unsafe fn blocks<T: Float, const MR: usize, const NR: usize>(
+    plan: &Plan<T>,
+    alpha: T,
+    beta: T,
+    mats: &Mats<T>,
+    [packed_b, packed_a, edge_a]: [*mut T; 3],
+) {
+    let Plan { kernel, mc, kc, nc } = *plan;
+    let (mr, nr) = (MR, NR);
+    let Mats { m, k, n, .. } = *mats;
+    let (a, rsa, csa) = mats.a;
+    let (b, rsb, csb) = mats.b;
+    let (c, rsc, csc) = mats.c;
+    // Rows of A contiguous in the inner index: the kernel reads them in place.
+    let a_in_place = csa == 1;
+    let at = |i: usize, p: usize| a.wrapping_offset(i as isize * rsa + p as isize * csa);
+    let mut tile = [T::zero(); MAX_TILE];
+    for jc in (0..n).step_by(nc) {
+        let ncb = nc.min(n - jc);
+        for pc in (0..k).step_by(kc) {
+            let kcb = kc.min(k - pc);
+            // Later blocks of the inner index add to what the first wrote.
+            let beta = if pc == 0 { beta } else { T::one() };
+            let b_block = b.wrapping_offset(pc as isize * rsb + jc as isize * csb);
+            // SAFETY: the block is inside B; the region holds KC * NC elements.
+            unsafe { pack_b::<T, NR>(kcb, ncb, b_block, rsb, csb, packed_b) };
+            for ic in (0..m).step_by(mc) {
+                let mcb = mc.min(m - ic);
+                let edge_rows = mcb % mr;
+                if !a_in_place {
+                    // SAFETY: the block is inside A; the region holds MC * KC elements.
+                    unsafe { pack_a::<T, MR>(mcb, kcb, at(ic, pc), rsa, csa, packed_a) };
+                } else if edge_rows > 0 {
+                    // The last rows, fewer than MR: packed with zero padding, so the kernel
+                    // reads nothing outside A.
+                    let first = ic + mcb - edge_rows;
+                    // SAFETY: those rows are inside A; the region holds MR * KC elements.
+                    unsafe { pack_a::<T, MR>(edge_rows, kcb, at(first, pc), rsa, csa, edge_a) };
+                }
+                for jr in (0..ncb).step_by(nr) {
+                    let nrb = nr.min(ncb - jr);
+                    let b_sliver = packed_b.wrapping_add(jr * kcb);
+                    for ir in (0..mcb).step_by(mr) {
+                        let mrb = mr.min(mcb - ir);
+                        let (a_sliver, ars, acs) = if !a_in_place {
+                            (packed_a.wrapping_add(ir * kcb) as *const T, 1, mr as isize)
+                        } else if mrb == mr {
+                            (at(ic + ir, pc), rsa, 1)
+                        } else {
+                            (edge_a as *const T, 1, mr as isize)
+                        };
+                        let c_tile =
+                            c.wrapping_offset((ic + ir) as isize * rsc + (jc + jr) as isize * csc);
+                        if mrb == mr && nrb == nr {
+                            // SAFETY: a full tile inside C; slivers of KC x MR and KC x NR.
+                            unsafe {
+                                kernel(
+                                    kcb, a_sliver, ars, acs, b_sliver, alpha, beta, c_tile, rsc,
+                                    csc,
+                                )
+                            };
+                        } else {
+                            let t = tile.as_mut_ptr();
+                            // SAFETY: the stack tile holds MR x NR (<= MAX_TILE) elements.
+                            unsafe {
+                                kernel(
+                                    kcb,
+                                    a_sliver,
+                                    ars,
+                                    acs,
+                                    b_sliver,
+                                    T::one(),
+                                    T::zero(),
+                                    t,
+                                    nr as isize,
+                                    1,
+                                )
+                            };
+                            for i in 0..mrb {
+                                for j in 0..nrb {
+                                    // SAFETY: (i, j) is inside the edge tile of C.
+                                    unsafe {
+                                        let cij =
+                                            c_tile.offset(i as isize * rsc + j as isize * csc);
+                                        let r = tile[i * nr + j] * alpha;
+                                        *cij = if beta == T::zero() {
+                                            r
+                                        } else {
+                                            r + *cij * beta
+                                        };
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packs `rows x kc` of `A` into slivers of `MR` rows, `out[s][p][i] = A[s * MR + i, p]`,
+/// padding the last sliver's missing rows with zeros.
+///
+/// # Safety
+/// The block is inside `A`; `out` holds `ceil(rows / MR) * MR * kc` elements.
+unsafe fn pack_a<T: Float, const MR: usize>(
+    rows: usize,
+    kc: usize,
+    a: *const T,
+    rsa: isize,
+    csa: isize,
+    out: *mut T,
+) {
+    for s in 0..rows.div_ceil(MR) {
+        let dst = out.wrapping_add(s * MR * kc);
+        let live = MR.min(rows - s * MR);
+        let src = a.wrapping_offset((s * MR) as isize * rsa);
+        // SAFETY: reads inside the block, writes inside the sliver.
+        unsafe {
+            if live == MR && rsa == 1 {
+                // A's columns are contiguous (A is a transposed row-major matrix).
+                for p in 0..kc {
+                    let col = src.offset(p as isize * csa);
+                    for i in 0..MR {
+                        *dst.add(p * MR + i) = *col.add(i);
+                    }
+                }
+            } else {
+                for p in 0..kc {
+                    for i in 0..MR {
+                        *dst.add(p * MR + i) = if i < live {
+                            *src.offset(i as isize * rsa + p as isize * csa)
+                        } else {
+                            T::zero()
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packs `kc x cols` of `B` into slivers of `NR` columns, `out[s][p][j] = B[p, s * NR + j]`,
+/// padding the last sliver's missing columns with zeros.
+///
+/// # Safety
+/// The block is inside `B`; `out` holds `kc * ceil(cols / NR) * NR` elements.
+unsafe fn pack_b<T: Float, const NR: usize>(
+    kc: usize,
+    cols: usize,
+    b: *const T,
+    rsb: isize,
+    csb: isize,
+    out: *mut T,
+) {
+    for s in 0..cols.div_ceil(NR) {
+        let dst = out.wrapping_add(s * NR * kc);
+        let live = NR.min(cols - s * NR);
+        let src = b.wrapping_offset((s * NR) as isize * csb);
+        // SAFETY: reads inside the block, writes inside the sliver.
+        unsafe {
+            if live == NR && csb == 1 {
+                for p in 0..kc {
+                    let row = src.offset(p as isize * rsb);
+                    for j in 0..NR {
+                        *dst.add(p * NR + j) = *row.add(j);
+                    }
+                }
+            } else {
+                for p in 0..kc {
+                    for j in 0..NR {
+                        *dst.add(p * NR + j) = if j < live {
+                            *src.offset(p as isize * rsb + j as isize * csb)
+                        } else {
+                            T::zero()
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The portable micro-kernel (see [`Kernel`]): plain multiplies and adds over an
+/// `MR x NR` accumulator.
+///
+/// # Safety
+/// See [`Kernel`]: slivers of `kc` steps, a tile of `C` at `c` with strides `(rsc, csc)`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_portable<T: Float, const MR: usize, const NR: usize>(
+    kc: usize,
+    a: *const T,
+    ars: isize,
+    acs: isize,
+    b: *const T,
+    alpha: T,
+    beta: T,
+    c: *mut T,
+    rsc: isize,
+    csc: isize,
+) {
+    let mut acc = [[T::zero(); NR]; MR];
+    for p in 0..kc {
+        // SAFETY: step p of both slivers.
+        unsafe {
+            let bp = b.add(p * NR);
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ai = *a.offset(i as isize * ars + p as isize * acs);
+                for (j, cell) in row.iter_mut().enumerate() {
+                    *cell += ai * *bp.add(j);
+                }
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            // SAFETY: (i, j) is inside the tile.
+            unsafe {
+                let cij = c.offset(i as isize * rsc + j as isize * csc);
+                let r = v * alpha;
+                *cij = if beta == T::zero() {
+                    r
+                } else {
+                    r + *cij * beta
+                };
+            }
+        }
+    }
+}
+
+/// The AVX2 + FMA micro-kernels: 6 rows by two 256-bit vectors, 12 accumulators.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    macro_rules! kernel {
+        ($name:ident, $t:ty, $lanes:expr, $zero:ident, $load:ident, $store:ident, $splat:ident,
+         $fma:ident, $mul:ident, $add:ident) => {
+            /// See `Kernel`: `MR = 6`, `NR = 2 * lanes`.
+            ///
+            /// # Safety
+            /// The CPU has AVX2 and FMA; pointers as `Kernel` says.
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            pub(super) unsafe fn $name(
+                kc: usize,
+                a: *const $t,
+                ars: isize,
+                acs: isize,
+                b: *const $t,
+                alpha: $t,
+                beta: $t,
+                c: *mut $t,
+                rsc: isize,
+                csc: isize,
+            ) {
+                const L: usize = $lanes;
+                let mut acc = [[$zero(); 2]; 6];
+                let rows: [*const $t; 6] =
+                    std::array::from_fn(|i| a.wrapping_offset(i as isize * ars));
+                for p in 0..kc {
+                    // SAFETY: step p of both slivers.
+                    unsafe {
+                        let bp = b.add(p * 2 * L);
+                        let b0 = $load(bp);
+                        let b1 = $load(bp.add(L));
+                        let off = p as isize * acs;
+                        for i in 0..6 {
+                            let ai = $splat(*rows[i].offset(off));
+                            acc[i][0] = $fma(ai, b0, acc[i][0]);
+                            acc[i][1] = $fma(ai, b1, acc[i][1]);
+                        }
+                    }
+                }
+                let va = $splat(alpha);
+                let vb = $splat(beta);
+                for i in 0..6 {
+                    for h in 0..2 {
+                        let r = $mul(acc[i][h], va);
+                        // SAFETY: the tile's row i, lanes h * L .. h * L + L.
+                        unsafe {
+                            let ci = c.offset(i as isize * rsc + (h * L) as isize * csc);
+                            if csc == 1 {
+                                let r = if beta == 0.0 {
+                                    r
+                                } else {
+                                    $add(r, $mul($load(ci), vb))
+                                };
+                                $store(ci, r);
+                            } else {
+                                let mut t = [0.0; L];
+                                $store(t.as_mut_ptr(), r);
+                                for (j, &v) in t.iter().enumerate() {
+                                    let cij = ci.offset(j as isize * csc);
+                                    *cij = if beta == 0.0 { v } else { v + *cij * beta };
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+    }
+
+    kernel!(
+        kernel_f32,
+        f32,
+        8,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps,
+        _mm256_mul_ps,
+        _mm256_add_ps
+    );
+    kernel!(
+        kernel_f64,
+        f64,
+        4,
+        _mm256_setzero_pd,
+        _mm256_loadu_pd,
+        _mm256_storeu_pd,
+        _mm256_set1_pd,
+        _mm256_fmadd_pd,
+        _mm256_mul_pd,
+        _mm256_add_pd
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{s, Array2};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// The naive triple loop, in f64.
+    fn reference(
+        alpha: f64,
+        a: &ArrayView2<f64>,
+        b: &ArrayView2<f64>,
+        beta: f64,
+        c: &Array2<f64>,
+    ) -> Array2<f64> {
+        let mut out = c.mapv(|v| v * beta);
+        for i in 0..a.nrows() {
+            for j in 0..b.ncols() {
+                let dot: f64 = (0..a.ncols()).map(|p| a[[i, p]] * b[[p, j]]).sum();
+                out[[i, j]] += alpha * dot;
+            }
+        }
+        out
+    }
+
+    /// Every layout a layer uses (plain, transposed A, transposed B), odd sizes on each side
+    /// of the tile and block sizes, alpha and beta, against the triple loop.
+    #[test]
+    fn matches_the_triple_loop() -> Result<()> {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for (case, &(m, k, n)) in [
+            (1, 1, 1),
+            (6, 256, 16),
+            (7, 257, 17),
+            (97, 300, 5),
+            (5, 17, 300),
+            (257, 95, 33),
+            (300, 7, 97),
+            (13, 0, 9),
+            (40, 1030, 30),
+        ]
+        .iter()
+        .enumerate()
+        {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let a_store = Array2::from_shape_fn(if ta { (k, m) } else { (m, k) }, |_| {
+                    rng.random_range(-1.0..1.0)
+                });
+                let b_store = Array2::from_shape_fn(if tb { (n, k) } else { (k, n) }, |_| {
+                    rng.random_range(-1.0..1.0)
+                });
+                let a = if ta { a_store.t() } else { a_store.view() };
+                let b = if tb { b_store.t() } else { b_store.view() };
+                for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.25)] {
+                    let c0 = Array2::from_shape_fn((m, n), |_| rng.random_range(-1.0..1.0));
+                    let expected = reference(alpha, &a, &b, beta, &c0);
+                    let mut c = c0.clone();
+                    if beta == 0.0 {
+                        c.fill(f64::NAN); // not read when beta is 0
+                    }
+                    gemm(alpha, &a, &b, beta, &mut c.view_mut())?;
+                    let worst = (&c - &expected).iter().fold(0.0f64, |w, d| w.max(d.abs()));
+                    assert!(
+                        worst < 1e-12 * (k as f64 + 1.0),
+                        "case {case} {ta} {tb}: {worst}"
+                    );
+                    // f32, against the same reference.
+                    let mut c32 = c0.mapv(|v| v as f32);
+                    let (a32, b32) = (a.mapv(|v| v as f32), b.mapv(|v| v as f32));
+                    gemm(
+                        alpha as f32,
+                        &a32.view(),
+                        &b32.view(),
+                        beta as f32,
+                        &mut c32.view_mut(),
+                    )?;
+                    let worst = (&c32.mapv(|v| v as f64) - &expected)
+                        .iter()
+                        .fold(0.0f64, |w, d| w.max(d.abs()));
+                    assert!(
+                        worst < 1e-5 * (k as f64 + 1.0),
+                        "f32 case {case} {ta} {tb}: {worst}"
+                    );
+                }
+            }
+        }
+        // A strided (every other column) output view.
+        let a = Array2::from_shape_fn((9, 4), |(i, j)| (i + j) as f64);
+        let b = Array2::from_shape_fn((4, 5), |(i, j)| i as f64 - j as f64);
+        let mut wide = Array2::zeros((9, 10));
+        gemm(
+            1.0,
+            &a.view(),
+            &b.view(),
+            0.0,
+            &mut wide.slice_mut(s![.., ..;2]),
+        )?;
+        assert_eq!(wide.slice(s![.., ..;2]), a.dot(&b));
+        assert!(wide.slice(s![.., 1..;2]).iter().all(|&v| v == 0.0));
+        Ok(())
+    }
+
+    #[test]
+    fn shape_mismatch_is_an_error() {
+        let a = Array2::<f32>::zeros((3, 4));
+        let b = Array2::<f32>::zeros((5, 2));
+        let mut c = Array2::<f32>::zeros((3, 2));
+        let err = gemm(1.0, &a.view(), &b.view(), 0.0, &mut c.view_mut());
+        assert!(
+            matches!(
+                err,
+                Err(Error::ShapeMismatch {
+                    context: "gemm",
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+    }
+}
