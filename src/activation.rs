@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{check_range, Result};
 use crate::float::avx2_dispatch;
+use crate::threads::{for_each_block, row_blocks, row_blocks_mut, zip_blocks};
 use crate::Float;
 
 /// An element-wise activation `a = s(z)`.
@@ -194,28 +195,47 @@ impl Activation {
         a: ArrayViewMut2<T>,
     ) {
         let zero = T::zero();
-        match *self {
-            Activation::Identity => bias_map_wide(bias, z, a, |z| z),
-            Activation::Relu => bias_map_wide(bias, z, a, |z| if z > zero { z } else { zero }),
-            Activation::Sigmoid => bias_map_wide(bias, z, a, sigmoid),
-            other => bias_map_wide(bias, z, a, |z| other.value(z)),
-        }
+        let elements = z.len();
+        let blocks = zip_blocks(row_blocks_mut(z), row_blocks_mut(a));
+        for_each_block(elements, blocks, |(z, a)| {
+            match *self {
+                Activation::Identity => bias_map_wide(bias, z, a, |z| z),
+                Activation::Relu => bias_map_wide(bias, z, a, |z| if z > zero { z } else { zero }),
+                Activation::Sigmoid => bias_map_wide(bias, z, a, sigmoid),
+                other => bias_map_wide(bias, z, a, |z| other.value(z)),
+            }
+            0.0
+        });
     }
 
     /// Multiplies a gradient by `s'` in place: `grad *= s'(z)`, element-wise. `grad` holds
     /// `dL/da` on entry and `dL/dz` on return; `z`, `a`, `grad`: `(batch, n)`.
     pub fn backward<T: Float>(&self, z: ArrayView2<T>, a: ArrayView2<T>, grad: ArrayViewMut2<T>) {
         let (zero, one) = (T::zero(), T::one());
-        match *self {
-            Activation::Identity => {}
-            Activation::Relu => scale_by_wide(grad, z, |z| if z > zero { one } else { zero }),
-            Activation::Sigmoid => scale_by_wide(grad, a, |a| a * (one - a)),
-            Activation::Tanh => scale_by_wide(grad, a, |a| one - a * a),
-            other => Zip::from(grad)
-                .and(z)
-                .and(a)
-                .for_each(|g, &z, &a| *g *= other.derivative(z, a)),
+        if *self == Activation::Identity {
+            return;
         }
+        let elements = grad.len();
+        let inputs = zip_blocks(row_blocks(z), row_blocks(a));
+        for_each_block(
+            elements,
+            zip_blocks(row_blocks_mut(grad), inputs),
+            |(grad, (z, a))| {
+                match *self {
+                    Activation::Identity => {}
+                    Activation::Relu => {
+                        scale_by_wide(grad, z, |z| if z > zero { one } else { zero })
+                    }
+                    Activation::Sigmoid => scale_by_wide(grad, a, |a| a * (one - a)),
+                    Activation::Tanh => scale_by_wide(grad, a, |a| one - a * a),
+                    other => Zip::from(grad)
+                        .and(z)
+                        .and(a)
+                        .for_each(|g, &z, &a| *g *= other.derivative(z, a)),
+                }
+                0.0
+            },
+        );
     }
 
     /// `s(z)` for a whole array (allocates; for inference and tests).

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::check_positive;
 use crate::float::avx2_dispatch;
+use crate::threads::{for_each_block, row_blocks, row_blocks_mut, zip_blocks};
 use crate::{Activation, Error, Float, Result};
 
 /// A reconstruction loss `L(x, x^)` between a target batch `x` and a reconstruction `x^`,
@@ -152,7 +153,7 @@ impl Loss {
             Loss::BinaryCrossEntropy | Loss::BinaryCrossEntropySum => {
                 // d/dz [max(z,0) - z x + ln(1 + e^-|z|)] = sigmoid(z) - x = a - x (the
                 // sigmoid's derivative is already inside).
-                let sum = sum_rows_wide(a, target, z, d_z, |a, x, z, d| {
+                let sum = sum_blocks(a, target, z, d_z, |a, x, z, d| {
                     *d = (a - x) * scale;
                     bce_term(a, x, z)
                 });
@@ -160,20 +161,20 @@ impl Loss {
             }
             Loss::MeanSquaredError | Loss::SumSquaredError => {
                 let two = T::cast(2.0) * scale;
-                sum_rows_wide(a, target, z, d_z.view_mut(), |a, x, _, d| {
+                sum_blocks(a, target, z, d_z.view_mut(), |a, x, _, d| {
                     let r = a - x;
                     *d = two * r;
                     r * r
                 })
             }
-            Loss::MeanAbsoluteError => sum_rows_wide(a, target, z, d_z.view_mut(), |a, x, _, d| {
+            Loss::MeanAbsoluteError => sum_blocks(a, target, z, d_z.view_mut(), |a, x, _, d| {
                 let r = a - x;
                 *d = sign(r) * scale;
                 r.abs()
             }),
             Loss::Huber(delta) => {
                 let delta = T::cast(delta);
-                sum_rows_wide(a, target, z, d_z.view_mut(), |a, x, _, d| {
+                sum_blocks(a, target, z, d_z.view_mut(), |a, x, _, d| {
                     let r = a - x;
                     *d = if r.abs() <= delta { r } else { delta * sign(r) } * scale;
                     huber(r, delta)
@@ -225,12 +226,27 @@ pub(crate) fn sign<T: Float>(r: T) -> T {
     }
 }
 
-/// Sum of `f(a, x, z)` over all elements, accumulated per row in `T` and across rows in `f64`.
+/// Sum of `f(a, x, z)` over all elements: per row in `T`, across the rows of each of the
+/// [`ROW_BLOCKS`](crate::threads::ROW_BLOCKS) blocks in `f64`, then across the blocks in order.
 fn sum3<T: Float>(
     a: ArrayView2<T>,
     x: ArrayView2<T>,
     z: ArrayView2<T>,
     f: impl Fn(T, T, T) -> T,
+) -> f64 {
+    let blocks = zip_blocks(zip_blocks(row_blocks(a), row_blocks(x)), row_blocks(z));
+    blocks
+        .into_iter()
+        .map(|((a, x), z)| sum3_rows(a, x, z, &f))
+        .sum()
+}
+
+/// [`sum3`] of a block of rows.
+fn sum3_rows<T: Float>(
+    a: ArrayView2<T>,
+    x: ArrayView2<T>,
+    z: ArrayView2<T>,
+    f: &impl Fn(T, T, T) -> T,
 ) -> f64 {
     let mut total = 0.0;
     for ((a, x), z) in a.rows().into_iter().zip(x.rows()).zip(z.rows()) {
@@ -256,7 +272,25 @@ avx2_dispatch! {
 }
 
 /// As [`sum3`], also writing `d` (same shape) element by element: `f(a, x, z, &mut d)`
-/// returns the term to sum. The same order of additions as [`sum3`].
+/// returns the term to sum. The same order of additions as [`sum3`]; the blocks run on
+/// the matrix-product threads when the batch is large.
+fn sum_blocks<T: Float, F: Fn(T, T, T, &mut T) -> T + Sync>(
+    a: ArrayView2<T>,
+    x: ArrayView2<T>,
+    z: ArrayView2<T>,
+    d: ArrayViewMut2<T>,
+    f: F,
+) -> f64 {
+    let elements = d.len();
+    let inputs = zip_blocks(zip_blocks(row_blocks(a), row_blocks(x)), row_blocks(z));
+    for_each_block(
+        elements,
+        zip_blocks(inputs, row_blocks_mut(d)),
+        |(((a, x), z), d)| sum_rows_wide(a, x, z, d, &f),
+    )
+}
+
+/// [`sum_blocks`] of one block.
 #[inline(always)]
 fn sum_rows<T: Float, F: Fn(T, T, T, &mut T) -> T>(
     a: ArrayView2<T>,

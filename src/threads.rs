@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+
 use crate::error::{check_range, Result};
 
 /// The most threads a matrix product uses.
@@ -89,7 +91,6 @@ pub fn threads() -> usize {
     n.clamp(1, MAX_THREADS)
 }
 
-#[cfg_attr(feature = "blas", allow(dead_code))]
 /// Runs `job(0)`, ..., `job(parts - 1)`, part 0 on the calling thread and the others on the
 /// pool's helper threads, and returns when all have finished. Allocates nothing once the
 /// helpers exist. If another thread is using the pool (two models trained at once), the
@@ -141,6 +142,87 @@ pub(crate) fn run_parallel(parts: usize, job: &(dyn Fn(usize) + Sync)) {
         std::panic::resume_unwind(panic);
     }
     assert!(!helper_panicked, "a matrix-product thread panicked");
+}
+
+/// Element-wise work over a batch is cut into this many blocks of consecutive rows, whatever
+/// the thread count, so sums over the blocks come out the same bits for any count.
+pub(crate) const ROW_BLOCKS: usize = 8;
+
+/// Below this many elements, element-wise work stays on the calling thread (waking a thread
+/// costs about as much as a few thousand elements of work).
+const PARALLEL_ELEMENTS: usize = 1 << 15;
+
+/// Runs `job` on each of the [`ROW_BLOCKS`] `parts` (from [`row_blocks`] and
+/// [`row_blocks_mut`]), spread over the threads when there are at least `PARALLEL_ELEMENTS`
+/// `elements` in all; returns the sum of what the jobs return, added in block order.
+/// Allocates nothing.
+pub(crate) fn for_each_block<P: Send>(
+    elements: usize,
+    parts: [P; ROW_BLOCKS],
+    job: impl Fn(P) -> f64 + Sync,
+) -> f64 {
+    let cells = parts.map(|part| Mutex::new((Some(part), 0.0)));
+    let run = |block: usize| {
+        let mut cell = cells[block].lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(part) = cell.0.take() {
+            cell.1 = job(part);
+        }
+    };
+    let threads = if elements < PARALLEL_ELEMENTS {
+        1
+    } else {
+        threads().min(ROW_BLOCKS)
+    };
+    if threads <= 1 {
+        (0..ROW_BLOCKS).for_each(run);
+    } else {
+        run_parallel(threads, &|t| {
+            (ROW_BLOCKS * t / threads..ROW_BLOCKS * (t + 1) / threads).for_each(run)
+        });
+    }
+    cells
+        .iter()
+        .map(|cell| cell.lock().unwrap_or_else(PoisonError::into_inner).1)
+        .sum()
+}
+
+/// `view`'s rows cut into [`ROW_BLOCKS`] consecutive blocks: block `b` holds rows
+/// `n b / 8 .. n (b + 1) / 8` of `n`.
+pub(crate) fn row_blocks<T>(view: ArrayView2<'_, T>) -> [ArrayView2<'_, T>; ROW_BLOCKS] {
+    let rows = view.nrows();
+    cut(view, rows, |v, at| v.split_at(Axis(0), at))
+}
+
+/// [`row_blocks`] of a mutable view.
+pub(crate) fn row_blocks_mut<T>(view: ArrayViewMut2<'_, T>) -> [ArrayViewMut2<'_, T>; ROW_BLOCKS] {
+    let rows = view.nrows();
+    cut(view, rows, |v, at| v.split_at(Axis(0), at))
+}
+
+/// [`row_blocks`] of a slice (say, the row indices of a batch).
+pub(crate) fn slice_blocks<T>(slice: &[T]) -> [&[T]; ROW_BLOCKS] {
+    cut(slice, slice.len(), |s, at| s.split_at(at))
+}
+
+fn cut<V>(mut view: V, rows: usize, split: impl Fn(V, usize) -> (V, V)) -> [V; ROW_BLOCKS] {
+    let mut blocks: [Option<V>; ROW_BLOCKS] = Default::default();
+    for b in (1..ROW_BLOCKS).rev() {
+        let (head, tail) = split(view, rows * b / ROW_BLOCKS);
+        blocks[b] = Some(tail);
+        view = head;
+    }
+    blocks[0] = Some(view);
+    blocks.map(|b| b.expect("every block is set above"))
+}
+
+/// Blocks of two arrays side by side.
+pub(crate) fn zip_blocks<A, B>(a: [A; ROW_BLOCKS], b: [B; ROW_BLOCKS]) -> [(A, B); ROW_BLOCKS] {
+    let mut b = b.map(Some);
+    let mut i = 0;
+    a.map(|a| {
+        i += 1;
+        (a, b[i - 1].take().expect("as many blocks in b as in a"))
+    })
 }
 
 /// How long a thread spins waiting for a product's other parts, or a helper for the next

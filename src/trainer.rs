@@ -15,6 +15,7 @@ use crate::data::noise::value_range;
 use crate::error::{check_non_negative, check_positive, check_range};
 use crate::float::avx2_dispatch;
 use crate::model::LossTerms;
+use crate::threads::{for_each_block, row_blocks_mut, slice_blocks, zip_blocks};
 use crate::{
     Autoencoder, Checkpoint, Error, Float, Loss, Noise, Optimizer, Penalty, Result, Schedule,
 };
@@ -542,9 +543,19 @@ impl<O> Trainer<O> {
             sum_penalties.fill(0.0);
             for (batch, rows) in order.chunks(batch_size).enumerate() {
                 let m = rows.len();
-                for (r, &i) in rows.iter().enumerate() {
-                    target.row_mut(r).assign(&train.row(i));
-                }
+                // Gather the batch's rows (spread over the threads for large batches).
+                let elements = m * target.ncols();
+                let blocks = row_blocks_mut(target.slice_mut(s![..m, ..]));
+                for_each_block(
+                    elements,
+                    zip_blocks(blocks, slice_blocks(rows)),
+                    |(mut dst, rows)| {
+                        for (r, &i) in rows.iter().enumerate() {
+                            dst.row_mut(r).assign(&train.row(i));
+                        }
+                        0.0
+                    },
+                );
                 let target = target.slice(s![..m, ..]);
                 let input = match self.noise {
                     Some(noise) => {
