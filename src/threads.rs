@@ -204,6 +204,12 @@ pub(crate) fn slice_blocks<T>(slice: &[T]) -> [&[T]; ROW_BLOCKS] {
     cut(slice, slice.len(), |s, at| s.split_at(at))
 }
 
+/// [`slice_blocks`] of a mutable slice.
+pub(crate) fn slice_blocks_mut<T>(slice: &mut [T]) -> [&mut [T]; ROW_BLOCKS] {
+    let len = slice.len();
+    cut(slice, len, |s, at| s.split_at_mut(at))
+}
+
 fn cut<V>(mut view: V, rows: usize, split: impl Fn(V, usize) -> (V, V)) -> [V; ROW_BLOCKS] {
     let mut blocks: [Option<V>; ROW_BLOCKS] = Default::default();
     for b in (1..ROW_BLOCKS).rev() {

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{check_non_negative, check_positive, check_range};
 use crate::float::avx2_dispatch;
 use crate::optim::{state_for, Optimizer, OptimizerState, ParamKind};
+use crate::threads::{for_each_block, slice_blocks, slice_blocks_mut, zip_blocks};
 use crate::{Float, Result};
 
 /// Weight decay inside the optimizer.
@@ -153,7 +154,15 @@ impl<T: Float> Optimizer<T> for Adam<T> {
             inv_bias2_sqrt,
             eps,
         };
-        adam_update_wide(param, grad, m, v, consts);
+        // In blocks, spread over the threads for large parameters (element-wise: the same
+        // bits for any thread count).
+        let elements = param.len();
+        let params = zip_blocks(slice_blocks_mut(param), slice_blocks(grad));
+        let moments = zip_blocks(slice_blocks_mut(m), slice_blocks_mut(v));
+        for_each_block(elements, zip_blocks(params, moments), |((p, g), (m, v))| {
+            adam_update_wide(p, g, m, v, consts);
+            0.0
+        });
     }
 
     fn reset(&mut self) {
