@@ -87,8 +87,10 @@ fn weights_do_not_depend_on_the_thread_count() -> Result<()> {
             run.0 == runs[0].0,
             "{n} threads: other weights than 1 thread"
         );
+        // OpenBLAS (the `blas` feature) splits some shapes along the inner index, so its
+        // products are the same bits for any thread count only for some shapes.
         assert!(
-            run.1 == runs[0].1,
+            run.1 == runs[0].1 || cfg!(feature = "blas"),
             "{n} threads: other products than 1 thread"
         );
     }
