@@ -158,29 +158,39 @@ fn is_f32<T: Float>() -> bool {
 /// The plan for `T`: tiles of 6 x 16 (`f32`) or 6 x 8 (`f64`), two 256-bit vectors wide.
 fn plan<T: Float>() -> Plan<T> {
     let is_f32 = is_f32::<T>();
-    let nc = if is_f32 { 1024 } else { 512 };
-    let mut kernel: Kernel<T> = if is_f32 {
+    let portable: Kernel<T> = if is_f32 {
         kernel_portable::<T, 6, 16>
     } else {
         kernel_portable::<T, 6, 8>
     };
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        let fast: *const () = if is_f32 {
-            avx2::kernel_f32 as *const ()
-        } else {
-            avx2::kernel_f64 as *const ()
-        };
-        // SAFETY: `T` is `f32` exactly when `is_f32` (Float is sealed to f32 and f64), so the
-        // chosen kernel's signature is `Kernel<T>`; the CPU has AVX2 and FMA.
-        kernel = unsafe { std::mem::transmute::<*const (), Kernel<T>>(fast) };
-    }
     Plan {
-        kernel,
+        kernel: simd_kernel::<T>().unwrap_or(portable),
         mc: 96,
         kc: 256,
-        nc,
+        nc: if is_f32 { 1024 } else { 512 },
     }
+}
+
+/// The AVX2 + FMA kernel for `T`, when the CPU has both.
+#[cfg(target_arch = "x86_64")]
+fn simd_kernel<T: Float>() -> Option<Kernel<T>> {
+    if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
+        return None;
+    }
+    let fast: *const () = if is_f32::<T>() {
+        avx2::kernel_f32 as *const ()
+    } else {
+        avx2::kernel_f64 as *const ()
+    };
+    // SAFETY: `T` is `f32` exactly when `is_f32` (Float is sealed to f32 and f64), so the
+    // chosen kernel's signature is `Kernel<T>`.
+    Some(unsafe { std::mem::transmute::<*const (), Kernel<T>>(fast) })
+}
+
+/// No SIMD kernel off x86-64: the portable one runs.
+#[cfg(not(target_arch = "x86_64"))]
+fn simd_kernel<T: Float>() -> Option<Kernel<T>> {
+    None
 }
 
 /// Below this many multiply-adds (`m * k * n`) a product runs on the calling thread alone:
@@ -738,6 +748,38 @@ mod tests {
         assert_eq!(wide.slice(s![.., ..;2]), a.dot(&b));
         assert!(wide.slice(s![.., 1..;2]).iter().all(|&v| v == 0.0));
         Ok(())
+    }
+
+    /// The portable kernel (what runs without AVX2) through the same blocked loops, on sizes
+    /// that cross the tile and block edges, against the triple loop.
+    #[test]
+    fn portable_kernel_matches_the_triple_loop() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        for &(m, k, n) in &[(1, 1, 1), (13, 300, 37), (100, 7, 1030)] {
+            let a = Array2::from_shape_fn((k, m), |_| rng.random_range(-1.0..1.0));
+            let b = Array2::from_shape_fn((k, n), |_| rng.random_range(-1.0..1.0));
+            let c0 = Array2::from_shape_fn((m, n), |_| rng.random_range(-1.0..1.0));
+            let expected = reference(0.5, &a.t(), &b.view(), 2.0, &c0);
+            let mut c = c0.clone();
+            let plan = Plan {
+                kernel: kernel_portable::<f64, 6, 8>,
+                mc: 96,
+                kc: 256,
+                nc: 512,
+            };
+            let mats = Mats {
+                m,
+                k,
+                n,
+                a: (a.as_ptr(), 1, m as isize), // A = a^T
+                b: (b.as_ptr(), n as isize, 1),
+                c: (c.as_mut_ptr(), n as isize, 1),
+            };
+            // SAFETY: the parts of live arrays of the stated shapes; c is separate.
+            unsafe { serial::<f64, 6, 8>(&plan, 0.5, 2.0, &mats) };
+            let worst = (&c - &expected).iter().fold(0.0f64, |w, d| w.max(d.abs()));
+            assert!(worst < 1e-12 * (k as f64 + 1.0), "({m}, {k}, {n}): {worst}");
+        }
     }
 
     #[test]
