@@ -24,7 +24,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::layer::ParamKind;
-use crate::trainer::Progress;
+use crate::trainer::{Progress, RunSettings};
 use crate::{
     Activation, Autoencoder, Dense, Error, Float, History, Latent, OptimizerState, Result, Tying,
 };
@@ -70,6 +70,10 @@ struct TrainingMeta {
     best: Option<BestMeta>,
     optimizer: OptimizerMeta,
     history: History,
+    /// Loss, batch size, seed and noise of the run; a resume with other settings is refused.
+    /// Optional: checkpoints written before it was recorded read as `None` (not checked).
+    #[serde(default)]
+    settings: Option<RunSettings>,
 }
 
 /// ChaCha8 state: seed (64 hex digits), stream, and word position (decimal, < 2^68).
@@ -246,6 +250,7 @@ impl<T: Float> Checkpoint<T> {
 /// What the trainer hands to [`save_checkpoint`]: [`Progress`] by reference.
 #[derive(Debug)]
 pub(crate) struct ProgressRef<'a, T> {
+    pub(crate) settings: &'a RunSettings,
     pub(crate) epoch: usize,
     pub(crate) rng: &'a ChaCha8Rng,
     pub(crate) order: &'a [usize],
@@ -334,6 +339,7 @@ fn checkpoint_bytes<T: Float>(
             buffers: buffer_names,
         },
         history: progress.history.clone(),
+        settings: Some(progress.settings.clone()),
     };
     let mut meta = metadata::<T>("checkpoint", model);
     meta.insert("training".into(), to_json(&training)?);
@@ -853,6 +859,7 @@ fn decode_checkpoint<T: Float>(bytes: &[u8], path: &Path) -> Result<Checkpoint<T
         model,
         optimizer: state,
         progress: Progress {
+            settings: training.settings,
             epoch: training.epoch,
             rng,
             order,

@@ -152,10 +152,23 @@ pub struct BatchProgress {
     pub seconds: f64,
 }
 
+/// The trainer settings that decide which batches a run sees and how they are scored: a
+/// resumed run must use the same ones to continue the first run exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RunSettings {
+    pub(crate) loss: Loss,
+    pub(crate) batch_size: usize,
+    pub(crate) seed: u64,
+    pub(crate) noise: Option<Noise>,
+}
+
 /// Where a run stands between two epochs: everything a checkpoint saves besides the model
 /// and the optimizer's state.
 #[derive(Debug, Clone)]
 pub(crate) struct Progress<T> {
+    /// The settings of the run that saved it (`None` in checkpoints written before they
+    /// were recorded).
+    pub(crate) settings: Option<RunSettings>,
     /// The next epoch to run.
     pub(crate) epoch: usize,
     /// The shuffling and noise generator, as it is after `epoch - 1`.
@@ -443,7 +456,9 @@ impl<O> Trainer<O> {
     ///
     /// # Errors
     /// As [`Trainer::fit`]; and [`Error::InvalidConfig`] if the checkpoint's optimizer
-    /// state is not this optimizer's kind or its penalties differ from the trainer's.
+    /// state is not this optimizer's kind, or its penalties, loss, batch size, seed or
+    /// noise differ from the trainer's (the number of epochs may differ: a run can be
+    /// extended).
     pub fn resume<T: Float>(
         &mut self,
         model: &mut Autoencoder<T>,
@@ -455,6 +470,17 @@ impl<O> Trainer<O> {
         O: Optimizer<T>,
     {
         let (saved_model, state, progress) = checkpoint.into_parts();
+        if let Some(saved) = progress
+            .settings
+            .as_ref()
+            .filter(|&s| *s != self.settings())
+        {
+            return Err(Error::InvalidConfig(format!(
+                "the checkpoint was trained with {saved:?} but the trainer has {:?}: resume \
+                 with the settings of the first run",
+                self.settings()
+            )));
+        }
         if progress.history.penalty_names != self.penalty_names() {
             return Err(Error::InvalidConfig(format!(
                 "the checkpoint was trained with penalties {:?} but the trainer has {:?}: \
@@ -468,6 +494,15 @@ impl<O> Trainer<O> {
         self.optimizer.load_state(state)?;
         *model = saved_model;
         self.run(model, train, valid, Some(progress))
+    }
+
+    fn settings(&self) -> RunSettings {
+        RunSettings {
+            loss: self.loss,
+            batch_size: self.batch_size,
+            seed: self.seed,
+            noise: self.noise,
+        }
     }
 
     fn penalty_names(&self) -> Vec<String> {
@@ -502,7 +537,9 @@ impl<O> Trainer<O> {
         let mut sum_penalties = vec![0.0; self.penalties.len()];
         let mut snapshot = model.clone(); // last weights known finite (start of epoch)
         let mut penalties = self.penalties.clone(); // as they apply this epoch (warm-up)
+        let settings = self.settings();
         let Progress {
+            settings: _,
             epoch: first_epoch,
             mut rng,
             mut order,
@@ -510,6 +547,7 @@ impl<O> Trainer<O> {
             mut best,
             mut since_best,
         } = resumed.unwrap_or_else(|| Progress {
+            settings: None,
             epoch: 0,
             rng: ChaCha8Rng::seed_from_u64(self.seed),
             order: (0..n).collect(),
@@ -652,6 +690,7 @@ impl<O> Trainer<O> {
                 let last = stop.is_some() || epoch + 1 == self.epochs;
                 if last || (epoch + 1) % c.every == 0 {
                     let progress = crate::io::ProgressRef {
+                        settings: &settings,
                         epoch: epoch + 1,
                         rng: &rng,
                         order: &order,

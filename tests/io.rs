@@ -658,6 +658,8 @@ fn resume_refuses_another_optimizer() -> TestResult {
     let mut ae = checkpoint.model().clone();
     let err = Trainer::new(Sgd::new(0.1).momentum(0.9))
         .epochs(4)
+        .batch_size(16) // the checkpointed run's settings, but another optimizer
+        .noise(Noise::Masking { fraction: 0.2 })
         .resume(&mut ae, checkpoint, data::<f32>().view(), None)
         .expect_err("adam state into sgd");
     assert!(

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use autoencoder::{
-    Activation, Adam, Autoencoder, Checkpoint, EarlyStopping, Noise, Optimizer, Penalty, Schedule,
-    Sgd, StopReason, Trainer, Tying,
+    Activation, Adam, Autoencoder, Checkpoint, EarlyStopping, Loss, Noise, Optimizer, Penalty,
+    Schedule, Sgd, StopReason, Trainer, Tying,
 };
 use ndarray::Array2;
 use rand::SeedableRng;
@@ -349,10 +349,30 @@ fn resume_checks_the_data_and_the_settings() -> TestResult {
         "{err}"
     );
     // Different penalties.
-    let err = Trainer::new(Adam::new(1e-3))
+    let err = trainer()?
+        .penalty(Penalty::l1_activity(1e-3)?)
         .resume(&mut ae, Checkpoint::load(&path)?, data().view(), None)
         .expect_err("penalties differ");
-    assert!(matches!(err, autoencoder::Error::InvalidConfig(_)), "{err}");
+    assert!(
+        matches!(&err, autoencoder::Error::InvalidConfig(m) if m.contains("penalties")),
+        "{err}"
+    );
+    // A different batch size, seed, loss or noise would not continue the run exactly.
+    let others = [
+        trainer()?.batch_size(32),
+        trainer()?.seed(10),
+        trainer()?.loss(Loss::MeanAbsoluteError),
+        trainer()?.noise(Noise::Masking { fraction: 0.3 }),
+    ];
+    for (i, mut other) in others.into_iter().enumerate() {
+        let err = other
+            .resume(&mut ae, Checkpoint::load(&path)?, data().view(), None)
+            .expect_err("settings differ");
+        assert!(
+            matches!(&err, autoencoder::Error::InvalidConfig(m) if m.contains("batch_size: 16")),
+            "case {i}: {err}"
+        );
+    }
     // A checkpoint at or past the last epoch trains nothing more.
     let mut again = model()?;
     let history =
