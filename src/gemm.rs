@@ -263,6 +263,19 @@ thread_local! {
     static PACK: std::cell::RefCell<Vec<Line>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Allocates this thread's packing buffer now, if it has none yet: the pool's helper
+/// threads do it when they start, so that their first product, whenever it comes, does not
+/// allocate.
+pub(crate) fn reserve_packing_buffer() {
+    PACK.with(|pack| reserve(&mut pack.borrow_mut()));
+}
+
+fn reserve(pack: &mut Vec<Line>) {
+    if pack.is_empty() {
+        pack.resize(PACK_BYTES.div_ceil(64), Line([0; 64]));
+    }
+}
+
 /// 64 bytes, 64-aligned: the packing buffer's unit, so packed slivers start on cache lines.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
@@ -298,9 +311,7 @@ unsafe fn serial<T: Float, const MR: usize, const NR: usize>(
     }
     PACK.with(|pack| {
         let mut pack = pack.borrow_mut();
-        if pack.is_empty() {
-            pack.resize(PACK_BYTES.div_ceil(64), Line([0; 64]));
-        }
+        reserve(&mut pack);
         let base = pack.as_mut_ptr() as *mut T;
         // Layout: B block (KC x NC), A block (MC x KC), an edge sliver of A (MR x KC).
         let packed_b = base;
@@ -342,19 +353,19 @@ unsafe fn blocks<T: Float, const MR: usize, const NR: usize>(
             let beta = if pc == 0 { beta } else { T::one() };
             let b_block = b.wrapping_offset(pc as isize * rsb + jc as isize * csb);
             // SAFETY: the block is inside B; the region holds KC * NC elements.
-            unsafe { pack_b::<T, NR>(kcb, ncb, b_block, rsb, csb, packed_b) };
+            unsafe { pack::<T, NR>(ncb, kcb, b_block, csb, rsb, packed_b) };
             for ic in (0..m).step_by(mc) {
                 let mcb = mc.min(m - ic);
                 let edge_rows = mcb % mr;
                 if !a_in_place {
                     // SAFETY: the block is inside A; the region holds MC * KC elements.
-                    unsafe { pack_a::<T, MR>(mcb, kcb, at(ic, pc), rsa, csa, packed_a) };
+                    unsafe { pack::<T, MR>(mcb, kcb, at(ic, pc), rsa, csa, packed_a) };
                 } else if edge_rows > 0 {
                     // The last rows, fewer than MR: packed with zero padding, so the kernel
                     // reads nothing outside A.
                     let first = ic + mcb - edge_rows;
                     // SAFETY: those rows are inside A; the region holds MR * KC elements.
-                    unsafe { pack_a::<T, MR>(edge_rows, kcb, at(first, pc), rsa, csa, edge_a) };
+                    unsafe { pack::<T, MR>(edge_rows, kcb, at(first, pc), rsa, csa, edge_a) };
                 }
                 for jr in (0..ncb).step_by(nr) {
                     let nrb = nr.min(ncb - jr);
@@ -418,79 +429,39 @@ unsafe fn blocks<T: Float, const MR: usize, const NR: usize>(
     }
 }
 
-/// Packs `rows x kc` of `A` into slivers of `MR` rows, `out[s][p][i] = A[s * MR + i, p]`,
-/// padding the last sliver's missing rows with zeros.
+/// Packs `rows x kc` of a matrix `M` into slivers of `R` rows, `out[s][p][i] =
+/// M[s * R + i, p]`, padding the last sliver's missing rows with zeros. Packs `A` (`M = A`,
+/// `R = MR`) and `B` (`M = B^T`, `R = NR`: strides swapped).
 ///
 /// # Safety
-/// The block is inside `A`; `out` holds `ceil(rows / MR) * MR * kc` elements.
-unsafe fn pack_a<T: Float, const MR: usize>(
+/// The block is inside `M`; `out` holds `ceil(rows / R) * R * kc` elements.
+unsafe fn pack<T: Float, const R: usize>(
     rows: usize,
     kc: usize,
-    a: *const T,
-    rsa: isize,
-    csa: isize,
+    m: *const T,
+    rs: isize,
+    cs: isize,
     out: *mut T,
 ) {
-    for s in 0..rows.div_ceil(MR) {
-        let dst = out.wrapping_add(s * MR * kc);
-        let live = MR.min(rows - s * MR);
-        let src = a.wrapping_offset((s * MR) as isize * rsa);
+    for s in 0..rows.div_ceil(R) {
+        let dst = out.wrapping_add(s * R * kc);
+        let live = R.min(rows - s * R);
+        let src = m.wrapping_offset((s * R) as isize * rs);
         // SAFETY: reads inside the block, writes inside the sliver.
         unsafe {
-            if live == MR && rsa == 1 {
-                // A's columns are contiguous (A is a transposed row-major matrix).
+            if live == R && rs == 1 {
+                // The sliver's R elements at each p are contiguous: plain copies.
                 for p in 0..kc {
-                    let col = src.offset(p as isize * csa);
-                    for i in 0..MR {
-                        *dst.add(p * MR + i) = *col.add(i);
+                    let col = src.offset(p as isize * cs);
+                    for i in 0..R {
+                        *dst.add(p * R + i) = *col.add(i);
                     }
                 }
             } else {
                 for p in 0..kc {
-                    for i in 0..MR {
-                        *dst.add(p * MR + i) = if i < live {
-                            *src.offset(i as isize * rsa + p as isize * csa)
-                        } else {
-                            T::zero()
-                        };
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Packs `kc x cols` of `B` into slivers of `NR` columns, `out[s][p][j] = B[p, s * NR + j]`,
-/// padding the last sliver's missing columns with zeros.
-///
-/// # Safety
-/// The block is inside `B`; `out` holds `kc * ceil(cols / NR) * NR` elements.
-unsafe fn pack_b<T: Float, const NR: usize>(
-    kc: usize,
-    cols: usize,
-    b: *const T,
-    rsb: isize,
-    csb: isize,
-    out: *mut T,
-) {
-    for s in 0..cols.div_ceil(NR) {
-        let dst = out.wrapping_add(s * NR * kc);
-        let live = NR.min(cols - s * NR);
-        let src = b.wrapping_offset((s * NR) as isize * csb);
-        // SAFETY: reads inside the block, writes inside the sliver.
-        unsafe {
-            if live == NR && csb == 1 {
-                for p in 0..kc {
-                    let row = src.offset(p as isize * rsb);
-                    for j in 0..NR {
-                        *dst.add(p * NR + j) = *row.add(j);
-                    }
-                }
-            } else {
-                for p in 0..kc {
-                    for j in 0..NR {
-                        *dst.add(p * NR + j) = if j < live {
-                            *src.offset(p as isize * rsb + j as isize * csb)
+                    for i in 0..R {
+                        *dst.add(p * R + i) = if i < live {
+                            *src.offset(i as isize * rs + p as isize * cs)
                         } else {
                             T::zero()
                         };

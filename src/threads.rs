@@ -91,10 +91,12 @@ pub fn threads() -> usize {
     n.clamp(1, MAX_THREADS)
 }
 
-/// Runs `job(0)`, ..., `job(parts - 1)`, part 0 on the calling thread and the others on the
-/// pool's helper threads, and returns when all have finished. Allocates nothing once the
+/// Runs `job(0)`, ..., `job(parts - 1)` on the calling thread and up to `threads() - 1`
+/// helper threads, and returns when all have finished. Parts are claimed one at a time by
+/// whichever thread is free, so when a helper is slow to wake (the machine is busy), the
+/// calling thread runs its parts too instead of waiting. Allocates nothing once the
 /// helpers exist. If another thread is using the pool (two models trained at once), the
-/// parts run one after another on the calling thread instead: same results, no waiting.
+/// parts run one after another on the calling thread: same results, no waiting.
 ///
 /// # Panics
 /// If a part panicked (an internal invariant: the jobs are the crate's own).
@@ -104,32 +106,39 @@ pub(crate) fn run_parallel(parts: usize, job: &(dyn Fn(usize) + Sync)) {
         Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
         Err(std::sync::TryLockError::WouldBlock) => None,
     };
+    let wanted = threads().min(parts).saturating_sub(1);
     let helpers = match exclusive {
-        Some(_) if parts > 1 => POOL.start_helpers(parts - 1),
+        Some(_) if wanted > 0 && parts < CLAIM_PARTS => POOL.start_helpers(wanted),
         _ => 0,
     };
     if helpers == 0 {
         (0..parts).for_each(job);
         return;
     }
-    // SAFETY: the helpers call `job` only between this point and the wait below, which
-    // returns once all of them are done with it; only the lifetime is erased.
+    // SAFETY: helpers call `job` only for parts they claimed in this generation, and the
+    // wait below returns once every part has finished; only the lifetime is erased.
     let erased: *const (dyn Fn(usize) + Sync + 'static) = unsafe { std::mem::transmute(job) };
-    {
+    let generation = {
         let mut state = POOL.lock();
         state.job = Some(JobRef(erased));
-        state.parts = helpers + 1;
+        state.parts = parts;
         state.generation += 1;
-        POOL.remaining.store(helpers, Ordering::Release);
+        POOL.finished.store(0, Ordering::Relaxed);
+        POOL.claim
+            .store(state.generation * CLAIM_PARTS as u64, Ordering::Release);
         POOL.generation.store(state.generation, Ordering::Release);
-    }
+        state.generation
+    };
     POOL.wake.notify_all();
-    let mine = catch_unwind(AssertUnwindSafe(|| job(0)));
-    // Parts the helpers did not take (fewer helpers started than asked) run here.
-    (helpers + 1..parts).for_each(job);
-    spin_until(|| POOL.remaining.load(Ordering::Acquire) == 0);
+    let mut mine = Ok(());
+    while let Some(part) = POOL.claim_part(generation, parts) {
+        let result = catch_unwind(AssertUnwindSafe(|| job(part)));
+        POOL.finished.fetch_add(1, Ordering::AcqRel);
+        mine = mine.and(result);
+    }
+    spin_until(|| POOL.finished.load(Ordering::Acquire) == parts);
     let mut state = POOL.lock();
-    while POOL.remaining.load(Ordering::Acquire) != 0 {
+    while POOL.finished.load(Ordering::Acquire) != parts {
         state = POOL
             .done
             .wait(state)
@@ -143,6 +152,9 @@ pub(crate) fn run_parallel(parts: usize, job: &(dyn Fn(usize) + Sync)) {
     }
     assert!(!helper_panicked, "a matrix-product thread panicked");
 }
+
+/// `Pool::claim` holds `generation * CLAIM_PARTS + next part`: at most this many parts.
+const CLAIM_PARTS: usize = 1 << 16;
 
 /// Element-wise work over a batch is cut into this many blocks of consecutive rows, whatever
 /// the thread count, so sums over the blocks come out the same bits for any count.
@@ -168,17 +180,10 @@ pub(crate) fn for_each_block<P: Send>(
             cell.1 = job(part);
         }
     };
-    let threads = if elements < PARALLEL_ELEMENTS {
-        1
-    } else {
-        threads().min(ROW_BLOCKS)
-    };
-    if threads <= 1 {
+    if elements < PARALLEL_ELEMENTS || threads() == 1 {
         (0..ROW_BLOCKS).for_each(run);
     } else {
-        run_parallel(threads, &|t| {
-            (ROW_BLOCKS * t / threads..ROW_BLOCKS * (t + 1) / threads).for_each(run)
-        });
+        run_parallel(ROW_BLOCKS, &run);
     }
     cells
         .iter()
@@ -236,12 +241,19 @@ pub(crate) fn zip_blocks<A, B>(a: [A; ROW_BLOCKS], b: [B; ROW_BLOCKS]) -> [(A, B
 /// products of a training step.
 const SPIN: Duration = Duration::from_micros(200);
 
-/// Spins until `done()` or [`SPIN`] has passed (reading the clock every 64 tries).
+/// Spins until `done()` or [`SPIN`] has passed (reading the clock and yielding the core
+/// to any other runnable thread every 64 tries).
 fn spin_until(done: impl Fn() -> bool) {
     let start = Instant::now();
     for tries in 1u32.. {
-        if done() || (tries % 64 == 0 && start.elapsed() > SPIN) {
+        if done() {
             return;
+        }
+        if tries % 64 == 0 {
+            if start.elapsed() > SPIN {
+                return;
+            }
+            std::thread::yield_now();
         }
         std::hint::spin_loop();
     }
@@ -249,17 +261,20 @@ fn spin_until(done: impl Fn() -> bool) {
 
 /// The helper threads: one job at a time, handed over under `state`.
 struct Pool {
-    /// Held for the whole of a parallel product: one user of the helpers at a time.
+    /// Held for the whole of a parallel job: one user of the helpers at a time.
     busy: Mutex<()>,
     state: Mutex<State>,
     /// Signalled when a job is posted.
     wake: Condvar,
-    /// Signalled when the last helper finishes its part.
+    /// Signalled when a helper finishes the job's last part.
     done: Condvar,
     /// `state.generation`, readable without the lock (helpers spin on it).
     generation: AtomicU64,
-    /// Helper parts of the current job not yet finished.
-    remaining: AtomicUsize,
+    /// `generation * CLAIM_PARTS + the next unclaimed part`: a part is claimed by raising
+    /// it, only while the generation is the claimer's.
+    claim: AtomicU64,
+    /// Parts of the current job finished.
+    finished: AtomicUsize,
 }
 
 struct State {
@@ -288,7 +303,8 @@ static POOL: Pool = Pool {
     wake: Condvar::new(),
     done: Condvar::new(),
     generation: AtomicU64::new(0),
-    remaining: AtomicUsize::new(0),
+    claim: AtomicU64::new(0),
+    finished: AtomicUsize::new(0),
 };
 
 impl Pool {
@@ -296,16 +312,26 @@ impl Pool {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Claims the next part of job `generation` (of `parts`), if any is left.
+    fn claim_part(&self, generation: u64, parts: usize) -> Option<usize> {
+        let base = generation * CLAIM_PARTS as u64;
+        self.claim
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                (c >= base && c < base + parts as u64).then_some(c + 1)
+            })
+            .ok()
+            .map(|c| (c - base) as usize)
+    }
+
     /// Starts helpers until there are `wanted` (or the system refuses a thread); returns
     /// how many there are, at most `wanted`.
     fn start_helpers(&'static self, wanted: usize) -> usize {
         let mut state = self.lock();
         while state.helpers < wanted {
-            let index = state.helpers + 1;
             let seen = state.generation;
             let started = std::thread::Builder::new()
-                .name(format!("autoencoder-gemm-{index}"))
-                .spawn(move || self.helper(index, seen));
+                .name(format!("autoencoder-gemm-{}", state.helpers + 1))
+                .spawn(move || self.helper(seen));
             if started.is_err() {
                 break;
             }
@@ -314,9 +340,10 @@ impl Pool {
         state.helpers.min(wanted)
     }
 
-    /// A helper's life: wait for a job newer than `seen`, run part `index` if the job has
-    /// that many parts, report, repeat.
-    fn helper(&self, index: usize, mut seen: u64) {
+    /// A helper's life: wait for a job newer than `seen`, run parts of it while any are
+    /// unclaimed, report, repeat.
+    fn helper(&self, mut seen: u64) {
+        crate::gemm::reserve_packing_buffer();
         loop {
             spin_until(|| self.generation.load(Ordering::Acquire) != seen);
             let mut state = self.lock();
@@ -329,17 +356,20 @@ impl Pool {
             seen = state.generation;
             let (job, parts) = (state.job, state.parts);
             drop(state);
-            let Some(JobRef(job)) = job.filter(|_| index < parts) else {
+            let Some(JobRef(job)) = job else {
                 continue;
             };
-            // SAFETY: the poster waits for this part before the job goes out of scope.
-            let ok = catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(index) })).is_ok();
-            if !ok {
-                self.lock().panicked = true;
-            }
-            if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                let _state = self.lock();
-                self.done.notify_all();
+            while let Some(part) = self.claim_part(seen, parts) {
+                // SAFETY: the part was claimed in this generation, so the poster is still
+                // waiting for it and the job is alive.
+                let ok = catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(part) })).is_ok();
+                if !ok {
+                    self.lock().panicked = true;
+                }
+                if self.finished.fetch_add(1, Ordering::AcqRel) + 1 == parts {
+                    let _state = self.lock();
+                    self.done.notify_all();
+                }
             }
         }
     }

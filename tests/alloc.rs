@@ -166,7 +166,7 @@ fn threaded_steps_allocate_nothing() -> Result<()> {
         during, 0,
         "two threads: {during} allocations in {steps} steps"
     );
-    // The products were split: the helper thread exists (Linux names it in /proc).
+    // The work was handed to the pool: its helper thread exists (Linux names it in /proc).
     if cfg!(all(
         feature = "threading",
         not(feature = "blas"),
