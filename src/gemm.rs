@@ -3,8 +3,8 @@
 //!
 //! `ndarray`'s `general_mat_mul` (matrixmultiply) takes a packing buffer from the allocator
 //! on every call. This product packs into a buffer that belongs to the calling thread and
-//! lives as long as the thread, allocated at the thread's first product: a fixed size set
-//! by the block sizes, not by the matrices. The algorithm is the usual one (BLIS, Goto):
+//! lives as long as the thread, allocated at the thread's first product (the pool's helper
+//! threads: when they start): a fixed size set by the block sizes, not by the matrices. The algorithm is the usual one (BLIS, Goto):
 //! blocks of `KC` inner indices and `NC` columns of `B` are packed into slivers `NR`
 //! columns wide; blocks of `MC` rows of `A` are packed into slivers `MR` rows tall (or read
 //! in place when `A`'s rows are contiguous); a micro-kernel multiplies one sliver of each
@@ -14,7 +14,8 @@
 //!
 //! Threads: a product large enough to pay for waking a thread is split into one block of
 //! rows (or of columns, when `B` is wider than `A` is tall) per thread, on boundaries of the
-//! tile grid, and each thread runs the whole algorithm on its block with its own buffer.
+//! tile grid, and each thread runs the whole algorithm on the blocks it claims, with its
+//! own buffer (see `threads::run_parallel`).
 //! Every element of `C` then sees the same sums in the same order whatever the thread
 //! count, so results are identical bit for bit for any number of threads.
 //!

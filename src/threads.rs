@@ -6,7 +6,10 @@
 //! so results are identical bit for bit for any number of threads. The helper threads are
 //! started at the first product that needs them and then wait for work (spinning for a
 //! moment after each product, then asleep), so a product allocates nothing and starts no
-//! thread. With the `blas` feature the products run in OpenBLAS, whose thread count
+//! thread. The parts of a job are claimed by whichever thread is free, the calling thread
+//! included, so a helper that another program keeps off its core delays little. The same
+//! threads run the element-wise work of large batches ([`for_each_block`]) in fixed blocks
+//! of rows. With the `blas` feature the products run in OpenBLAS, whose thread count
 //! [`set_threads`] sets through `openblas_set_num_threads`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -1,7 +1,8 @@
 //! Same seed, same weights, bit for bit, for any number of matrix-product threads.
 //!
 //! `set_threads` applies from the next matrix product, so the count changes inside this
-//! process; the binary holds a single test, so nothing else runs while it changes.
+//! process; a test running beside it may see the count change, which by the property under
+//! test changes none of its results.
 
 use autoencoder::{gemm, Activation, Adam, Autoencoder, Init, Loss, Result, Trainer};
 use ndarray::Array2;
@@ -101,5 +102,23 @@ fn weights_do_not_depend_on_the_thread_count() -> Result<()> {
         moved > start.len() / 2,
         "only {moved} weights changed in training"
     );
+    Ok(())
+}
+
+/// Two models trained at once from two threads share the pool (one gets it, the other runs
+/// its parts itself): both come out as a model trained alone.
+#[test]
+fn models_trained_at_once_match_one_trained_alone() -> Result<()> {
+    let alone = train()?;
+    let runs = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2).map(|_| scope.spawn(train)).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("training thread panicked"))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    for (i, run) in runs.iter().enumerate() {
+        assert!(*run == alone, "model {i} trained beside another differs");
+    }
     Ok(())
 }
