@@ -1,6 +1,8 @@
 //! Checkpoints and resume: a run interrupted and resumed from its last checkpoint gives the
 //! weights of an uninterrupted run, bit for bit, also across processes.
 
+mod common;
+
 use std::fs;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,7 @@ use autoencoder::{
     Activation, Adam, Autoencoder, Checkpoint, EarlyStopping, Loss, Noise, Optimizer, Penalty,
     Schedule, Sgd, StopReason, Trainer, Tying,
 };
+use common::param_bits;
 use ndarray::Array2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -52,20 +55,6 @@ fn trainer() -> autoencoder::Result<Trainer<Adam<f32>>> {
         .early_stopping(EarlyStopping::new(100)))
 }
 
-/// Bits of every parameter, layer by layer.
-fn bits(ae: &Autoencoder<f32>) -> Vec<u32> {
-    ae.layers()
-        .iter()
-        .flat_map(|l| {
-            l.weights()
-                .iter()
-                .chain(l.bias().iter())
-                .map(|v| v.to_bits())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 const PHASE: &str = "AE_RESUME_PHASE";
 const DIR: &str = "AE_RESUME_DIR";
 
@@ -103,7 +92,7 @@ fn six_epochs_equal_three_then_three_more_in_a_fresh_process() -> TestResult {
 
     let mut straight = model()?;
     let history = trainer()?.fit(&mut straight, data().view(), Some(valid().view()))?;
-    assert_eq!(bits(&resumed), bits(&straight));
+    assert_eq!(param_bits(&resumed), param_bits(&straight));
     // The final checkpoint written by process 2 has the same history as the straight run.
     let last = Checkpoint::<f32>::load(dir.join("run.ckpt"))?;
     assert_eq!(last.epoch(), 6);
@@ -188,7 +177,7 @@ fn straight_and_split<O: Optimizer<f32>>(
         Some(valid().view()),
     )?;
     fs::remove_dir_all(dir).expect("cleanup");
-    Ok((bits(&straight), bits(&resumed)))
+    Ok((param_bits(&straight), param_bits(&resumed)))
 }
 
 #[test]
@@ -245,7 +234,7 @@ fn straight_and_split_model<O: Optimizer<f32>>(
     let mut resumed = build()?;
     make()?.resume(&mut resumed, Checkpoint::load(&path)?, data().view(), None)?;
     fs::remove_dir_all(dir).expect("cleanup");
-    Ok((bits(&straight), bits(&resumed)))
+    Ok((param_bits(&straight), param_bits(&resumed)))
 }
 
 #[test]
@@ -324,8 +313,11 @@ fn checkpoints_every_n_epochs_and_on_early_stop() -> TestResult {
     let last = Checkpoint::<f32>::load(&path)?;
     assert_eq!(last.epoch(), 6);
     assert_eq!(last.history().stop, StopReason::EarlyStopped);
-    assert_eq!(bits(last.model()), bits(&ae));
-    assert_eq!(bits(last.best_model().expect("best")), bits(&ae));
+    assert_eq!(param_bits(last.model()), param_bits(&ae));
+    assert_eq!(
+        param_bits(last.best_model().expect("best")),
+        param_bits(&ae)
+    );
     fs::remove_dir_all(dir)?;
     Ok(())
 }
@@ -380,8 +372,11 @@ fn resume_checks_the_data_and_the_settings() -> TestResult {
             .epochs(1)
             .resume(&mut again, Checkpoint::load(&path)?, data().view(), None)?;
     assert_eq!(history.epochs.len(), 1);
-    assert_eq!(bits(&again), bits(Checkpoint::<f32>::load(&path)?.model()));
-    assert_ne!(bits(&again), bits(&model()?));
+    assert_eq!(
+        param_bits(&again),
+        param_bits(Checkpoint::<f32>::load(&path)?.model())
+    );
+    assert_ne!(param_bits(&again), param_bits(&model()?));
     fs::remove_dir_all(dir)?;
     Ok(())
 }

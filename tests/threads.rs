@@ -4,7 +4,10 @@
 //! process; a test running beside it may see the count change, which by the property under
 //! test changes none of its results.
 
+mod common;
+
 use autoencoder::{gemm, Activation, Adam, Autoencoder, Init, Loss, Result, Trainer};
+use common::param_bits;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -22,20 +25,6 @@ fn setup() -> Result<(Array2<f32>, Autoencoder<f32>)> {
     Ok((x, ae))
 }
 
-/// Every weight and bias as bits.
-fn bits(ae: &Autoencoder<f32>) -> Vec<u32> {
-    ae.layers()
-        .iter()
-        .flat_map(|l| {
-            l.weights()
-                .iter()
-                .chain(l.bias())
-                .map(|v| v.to_bits())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// Trains the model of [`setup`] for two epochs; returns its weights' bits.
 fn train() -> Result<Vec<u32>> {
     let (x, mut ae) = setup()?;
@@ -45,7 +34,7 @@ fn train() -> Result<Vec<u32>> {
         .batch_size(256)
         .seed(3)
         .fit(&mut ae, x.view(), None)?;
-    Ok(bits(&ae))
+    Ok(param_bits(&ae))
 }
 
 /// Products of odd shapes (split along rows and along columns), in the layouts a layer
@@ -96,7 +85,7 @@ fn weights_do_not_depend_on_the_thread_count() -> Result<()> {
         );
     }
     // The model trained: most weights moved from their initial values.
-    let start = bits(&setup()?.1);
+    let start = param_bits(&setup()?.1);
     let moved = start.iter().zip(&runs[0].0).filter(|(a, b)| a != b).count();
     assert!(
         moved > start.len() / 2,

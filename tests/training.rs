@@ -10,6 +10,7 @@ use autoencoder::{
     Activation, Adam, Autoencoder, EarlyStopping, Error, Init, Loss, Pca, Restore, Result, Sgd,
     StopReason, Trainer,
 };
+use common::param_bits;
 use ndarray::{s, Array2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -88,25 +89,12 @@ fn train_once(build_seed: u64, train_seed: u64) -> Result<Autoencoder<f32>> {
     Ok(ae)
 }
 
-fn bits(ae: &Autoencoder<f32>) -> Vec<u32> {
-    ae.layers()
-        .iter()
-        .flat_map(|l| {
-            l.weights()
-                .iter()
-                .chain(l.bias().iter())
-                .map(|v| v.to_bits())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 #[test]
 fn same_seed_same_weights_bit_for_bit_and_different_seeds_differ() -> Result<()> {
-    let a = bits(&train_once(1, 2)?);
-    assert_eq!(a, bits(&train_once(1, 2)?));
-    assert_ne!(a, bits(&train_once(9, 2)?), "another build seed");
-    assert_ne!(a, bits(&train_once(1, 9)?), "another training seed");
+    let a = param_bits(&train_once(1, 2)?);
+    assert_eq!(a, param_bits(&train_once(1, 2)?));
+    assert_ne!(a, param_bits(&train_once(9, 2)?), "another build seed");
+    assert_ne!(a, param_bits(&train_once(1, 9)?), "another training seed");
     // f32 and f64 models from one seed hold the same weights up to rounding.
     let m32 = Autoencoder::<f32>::builder(5)
         .latent(2, Activation::Tanh)

@@ -55,3 +55,17 @@ pub fn mnist_dir() -> Option<std::path::PathBuf> {
         None
     }
 }
+
+/// The bits of every weight and bias, layer by layer: equal vectors mean equal models.
+pub fn param_bits(ae: &autoencoder::Autoencoder<f32>) -> Vec<u32> {
+    ae.layers()
+        .iter()
+        .flat_map(|l| {
+            l.weights()
+                .iter()
+                .chain(l.bias())
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
