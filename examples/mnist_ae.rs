@@ -673,10 +673,7 @@ fn mse(a: ArrayView2<f64>, b: ArrayView2<f64>) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
-    }
+    use cli::args;
 
     #[test]
     fn flags_parse() -> Result<(), String> {

@@ -240,10 +240,7 @@ fn run(c: &Config) -> autoencoder::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
-    }
+    use cli::args;
 
     #[test]
     fn flags_parse() -> Result<(), String> {

@@ -355,10 +355,7 @@ fn pictures(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
-    }
+    use cli::args;
 
     #[test]
     fn flags_parse() -> Result<(), String> {

@@ -61,3 +61,9 @@ pub fn parse_flags<C>(
     }
     Ok(Some(config))
 }
+
+/// A command line split on spaces, as `parse_args` receives it (for the flag tests).
+#[cfg(test)]
+pub fn args(line: &str) -> Vec<String> {
+    line.split_whitespace().map(String::from).collect()
+}
