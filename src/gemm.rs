@@ -706,6 +706,13 @@ mod tests {
                 }
             }
         }
+        // Negative strides: A with its rows reversed, B with its columns reversed.
+        let a = Array2::from_shape_fn((40, 300), |(i, j)| ((i * 7 + j * 3) % 11) as f64 - 5.0);
+        let b = Array2::from_shape_fn((300, 50), |(i, j)| ((i + 2 * j) % 7) as f64 - 3.0);
+        let (ra, rb) = (a.slice(s![..;-1, ..]), b.slice(s![.., ..;-1]));
+        let mut c = Array2::zeros((40, 50));
+        gemm(1.0, &ra, &rb, 0.0, &mut c.view_mut())?;
+        assert_eq!(c, ra.dot(&rb));
         // A strided (every other column) output view.
         let a = Array2::from_shape_fn((9, 4), |(i, j)| (i + j) as f64);
         let b = Array2::from_shape_fn((4, 5), |(i, j)| i as f64 - j as f64);
