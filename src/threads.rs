@@ -183,7 +183,7 @@ pub(crate) fn for_each_block<P: Send>(
             cell.1 = job(part);
         }
     };
-    if elements < PARALLEL_ELEMENTS || threads() == 1 {
+    if elements < PARALLEL_ELEMENTS {
         (0..ROW_BLOCKS).for_each(run);
     } else {
         run_parallel(ROW_BLOCKS, &run);
