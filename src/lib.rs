@@ -72,40 +72,36 @@
 pub struct ReadmeDoctests;
 
 mod activation;
+mod compute;
 pub mod data;
 mod error;
 mod float;
-mod gemm;
 pub mod gradcheck;
 mod init;
 mod io;
-mod layer;
-mod loss;
+mod layers;
 mod model;
+mod objective;
 pub mod optim;
 mod pca;
-mod penalty;
 mod progress;
-mod threads;
-mod trainer;
+mod train;
 #[cfg(feature = "viz")]
 pub mod viz;
 
 pub use activation::{sigmoid, Activation, DerivativeFrom};
+pub use compute::gemm::gemm;
+pub use compute::threads::{set_threads, threads, MAX_THREADS};
 pub use data::{corrupt, Noise};
 pub use error::{Error, Result};
 pub use float::Float;
-pub use gemm::gemm;
 pub use init::Init;
 pub use io::{Checkpoint, FORMAT_VERSION};
-pub use layer::{Dense, ParamKind};
-pub use loss::{bce_of_probabilities, Loss};
+pub use layers::{Dense, ParamKind};
 pub use model::{Autoencoder, AutoencoderBuilder, Latent, LossTerms, Tying};
+pub use objective::loss::{bce_of_probabilities, Loss};
+pub use objective::penalty::{Biases, Penalty, KL_EPSILON};
 pub use optim::{Adam, Optimizer, OptimizerState, Schedule, Sgd, WeightDecay};
 pub use pca::Pca;
-pub use penalty::{Biases, Penalty, KL_EPSILON};
 pub use progress::{Progress, ProgressOutput};
-pub use threads::{set_threads, threads, MAX_THREADS};
-pub use trainer::{
-    BatchProgress, EarlyStopping, EpochRecord, History, Restore, StopReason, Trainer,
-};
+pub use train::{BatchProgress, EarlyStopping, EpochRecord, History, Restore, StopReason, Trainer};

@@ -11,7 +11,7 @@ mod sgd;
 pub use adam::{Adam, WeightDecay};
 pub use sgd::Sgd;
 
-use crate::layer::ParamKind;
+use crate::layers::ParamKind;
 
 /// A first-order optimizer that updates parameter tensors in place and keeps its own
 /// per-tensor state (momentum, moments), created on the first step.

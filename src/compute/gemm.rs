@@ -225,7 +225,7 @@ unsafe fn split<T: Float, const MR: usize, const NR: usize>(alpha: T, beta: T, m
     if m == 0 || n == 0 {
         return;
     }
-    let threads = crate::threads::threads();
+    let threads = crate::compute::threads::threads();
     let work = m.saturating_mul(k).saturating_mul(n);
     // Split the longer side of C, in whole tiles.
     let (len, unit) = if m >= n { (m, MR) } else { (n, NR) };
@@ -256,7 +256,7 @@ unsafe fn split<T: Float, const MR: usize, const NR: usize>(alpha: T, beta: T, m
         // SAFETY: `sub` is a block of the caller's matrices; blocks of C are disjoint.
         unsafe { serial::<T, MR, NR>(&plan, alpha, beta, &sub) };
     };
-    crate::threads::run_parallel(parts, &block);
+    crate::compute::threads::run_parallel(parts, &block);
 }
 
 thread_local! {

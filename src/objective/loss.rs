@@ -6,9 +6,9 @@ use ndarray::{ArrayView2, ArrayViewMut2, Zip};
 
 use serde::{Deserialize, Serialize};
 
+use crate::compute::threads::{for_each_block, row_blocks, row_blocks_mut, zip_blocks};
 use crate::error::check_positive;
 use crate::float::avx2_dispatch;
-use crate::threads::{for_each_block, row_blocks, row_blocks_mut, zip_blocks};
 use crate::{Activation, Error, Float, Result};
 
 /// A reconstruction loss `L(x, x^)` between a target batch `x` and a reconstruction `x^`,
@@ -227,7 +227,7 @@ pub(crate) fn sign<T: Float>(r: T) -> T {
 }
 
 /// Sum of `f(a, x, z)` over all elements: per row in `T`, across the rows of each of the
-/// [`ROW_BLOCKS`](crate::threads::ROW_BLOCKS) blocks in `f64`, then across the blocks in order.
+/// [`ROW_BLOCKS`](crate::compute::threads::ROW_BLOCKS) blocks in `f64`, then across the blocks in order.
 fn sum3<T: Float>(
     a: ArrayView2<T>,
     x: ArrayView2<T>,

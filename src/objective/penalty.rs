@@ -10,7 +10,7 @@ use ndarray::{s, ArrayView2, ArrayViewMut2, Axis, Zip};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{check_non_negative, check_range};
-use crate::loss::sign;
+use crate::objective::loss::sign;
 use crate::{Activation, Autoencoder, Dense, Error, Float, Result};
 
 /// The clamp applied to the batch mean activation `rho^_j` before the KL divergence:

@@ -7,7 +7,7 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{check_finite, check_width};
-use crate::penalty::Penalty;
+use crate::objective::penalty::Penalty;
 use crate::{Activation, Dense, Error, Float, Init, Loss, Result};
 
 /// An autoencoder: encoder `z = f(x)` (one or more dense layers ending in the code layer)
@@ -778,13 +778,13 @@ impl<T: Float> Autoencoder<T> {
     /// [`Autoencoder::sync_tied`] after changing the encoder's): `f(index, param, grad, kind)`.
     pub(crate) fn visit_params(
         &mut self,
-        mut f: impl FnMut(usize, &mut [T], &[T], crate::layer::ParamKind),
+        mut f: impl FnMut(usize, &mut [T], &[T], crate::layers::ParamKind),
     ) {
         let mut index = 0;
         for l in 0..self.layers.len() {
             let tied = self.tied_to(l).is_some();
             for (param, grad, kind) in self.layers[l].params_and_grads() {
-                if tied && kind == crate::layer::ParamKind::Weight {
+                if tied && kind == crate::layers::ParamKind::Weight {
                     continue; // shared with the encoder, updated there
                 }
                 f(index, param, grad, kind);
@@ -794,8 +794,8 @@ impl<T: Float> Autoencoder<T> {
     }
 
     /// `(layer, kind)` of each parameter tensor, in [`Autoencoder::visit_params`] order.
-    pub(crate) fn param_layout(&self) -> Vec<(usize, crate::layer::ParamKind)> {
-        use crate::layer::ParamKind;
+    pub(crate) fn param_layout(&self) -> Vec<(usize, crate::layers::ParamKind)> {
+        use crate::layers::ParamKind;
         (0..self.layers.len())
             .flat_map(|l| {
                 let weight = self.tied_to(l).is_none().then_some((l, ParamKind::Weight));

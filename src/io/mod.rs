@@ -23,8 +23,8 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
-use crate::layer::ParamKind;
-use crate::trainer::{Progress, RunSettings};
+use crate::layers::ParamKind;
+use crate::train::{Progress, RunSettings};
 use crate::{
     Activation, Autoencoder, Dense, Error, Float, History, Latent, OptimizerState, Result, Tying,
 };

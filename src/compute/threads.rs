@@ -346,7 +346,7 @@ impl Pool {
     /// A helper's life: wait for a job newer than `seen`, run parts of it while any are
     /// unclaimed, report, repeat.
     fn helper(&self, mut seen: u64) {
-        crate::gemm::reserve_packing_buffer();
+        crate::compute::gemm::reserve_packing_buffer();
         loop {
             spin_until(|| self.generation.load(Ordering::Acquire) != seen);
             let mut state = self.lock();

@@ -1,0 +1,5 @@
+//! Layer kinds: one file per kind.
+
+mod dense;
+
+pub use dense::{Dense, ParamKind};
