@@ -169,9 +169,9 @@ impl Config {
     /// The penalties: the `--variant`'s, then each `--penalty`, checked.
     fn penalties(&self) -> autoencoder::Result<Vec<Penalty>> {
         let mut penalties = match self.variant {
-            Variant::SparseL1 => vec![Penalty::l1_activity(self.lambda.unwrap_or(1e-4))?],
-            Variant::SparseKl => vec![Penalty::kl_sparsity(self.rho, self.beta)?],
-            Variant::Contractive => vec![Penalty::contractive(self.lambda.unwrap_or(0.1))?],
+            Variant::SparseL1 => vec![Penalty::l1_activity(self.lambda.unwrap_or(1e-4))?.into()],
+            Variant::SparseKl => vec![Penalty::kl_sparsity(self.rho, self.beta)?.into()],
+            Variant::Contractive => vec![Penalty::contractive(self.lambda.unwrap_or(0.1))?.into()],
             Variant::Plain | Variant::Denoising => vec![],
         };
         penalties.extend(self.penalties.iter().copied());
@@ -333,12 +333,12 @@ fn parse_penalty(s: &str) -> Result<Penalty, String> {
             .and_then(|v| parse_num("--penalty", v))
     };
     let penalty = match parts[0] {
-        "kl" => Penalty::kl_sparsity(num(1)?, num(2)?),
-        "l1-activity" => Penalty::l1_activity(num(1)?),
-        "l2-activity" => Penalty::l2_activity(num(1)?),
-        "l2-weights" => Penalty::l2_weights(num(1)?),
-        "l1-weights" => Penalty::l1_weights(num(1)?),
-        "contractive" => Penalty::contractive(num(1)?),
+        "kl" => Penalty::kl_sparsity(num(1)?, num(2)?).map(Penalty::from),
+        "l1-activity" => Penalty::l1_activity(num(1)?).map(Penalty::from),
+        "l2-activity" => Penalty::l2_activity(num(1)?).map(Penalty::from),
+        "l2-weights" => Penalty::l2_weights(num(1)?).map(Penalty::from),
+        "l1-weights" => Penalty::l1_weights(num(1)?).map(Penalty::from),
+        "contractive" => Penalty::contractive(num(1)?).map(Penalty::from),
         _ => return Err(format!("unknown penalty `{s}`")),
     };
     penalty.map_err(|e| e.to_string())
@@ -715,9 +715,11 @@ mod tests {
         ))?
         .ok_or("not help")?;
         assert_eq!(c.noise, Some(Noise::Masking { fraction: 0.3 }));
-        let expected = vec![
-            Penalty::kl_sparsity(0.05, 3.0).map_err(|e| e.to_string())?,
-            Penalty::l2_weights(1e-4).map_err(|e| e.to_string())?,
+        let expected: Vec<Penalty> = vec![
+            Penalty::kl_sparsity(0.05, 3.0)
+                .map_err(|e| e.to_string())?
+                .into(),
+            Penalty::l2_weights(1e-4).map_err(|e| e.to_string())?.into(),
         ];
         assert_eq!(c.penalties, expected);
         assert!(parse_args(args("--noise masking")).is_err());

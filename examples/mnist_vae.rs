@@ -217,7 +217,7 @@ fn run(c: &Config) -> autoencoder::Result<()> {
     let train_seconds: f64 = history.epochs.iter().map(|e| e.seconds).sum();
 
     // One-sample estimate of -ELBO = E_q[-log p(x|z)] + KL(q(z|x) || N(0, I)) per image.
-    let elbo = [Penalty::gaussian_kl(1.0)?];
+    let elbo = [Penalty::gaussian_kl(1.0)?.into()];
     let test_terms = vae.objective(
         test.view(),
         test.view(),

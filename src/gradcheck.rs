@@ -16,8 +16,12 @@ use ndarray::{Array2, ArrayView2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::model::LossTerms;
-use crate::{Activation, Autoencoder, Dense, Error, Loss, Penalty, Result};
+use crate::activation::Activation;
+use crate::error::{Error, Result};
+use crate::layers::{Dense, LayerKind, ParamKind};
+use crate::model::Autoencoder;
+use crate::objective::loss::Loss;
+use crate::objective::{LossTerms, Penalty};
 
 /// Floor of the relative error's denominator.
 pub const TINY: f64 = 1e-4;
@@ -78,7 +82,7 @@ pub fn relative_error(analytic: f64, numeric: f64) -> f64 {
 /// let x = Array2::from_shape_fn((4, 5), |(i, j)| ((i + 2 * j) % 7) as f64 / 7.0);
 /// let report = gradcheck::check_model(
 ///     &mut ae, x.view(), x.view(), Loss::BinaryCrossEntropy,
-///     &[Penalty::kl_sparsity(0.1, 3.0)?], 1e-5)?;
+///     &[Penalty::kl_sparsity(0.1, 3.0)?.into()], 1e-5)?;
 /// assert!(report.max_rel_error < 1e-6, "{report:?}");
 /// # Ok(()) }
 /// ```
@@ -95,7 +99,8 @@ pub fn check_model(
     h: f64,
 ) -> Result<GradCheck> {
     crate::error::check_positive("h", h)?;
-    model.check_objective(input, target, loss, penalties, "gradient check data")?;
+    model.check_objective(loss, penalties)?;
+    model.check_pair(input, target, loss, "gradient check data")?;
     // A generator reseeded identically for every evaluation holds a VAE's eps fixed.
     let fresh_rng = || ChaCha8Rng::seed_from_u64(0x5eed);
     let mut terms = LossTerms::default();
@@ -128,13 +133,29 @@ pub fn check_model(
 
 /// Checks [`Dense::forward`] / [`Dense::backward`] (through the activation) with respect to
 /// the input, the weights and the bias, for the scalar `L = sum(upstream * a)`, where
-/// `upstream` `(batch, n_out)` plays the part of `dL/da`.
+/// `upstream` `(batch, n_out)` plays the part of `dL/da`. The same as [`check_layer`].
+///
+/// # Errors
+/// As [`check_layer`].
+pub fn check_dense(
+    layer: &mut Dense<f64>,
+    input: ArrayView2<f64>,
+    upstream: ArrayView2<f64>,
+    h: f64,
+) -> Result<GradCheck> {
+    check_layer(layer, input, upstream, h)
+}
+
+/// Checks any layer kind's forward and backward pass (through its activation) with respect
+/// to the input and every parameter tensor it visits, for the scalar
+/// `L = sum(upstream * a)`, where `upstream` `(batch, n_out)` plays the part of `dL/da`.
+/// This is the check every layer kind passes (see [`crate::LayerKind`]).
 ///
 /// # Errors
 /// [`Error::ShapeMismatch`] if `input` is not `(batch, n_in)` or `upstream` not
 /// `(batch, n_out)`; [`Error::InvalidHyperparameter`] unless `h > 0`.
-pub fn check_dense(
-    layer: &mut Dense<f64>,
+pub fn check_layer<L: LayerKind<f64>>(
+    layer: &mut L,
     input: ArrayView2<f64>,
     upstream: ArrayView2<f64>,
     h: f64,
@@ -143,12 +164,12 @@ pub fn check_dense(
     let (batch, n_out) = (input.nrows(), layer.n_out());
     if input.ncols() != layer.n_in() || upstream.dim() != (batch, n_out) {
         return Err(Error::ShapeMismatch {
-            context: "check_dense",
+            context: "gradient check of a layer",
             expected: format!("input (batch, {}), upstream (batch, {n_out})", layer.n_in()),
             found: format!("input {:?}, upstream {:?}", input.dim(), upstream.dim()),
         });
     }
-    let value = |layer: &Dense<f64>, x: ArrayView2<f64>| -> f64 {
+    let value = |layer: &L, x: ArrayView2<f64>| -> f64 {
         let mut z = Array2::zeros((batch, n_out));
         let mut a = Array2::zeros((batch, n_out));
         layer.forward(x, z.view_mut(), a.view_mut());
@@ -165,10 +186,8 @@ pub fn check_dense(
     let mut d_input = Array2::zeros(input.dim());
     layer.zero_grad();
     layer.backward(input, d_z.view(), Some(d_input.view_mut()));
-    let (grad_w, grad_b) = (
-        layer.grad_weights().to_owned(),
-        layer.grad_bias().to_owned(),
-    );
+    let mut analytic: Vec<(ParamKind, Vec<f64>)> = Vec::new();
+    layer.visit_params(&mut |_, grad, kind| analytic.push((kind, grad.to_vec())));
 
     let mut report = GradCheck::new();
     let mut x = input.to_owned();
@@ -181,25 +200,29 @@ pub fn check_dense(
         });
         report.record(an, n, || format!("input [{b}, {i}]"));
     }
-    for ((i, j), &an) in grad_w.indexed_iter() {
-        let n = central_difference(h, |delta| {
-            layer.weights_mut()[[i, j]] += delta;
-            let f = value(layer, input);
-            layer.weights_mut()[[i, j]] -= delta;
-            f
-        });
-        report.record(an, n, || format!("weights [{i}, {j}]"));
-    }
-    for (j, &an) in grad_b.indexed_iter() {
-        let n = central_difference(h, |delta| {
-            layer.bias_mut()[j] += delta;
-            let f = value(layer, input);
-            layer.bias_mut()[j] -= delta;
-            f
-        });
-        report.record(an, n, || format!("bias [{j}]"));
+    for (tensor, (kind, grads)) in analytic.iter().enumerate() {
+        for (element, &an) in grads.iter().enumerate() {
+            let n = central_difference(h, |delta| {
+                nudge(layer, tensor, element, delta);
+                let f = value(layer, input);
+                nudge(layer, tensor, element, -delta);
+                f
+            });
+            report.record(an, n, || format!("{kind:?} tensor {tensor} [{element}]"));
+        }
     }
     Ok(report)
+}
+
+/// Adds `delta` to element `element` of the layer's parameter tensor `tensor`.
+fn nudge<L: LayerKind<f64>>(layer: &mut L, tensor: usize, element: usize, delta: f64) {
+    let mut index = 0;
+    layer.visit_params(&mut |param, _, _| {
+        if index == tensor {
+            param[element] += delta;
+        }
+        index += 1;
+    });
 }
 
 /// Checks a loss's gradient with respect to the output layer's pre-activation `z`

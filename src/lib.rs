@@ -71,7 +71,13 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+/// How the crate is built: its layout, which way imports run, the path of one batch
+/// through [`Trainer::fit`], and a worked example of adding a layer kind.
+#[doc = include_str!("../docs/architecture.md")]
+pub mod internals {}
+
 mod activation;
+mod architecture;
 mod compute;
 pub mod data;
 mod error;
@@ -90,6 +96,7 @@ mod train;
 pub mod viz;
 
 pub use activation::{sigmoid, Activation, DerivativeFrom};
+pub use architecture::{Architecture, Latent, LayerKindName, LayerSpec, Tying};
 pub use compute::gemm::gemm;
 pub use compute::threads::{set_threads, threads, MAX_THREADS};
 pub use data::{corrupt, Noise};
@@ -97,10 +104,13 @@ pub use error::{Error, Result};
 pub use float::Float;
 pub use init::Init;
 pub use io::{Checkpoint, FORMAT_VERSION};
-pub use layers::{Dense, ParamKind};
-pub use model::{Autoencoder, AutoencoderBuilder, Latent, LossTerms, Tying};
+pub use layers::{Dense, Layer, LayerKind, ParamKind, ParamVisitor};
+pub use model::latent::GaussianKl;
+pub use model::{Autoencoder, AutoencoderBuilder};
+pub use objective::activity::{Activity, ActivityPenalty, KL_EPSILON};
 pub use objective::loss::{bce_of_probabilities, Loss};
-pub use objective::penalty::{Biases, Penalty, KL_EPSILON};
+pub use objective::weight::{Biases, Norm, WeightPenalty};
+pub use objective::{LossTerms, Penalty};
 pub use optim::{Adam, Optimizer, OptimizerState, Schedule, Sgd, WeightDecay};
 pub use pca::Pca;
 pub use progress::{Progress, ProgressOutput};

@@ -2,7 +2,9 @@
 
 use ndarray::{s, Array1, Array2, ArrayView2, Zip};
 
-use crate::{Error, Float, Result};
+use crate::data::{check_rows, check_width};
+use crate::error::{Error, Result};
+use crate::float::Float;
 
 /// PCA fitted on a data set: its mean and its top `k` principal directions, computed
 /// exactly (in `f64`) from the eigenvectors of the covariance matrix (Householder
@@ -35,14 +37,8 @@ impl Pca {
     /// [`Error::EmptyData`] for no rows or columns; [`Error::InvalidHyperparameter`] unless
     /// `1 <= k <= d`; [`Error::NonFiniteData`] for NaN or infinity.
     pub fn fit<T: Float>(x: ArrayView2<T>, k: usize) -> Result<Pca> {
-        let (n, d) = x.dim();
-        if n == 0 || d == 0 {
-            return Err(Error::EmptyData {
-                context: "PCA data",
-                rows: n,
-                cols: d,
-            });
-        }
+        check_rows(x, None, "PCA data")?;
+        let d = x.ncols();
         if !(1..=d).contains(&k) {
             return Err(Error::hyper(
                 "pca components",
@@ -50,7 +46,6 @@ impl Pca {
                 "a count in 1..=d (the data's width)",
             ));
         }
-        crate::data::check_finite(x, "PCA data")?;
         let (values, vectors) = symmetric_eigen(covariance(x, &mean_of(x)));
         let mut order: Vec<usize> = (0..d).collect();
         order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
@@ -88,7 +83,7 @@ impl Pca {
     /// # Errors
     /// [`Error::ShapeMismatch`] if `x` is not `d` wide.
     pub fn transform<T: Float>(&self, x: ArrayView2<T>) -> Result<Array2<f64>> {
-        crate::data::check_width(x, self.mean.len(), "PCA input")?;
+        check_width(x, self.mean.len(), "PCA input")?;
         Ok((&x.mapv(|v| v.as_f64()) - &self.mean).dot(&self.components))
     }
 

@@ -32,7 +32,7 @@ use plotters::coord::ranged1d::{Ranged, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-use crate::data::{check_finite, check_width};
+use crate::data::check_rows;
 use crate::{Autoencoder, Error, Float, History, Result};
 
 /// Pixels between tiles and around the grid.
@@ -240,15 +240,7 @@ fn linear_level<T: Float>((lo, hi): (f64, f64)) -> impl Fn(T) -> u8 {
 
 /// Checks an image array: non-empty, [`Tiles::pixels`] wide, finite.
 fn check_images<T: Float>(x: ArrayView2<T>, tiles: &Tiles, context: &'static str) -> Result<()> {
-    if x.nrows() == 0 || x.ncols() == 0 {
-        return Err(Error::EmptyData {
-            context,
-            rows: x.nrows(),
-            cols: x.ncols(),
-        });
-    }
-    check_width(x, tiles.pixels(), context)?;
-    check_finite(x, context)
+    check_rows(x, Some(tiles.pixels()), context)
 }
 
 /// Min and max over all values of `arrays`.
@@ -732,15 +724,7 @@ pub fn save_latent_map<T: Float>(
     labels: &[usize],
     size: (u32, u32),
 ) -> Result<(u32, u32)> {
-    if codes.nrows() == 0 {
-        return Err(Error::EmptyData {
-            context: "latent codes",
-            rows: codes.nrows(),
-            cols: codes.ncols(),
-        });
-    }
-    check_width(codes, 2, "latent codes")?;
-    check_finite(codes, "latent codes")?;
+    check_rows(codes, Some(2), "latent codes")?;
     if labels.len() != codes.nrows() {
         return Err(Error::ShapeMismatch {
             context: "latent map labels",

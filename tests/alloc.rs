@@ -62,10 +62,10 @@ fn training_steps_allocate_nothing_after_the_first_batch() -> Result<()> {
         .build(&mut ChaCha8Rng::seed_from_u64(5))?;
     let x = Array2::from_shape_fn((200, 64), |(i, j)| ((i * 7 + j * 3) % 13) as f32 / 12.0);
     let batch = x.slice(ndarray::s![..32, ..]);
-    let penalties = [
-        Penalty::kl_sparsity(0.1, 0.5)?,
-        Penalty::l2_weights(1e-4)?,
-        Penalty::l1_activity(1e-4)?.on_layer(0),
+    let penalties: [Penalty; 3] = [
+        Penalty::kl_sparsity(0.1, 0.5)?.into(),
+        Penalty::l2_weights(1e-4)?.into(),
+        Penalty::l1_activity(1e-4)?.on_layer(0).into(),
     ];
     let mut trainer = Trainer::new(Adam::new(1e-3).eps(1e-7))
         .loss(Loss::BinaryCrossEntropy)

@@ -27,6 +27,11 @@ fn hyper_name(err: Error) -> &'static str {
     }
 }
 
+/// A penalty read from JSON, bypassing the constructors' checks.
+fn penalty_from_json(json: &str) -> Penalty {
+    serde_json::from_str(json).expect("a penalty in serde's JSON form")
+}
+
 /// Runs a default trainer on good data with `f` applied, returning the error.
 fn fit_err(f: impl FnOnce(Trainer<Adam<f64>>) -> Trainer<Adam<f64>>, lr: f64) -> Error {
     let mut ae = model(Activation::Sigmoid, Activation::Sigmoid).unwrap();
@@ -112,11 +117,10 @@ fn out_of_range_hyperparameters_name_themselves() {
         (
             fit_err(
                 |t| {
-                    t.penalty(Penalty::KlSparsity {
-                        rho: 1.0,
-                        beta: 1.0,
-                        layer: None,
-                    })
+                    // Constructors refuse bad values; a deserialized penalty is checked by fit.
+                    t.penalty(penalty_from_json(
+                        r#"{"Activity":{"activity":{"KlSparsity":{"rho":1.0,"beta":1.0}},"layer":null}}"#,
+                    ))
                 },
                 1e-3,
             ),
@@ -125,10 +129,9 @@ fn out_of_range_hyperparameters_name_themselves() {
         (
             fit_err(
                 |t| {
-                    t.penalty(Penalty::L2Weights {
-                        lambda: -1.0,
-                        biases: autoencoder::Biases::Excluded,
-                    })
+                    t.penalty(penalty_from_json(
+                        r#"{"Weight":{"norm":"L2","lambda":-1.0,"biases":"Excluded"}}"#,
+                    ))
                 },
                 1e-3,
             ),
@@ -259,19 +262,19 @@ fn configurations_that_cannot_work_are_refused_before_training() -> Result<()> {
     assert!(matches!(err, Err(Error::InvalidConfig(m)) if m.contains("Relu")));
     // ... and on the ReLU hidden layer 0, while the sigmoid code layer is fine.
     let mut sigmoid_code = model(Activation::Sigmoid, Activation::Sigmoid)?;
-    assert!(kl.validate(&sigmoid_code).is_ok());
+    assert!(kl.validate(sigmoid_code.architecture()).is_ok());
     assert!(matches!(
-        kl.on_layer(0).validate(&sigmoid_code),
+        kl.on_layer(0).validate(sigmoid_code.architecture()),
         Err(Error::InvalidConfig(_))
     ));
     // Contractive needs sigmoid or tanh; layer indices must name a hidden layer.
     assert!(matches!(
-        Penalty::contractive(0.1)?.validate(&relu_code),
+        Penalty::contractive(0.1)?.validate(relu_code.architecture()),
         Err(Error::InvalidConfig(_))
     ));
     let err = Penalty::l1_activity(0.1)?
         .on_layer(3)
-        .validate(&sigmoid_code)
+        .validate(sigmoid_code.architecture())
         .unwrap_err();
     assert!(err.to_string().contains("layer 3"), "{err}");
     // Nothing was trained by the refused calls.

@@ -43,7 +43,7 @@ fn vae_gradient_through_the_sampling_step_matches_finite_differences() -> Result
                 x.view(),
                 x.view(),
                 Loss::BinaryCrossEntropySum,
-                &[kl],
+                &[kl.into()],
                 H,
             )?;
             assert!(
@@ -52,7 +52,10 @@ fn vae_gradient_through_the_sampling_step_matches_finite_differences() -> Result
             );
         }
         // With other penalties on top.
-        let more = [Penalty::gaussian_kl(1.0)?, Penalty::l2_weights(1e-2)?];
+        let more: [Penalty; 2] = [
+            Penalty::gaussian_kl(1.0)?.into(),
+            Penalty::l2_weights(1e-2)?.into(),
+        ];
         let report = check_model(
             &mut model,
             x.view(),
@@ -81,7 +84,10 @@ fn tied_gradient_sums_both_uses_and_matches_finite_differences() -> Result<()> {
             let dec = &model.layers()[3];
             assert_eq!(dec.weights(), model.layers()[0].weights().t());
             let x = common::structured(5, 6, 2, 0.1, seed);
-            let penalties = [Penalty::l2_weights(1e-2)?, Penalty::contractive(0.1)?];
+            let penalties: [Penalty; 2] = [
+                Penalty::l2_weights(1e-2)?.into(),
+                Penalty::contractive(0.1)?.into(),
+            ];
             for p in [&[][..], &penalties[..]] {
                 let report = check_model(
                     &mut model,
@@ -159,7 +165,7 @@ fn vae_elbo_improves_and_samples_resemble_the_data() -> Result<()> {
         .fit(&mut model, train, Some(test.view()))?;
     assert_eq!(history.penalty_names, vec!["gaussian-kl"]);
     // Negative ELBO per example (nats) = reconstruction + KL, on the test set.
-    let kl = [Penalty::gaussian_kl(1.0)?];
+    let kl = [Penalty::gaussian_kl(1.0)?.into()];
     let mut before = untrained.clone();
     let first = before
         .objective(
@@ -227,7 +233,7 @@ fn vae_configuration_errors() -> Result<()> {
         .latent(2, Activation::Sigmoid)
         .build(&mut rng(0))?;
     assert!(matches!(
-        Penalty::gaussian_kl(1.0)?.validate(&plain),
+        Penalty::gaussian_kl(1.0)?.validate(plain.architecture()),
         Err(Error::InvalidConfig(_))
     ));
     assert!(matches!(
@@ -287,5 +293,91 @@ fn stacked_pretraining_composes_the_stages_and_fine_tuning_lowers_the_loss() -> 
         Autoencoder::stack(&[second, first]),
         Err(Error::ShapeMismatch { .. })
     ));
+    Ok(())
+}
+
+/// A tied model with non-zero biases everywhere (sigmoid hidden and code layers).
+fn tied_with_biases(seed: u64) -> Result<Autoencoder<f64>> {
+    let built = Autoencoder::<f64>::builder(6)
+        .hidden(5, Activation::Sigmoid)
+        .latent(3, Activation::Sigmoid)
+        .output(Activation::Sigmoid)
+        .tying(Tying::Tied)
+        .build(&mut rng(seed))?;
+    let mut layers = built.layers().to_vec();
+    for (l, layer) in layers.iter_mut().enumerate() {
+        let dense = layer
+            .as_dense_mut()
+            .expect("the builder makes dense layers");
+        let n = dense.bias().len();
+        dense.bias_mut().assign(
+            &Array2::from_shape_fn((1, n), |(_, j)| 0.1 * (l + 1) as f64 - 0.05 * j as f64).row(0),
+        );
+    }
+    let decoder = layers.split_off(built.code_layer() + 1);
+    Autoencoder::assemble(layers, decoder, Latent::Deterministic, Tying::Tied)
+}
+
+/// With tied weights, a weight penalty `.with_biases()` covers every bias, the decoder's
+/// included, and each shared matrix once: the value against a hand computation (which
+/// fails if the decoder biases are left out, as they were before the penalty went through
+/// the model's one list of parameters), the gradient by finite differences.
+#[test]
+fn tied_weight_penalty_with_biases_covers_the_decoder_biases() -> Result<()> {
+    let lambda = 0.3;
+    for seed in 0..3u64 {
+        let mut model = tied_with_biases(seed)?;
+        let x = common::structured(5, 6, 2, 0.1, seed);
+        let squares = |a: ndarray::ArrayView2<f64>| a.iter().map(|v| v * v).sum::<f64>();
+        let abs = |a: ndarray::ArrayView2<f64>| a.iter().map(|v| v.abs()).sum::<f64>();
+        let (mut w2, mut w1, mut b2, mut b1, mut dec_b2) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for (l, layer) in model.layers().iter().enumerate() {
+            let bias = layer.bias().insert_axis(Axis(0));
+            if l < model.encoder().len() {
+                w2 += squares(layer.weights()); // decoder weights are these, transposed
+                w1 += abs(layer.weights());
+            } else {
+                dec_b2 += squares(bias);
+            }
+            b2 += squares(bias);
+            b1 += abs(bias);
+        }
+        assert!(
+            dec_b2 > 0.1,
+            "the decoder biases must weigh in the test: {dec_b2}"
+        );
+        for (penalty, hand) in [
+            (
+                Penalty::l2_weights(lambda)?.with_biases(),
+                lambda * (w2 + b2),
+            ),
+            (
+                Penalty::l1_weights(lambda)?.with_biases(),
+                lambda * (w1 + b1),
+            ),
+            (Penalty::l2_weights(lambda)?, lambda * w2),
+        ] {
+            let penalties = [penalty.into()];
+            let terms =
+                model.objective(x.view(), x.view(), Loss::MeanSquaredError, &penalties, 0)?;
+            let value = terms.penalties[0];
+            assert!(
+                (value - hand).abs() <= 1e-12 * hand,
+                "seed {seed}, {penalty:?}: {value} against {hand} by hand"
+            );
+            let report = check_model(
+                &mut model,
+                x.view(),
+                x.view(),
+                Loss::BinaryCrossEntropy,
+                &penalties,
+                H,
+            )?;
+            assert!(
+                report.max_rel_error < BOUND,
+                "seed {seed}, {penalty:?}: {report:?}"
+            );
+        }
+    }
     Ok(())
 }

@@ -151,6 +151,8 @@ fn deep_model(
     let mut layers = model.layers().to_vec();
     for layer in &mut layers {
         layer
+            .as_dense_mut()
+            .expect("the builder makes dense layers")
             .bias_mut()
             .mapv_inplace(|_| 0.5 * away_from_zero(&mut rng));
     }
@@ -193,23 +195,24 @@ fn whole_model_gradient_matches_finite_differences() -> Result<()> {
 fn each_penalty_alone_and_all_together_match_finite_differences() -> Result<()> {
     for seed in 0..3u64 {
         // Sigmoid hidden layers allow every penalty.
-        let all = [
-            Penalty::l1_activity(0.3)?,
-            Penalty::l2_activity(0.2)?,
-            Penalty::kl_sparsity(0.1, 2.0)?,
-            Penalty::l2_weights(0.05)?,
-            Penalty::l2_weights(0.05)?.with_biases(),
-            Penalty::l1_weights(0.02)?,
-            Penalty::contractive(0.5)?,
-            Penalty::kl_sparsity(0.2, 1.0)?.on_layer(0),
-            Penalty::contractive(0.3)?.on_layer(0),
+        let all: [Penalty; 10] = [
+            Penalty::l1_activity(0.3)?.into(),
+            Penalty::l2_activity(0.2)?.into(),
+            Penalty::kl_sparsity(0.1, 2.0)?.into(),
+            Penalty::l2_weights(0.05)?.into(),
+            Penalty::l2_weights(0.05)?.with_biases().into(),
+            Penalty::l1_weights(0.02)?.into(),
+            Penalty::l1_weights(0.02)?.with_biases().into(),
+            Penalty::contractive(0.5)?.into(),
+            Penalty::kl_sparsity(0.2, 1.0)?.on_layer(0).into(),
+            Penalty::contractive(0.3)?.on_layer(0).into(),
         ];
         for hidden in [Activation::Sigmoid, Activation::Tanh, Activation::Relu] {
             let (mut model, x) = deep_model(seed, hidden, Activation::Sigmoid)?;
             let allowed: Vec<Penalty> = all
                 .iter()
                 .copied()
-                .filter(|p| p.validate(&model).is_ok())
+                .filter(|p| p.validate(model.architecture()).is_ok())
                 .collect();
             assert!(
                 allowed.len() >= 5,
@@ -259,7 +262,10 @@ fn denoising_objective_gradient_uses_the_clean_target() -> Result<()> {
         },
         &mut rng,
     )?;
-    let penalties = [Penalty::l2_weights(1e-2)?, Penalty::contractive(0.1)?];
+    let penalties: [Penalty; 2] = [
+        Penalty::l2_weights(1e-2)?.into(),
+        Penalty::contractive(0.1)?.into(),
+    ];
     let report = check_model(
         &mut model,
         noisy.view(),

@@ -75,7 +75,7 @@ fn kl_sparsity_on_mnist_reaches_rho() -> Result<()> {
     };
     let (without, with) = (
         mean_code(None)?,
-        mean_code(Some(Penalty::kl_sparsity(rho, 1.0)?))?,
+        mean_code(Some(Penalty::kl_sparsity(rho, 1.0)?.into()))?,
     );
     eprintln!(
         "MNIST KL sparsity: mean code activation {with:.4} (rho {rho}), {without:.4} without"

@@ -50,7 +50,12 @@ fn kl_sparsity_drives_the_mean_activation_to_rho() -> Result<()> {
     let mut plain = build(Activation::Sigmoid, 24)?;
     train(&mut plain, &x, &[], 30)?;
     let mut sparse = build(Activation::Sigmoid, 24)?;
-    train(&mut sparse, &x, &[Penalty::kl_sparsity(rho, 3.0)?], 30)?;
+    train(
+        &mut sparse,
+        &x,
+        &[Penalty::kl_sparsity(rho, 3.0)?.into()],
+        30,
+    )?;
     let (without, with) = (mean_code(&plain, &x)?, mean_code(&sparse, &x)?);
     eprintln!("KL: mean code activation {with:.4} (rho {rho}), without the penalty {without:.4}");
     assert!(
@@ -80,7 +85,7 @@ fn l1_activity_raises_the_fraction_of_near_zero_codes() -> Result<()> {
     let mut plain = build(Activation::Relu, 24)?;
     train(&mut plain, &x, &[], 20)?;
     let mut sparse = build(Activation::Relu, 24)?;
-    train(&mut sparse, &x, &[Penalty::l1_activity(1e-2)?], 20)?;
+    train(&mut sparse, &x, &[Penalty::l1_activity(1e-2)?.into()], 20)?;
     let (without, with) = (near_zero(&plain)?, near_zero(&sparse)?);
     eprintln!("L1: near-zero code fraction {with:.3}, without the penalty {without:.3}");
     assert!(
@@ -104,7 +109,7 @@ fn l2_weight_decay_lowers_the_weight_norm() -> Result<()> {
     let mut plain = build(Activation::Sigmoid, 8)?;
     train(&mut plain, &x, &[], 20)?;
     let mut decayed = build(Activation::Sigmoid, 8)?;
-    train(&mut decayed, &x, &[Penalty::l2_weights(1e-3)?], 20)?;
+    train(&mut decayed, &x, &[Penalty::l2_weights(1e-3)?.into()], 20)?;
     eprintln!(
         "L2: weight norm {:.3}, without decay {:.3}",
         norm(&decayed),
@@ -164,7 +169,12 @@ fn contractive_penalty_lowers_the_jacobian_norm() -> Result<()> {
     let mut plain = build(Activation::Sigmoid, 8)?;
     train(&mut plain, &x, &[], 20)?;
     let mut contractive = build(Activation::Sigmoid, 8)?;
-    train(&mut contractive, &x, &[Penalty::contractive(0.1)?], 20)?;
+    train(
+        &mut contractive,
+        &x,
+        &[Penalty::contractive(0.1)?.into()],
+        20,
+    )?;
     let (without, with) = (
         plain.jacobian_norm(x.view())?,
         contractive.jacobian_norm(x.view())?,

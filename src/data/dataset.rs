@@ -6,7 +6,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::{check_finite, check_width};
+use crate::data::{check_finite, check_rows, check_width};
 use crate::error::check_range;
 use crate::{Error, Float, Result};
 
@@ -193,15 +193,8 @@ impl Scaler {
     /// [`Error::EmptyData`] for no rows or columns; [`Error::NonFiniteData`] for NaN or
     /// infinity; [`Error::InvalidHyperparameter`] unless `lo < hi`, both finite.
     pub fn fit<T: Float>(x: ArrayView2<T>, scaling: Scaling) -> Result<Scaler> {
+        check_rows(x, None, "data to fit a scaler on")?;
         let (n, d) = x.dim();
-        if n == 0 || d == 0 {
-            return Err(Error::EmptyData {
-                context: "data to fit a scaler on",
-                rows: n,
-                cols: d,
-            });
-        }
-        check_finite(x, "data to fit a scaler on")?;
         let mut shift = Array1::zeros(d);
         let mut gain = Array1::ones(d);
         let base = match scaling {

@@ -15,6 +15,26 @@ pub use dataset::{batches, permutation, shuffle_rows, Batches, Order, Scaler, Sc
 pub use mnist::Mnist;
 pub use noise::{corrupt, Noise};
 
+/// The one data check: `x` has rows and columns, `width` columns if given, and only
+/// finite values; `context` names the data in the error.
+pub(crate) fn check_rows<T: Float>(
+    x: ArrayView2<T>,
+    width: Option<usize>,
+    context: &'static str,
+) -> Result<()> {
+    if x.nrows() == 0 || x.ncols() == 0 {
+        return Err(Error::EmptyData {
+            context,
+            rows: x.nrows(),
+            cols: x.ncols(),
+        });
+    }
+    if let Some(n) = width {
+        check_width(x, n, context)?;
+    }
+    check_finite(x, context)
+}
+
 /// Checks that `x` has `n` columns.
 pub(crate) fn check_width<T>(x: ArrayView2<T>, n: usize, context: &'static str) -> Result<()> {
     if x.ncols() == n {

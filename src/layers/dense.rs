@@ -4,8 +4,13 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis, Zip};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::activation::Activation;
 use crate::compute::gemm::product;
-use crate::{Activation, Error, Float, Init, Result};
+use crate::data::check_finite;
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::init::Init;
+use crate::layers::{LayerKind, ParamKind, ParamVisitor};
 
 /// A fully connected layer: `z = X W + b`, `a = s(z)`.
 ///
@@ -52,8 +57,8 @@ impl<T: Float> Dense<T> {
             });
         }
         activation.validate()?;
-        crate::data::check_finite(weights.view(), "Dense weights")?;
-        crate::data::check_finite(bias.view().insert_axis(Axis(0)), "Dense bias")?;
+        check_finite(weights.view(), "Dense weights")?;
+        check_finite(bias.view().insert_axis(Axis(0)), "Dense bias")?;
         Ok(Dense {
             grad_weights: Array2::zeros((n_in, n_out)),
             grad_bias: Array1::zeros(n_out),
@@ -199,22 +204,6 @@ impl<T: Float> Dense<T> {
         Ok(a)
     }
 
-    /// Parameters and their gradients, for optimizers: `(weights, grad_weights)` then
-    /// `(bias, grad_bias)` as flat slices.
-    pub(crate) fn params_and_grads(&mut self) -> [(&mut [T], &[T], ParamKind); 2] {
-        let w = self
-            .weights
-            .as_slice_mut()
-            .expect("weights are in standard layout");
-        let gw = self
-            .grad_weights
-            .as_slice()
-            .expect("gradients are in standard layout");
-        let b = self.bias.as_slice_mut().expect("bias is contiguous");
-        let gb = self.grad_bias.as_slice().expect("gradients are contiguous");
-        [(w, gw, ParamKind::Weight), (b, gb, ParamKind::Bias)]
-    }
-
     /// Parameters (read) beside their gradients (write), for penalties:
     /// `(W, b, dL/dW, dL/db)`.
     pub(crate) fn params_with_grads_mut(
@@ -244,12 +233,55 @@ impl<T: Float> Dense<T> {
     }
 }
 
-/// What a parameter tensor is, for optimizers that treat weights and biases differently
-/// (weight decay skips biases).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParamKind {
-    /// A weight matrix.
-    Weight,
-    /// A bias vector.
-    Bias,
+impl<T: Float> LayerKind<T> for Dense<T> {
+    fn n_in(&self) -> usize {
+        Dense::n_in(self)
+    }
+
+    fn n_out(&self) -> usize {
+        Dense::n_out(self)
+    }
+
+    fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    fn weights(&self) -> ArrayView2<'_, T> {
+        self.weights.view()
+    }
+
+    fn bias(&self) -> ArrayView1<'_, T> {
+        self.bias.view()
+    }
+
+    fn forward(&self, input: ArrayView2<T>, z: ArrayViewMut2<T>, a: ArrayViewMut2<T>) {
+        Dense::forward(self, input, z, a)
+    }
+
+    fn backward(
+        &mut self,
+        input: ArrayView2<T>,
+        d_z: ArrayView2<T>,
+        d_input: Option<ArrayViewMut2<T>>,
+    ) {
+        Dense::backward(self, input, d_z, d_input)
+    }
+
+    fn zero_grad(&mut self) {
+        Dense::zero_grad(self)
+    }
+
+    fn visit_params(&mut self, f: &mut ParamVisitor<'_, T>) {
+        let contiguous = "parameters and gradients are in standard layout";
+        let w = self.weights.as_slice_mut().expect(contiguous);
+        let gw = self.grad_weights.as_slice_mut().expect(contiguous);
+        f(w, gw, ParamKind::Weight);
+        let b = self.bias.as_slice_mut().expect(contiguous);
+        let gb = self.grad_bias.as_slice_mut().expect(contiguous);
+        f(b, gb, ParamKind::Bias);
+    }
+
+    fn param_kinds(&self) -> &'static [ParamKind] {
+        &[ParamKind::Weight, ParamKind::Bias]
+    }
 }

@@ -1,5 +1,238 @@
-//! Layer kinds: one file per kind.
+//! Layers: one file per kind, each with its forward pass, its backward pass right below it,
+//! its parameters, their gradients and any cached values; [`Layer`] is the list of kinds the
+//! model holds.
+//!
+//! # The interface
+//! A layer maps a batch of rows `(batch, n_in)` to `(batch, n_out)` in two steps: the
+//! kind's own transform `z = f(X)` (for [`Dense`], `X W + b`), then its element-wise
+//! [`Activation`] `a = s(z)`. The model owns the per-batch buffers `z`, `a` and the
+//! gradients flowing between layers, allocated once per batch size, and runs the activation's
+//! backward itself; a kind implements [`LayerKind`]:
+//!
+//! - `forward(input, z, a)` writes `z` and `a` into the model's buffers (no allocation);
+//! - `backward(input, d_z, d_input)` receives `dL/dz` and the input the forward pass saw,
+//!   accumulates the gradients of its own parameters and, if asked, overwrites `d_input`
+//!   with `dL/dX`;
+//! - `visit_params` walks its parameter tensors with their gradients (the one list the
+//!   optimizer, clipping, the gradient norm, weight penalties and files use).
+//!
+//! Images stay rows (channels first inside a row, as MNIST's 784 pixels are 1x28x28), so
+//! losses, penalties, noise, the trainer and files work for every kind unchanged.
+//!
+//! # Adding a layer kind
+//! A new kind is one file here implementing [`LayerKind`], checked by
+//! [`crate::gradcheck::check_layer`], plus its registration in [`Layer`] (a variant, its arm
+//! in `each_kind!`, [`Layer::spec`] and [`Layer::from_parts`]) and in
+//! [`LayerKindName`]. [`crate::internals`] walks through a whole kind.
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2};
+use serde::{Deserialize, Serialize};
+
+use crate::activation::Activation;
+use crate::architecture::{LayerKindName, LayerSpec};
+use crate::error::Result;
+use crate::float::Float;
 
 mod dense;
 
-pub use dense::{Dense, ParamKind};
+pub use dense::Dense;
+
+/// What a parameter tensor is, for optimizers that treat weights and biases differently
+/// (weight decay skips biases) and for weight penalties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    /// A weight matrix.
+    Weight,
+    /// A bias vector.
+    Bias,
+}
+
+/// What [`LayerKind::visit_params`] calls for each parameter tensor: `f(param, grad, kind)`.
+pub type ParamVisitor<'a, T> = dyn FnMut(&mut [T], &mut [T], ParamKind) + 'a;
+
+/// The interface every layer kind implements: a forward pass into the model's buffers, its
+/// backward pass, and its parameters with their gradients. [`crate::internals`] shows a whole
+/// kind.
+pub trait LayerKind<T: Float> {
+    /// Width of one input row.
+    fn n_in(&self) -> usize;
+
+    /// Width of one output row.
+    fn n_out(&self) -> usize;
+
+    /// The element-wise activation applied after the kind's transform.
+    fn activation(&self) -> Activation;
+
+    /// The weight matrix (empty for kinds without weights).
+    fn weights(&self) -> ArrayView2<'_, T>;
+
+    /// The bias vector (empty for kinds without a bias).
+    fn bias(&self) -> ArrayView1<'_, T>;
+
+    /// Forward pass into the model's buffers: `z = f(input)`, `a = s(z)`; `input` is
+    /// `(batch, n_in)`, `z` and `a` are `(batch, n_out)`. Allocates nothing.
+    fn forward(&self, input: ArrayView2<T>, z: ArrayViewMut2<T>, a: ArrayViewMut2<T>);
+
+    /// Backward pass: given `d_z = dL/dz` `(batch, n_out)` and the `input` the forward pass
+    /// saw, accumulates the parameter gradients and, if `d_input` is given, overwrites it
+    /// with `dL/dinput` `(batch, n_in)`. Allocates nothing.
+    fn backward(
+        &mut self,
+        input: ArrayView2<T>,
+        d_z: ArrayView2<T>,
+        d_input: Option<ArrayViewMut2<T>>,
+    );
+
+    /// Sets every parameter gradient to 0.
+    fn zero_grad(&mut self);
+
+    /// Calls `f(param, grad, kind)` for each parameter tensor, as flat row-major slices, in
+    /// a fixed order (weights, then bias).
+    fn visit_params(&mut self, f: &mut ParamVisitor<'_, T>);
+
+    /// The tensors [`LayerKind::visit_params`] visits, in its order.
+    fn param_kinds(&self) -> &'static [ParamKind];
+}
+
+/// One layer of a model: the list of layer kinds. `#[non_exhaustive]`: kinds are added
+/// without a major version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(bound(deserialize = "T: Float"))]
+#[non_exhaustive]
+pub enum Layer<T> {
+    /// A fully connected layer.
+    Dense(Dense<T>),
+}
+
+/// Runs `$body` with `$layer` bound to the kind inside `$self` (the one dispatch).
+macro_rules! each_kind {
+    ($self:expr, $layer:ident => $body:expr) => {
+        match $self {
+            Layer::Dense($layer) => $body,
+        }
+    };
+}
+
+impl<T: Float> Layer<T> {
+    /// Width of one input row.
+    pub fn n_in(&self) -> usize {
+        each_kind!(self, l => l.n_in())
+    }
+
+    /// Width of one output row.
+    pub fn n_out(&self) -> usize {
+        each_kind!(self, l => l.n_out())
+    }
+
+    /// The activation.
+    pub fn activation(&self) -> Activation {
+        each_kind!(self, l => l.activation())
+    }
+
+    /// The weight matrix (empty for kinds without weights); for [`Dense`], `(n_in, n_out)`.
+    pub fn weights(&self) -> ArrayView2<'_, T> {
+        each_kind!(self, l => l.weights())
+    }
+
+    /// The bias vector (empty for kinds without a bias).
+    pub fn bias(&self) -> ArrayView1<'_, T> {
+        each_kind!(self, l => l.bias())
+    }
+
+    /// Number of parameters (weights and bias).
+    pub fn n_params(&self) -> usize {
+        self.weights().len() + self.bias().len()
+    }
+
+    /// The layer's description, for [`crate::Architecture`] and files.
+    pub fn spec(&self) -> LayerSpec {
+        match self {
+            Layer::Dense(l) => LayerSpec::new(LayerKindName::Dense, l.n_out(), l.activation()),
+        }
+    }
+
+    /// The dense layer inside, if this is one.
+    pub fn as_dense(&self) -> Option<&Dense<T>> {
+        match self {
+            Layer::Dense(l) => Some(l),
+        }
+    }
+
+    /// The dense layer inside, mutably, if this is one.
+    pub fn as_dense_mut(&mut self) -> Option<&mut Dense<T>> {
+        match self {
+            Layer::Dense(l) => Some(l),
+        }
+    }
+
+    /// Forward pass; see [`LayerKind::forward`].
+    pub fn forward(&self, input: ArrayView2<T>, z: ArrayViewMut2<T>, a: ArrayViewMut2<T>) {
+        each_kind!(self, l => l.forward(input, z, a))
+    }
+
+    /// Backward pass; see [`LayerKind::backward`].
+    pub fn backward(
+        &mut self,
+        input: ArrayView2<T>,
+        d_z: ArrayView2<T>,
+        d_input: Option<ArrayViewMut2<T>>,
+    ) {
+        each_kind!(self, l => l.backward(input, d_z, d_input))
+    }
+
+    /// Sets every parameter gradient to 0.
+    pub fn zero_grad(&mut self) {
+        each_kind!(self, l => l.zero_grad())
+    }
+
+    /// Visits the parameter tensors; see [`LayerKind::visit_params`].
+    pub fn visit_params(&mut self, f: &mut ParamVisitor<'_, T>) {
+        each_kind!(self, l => l.visit_params(f))
+    }
+
+    /// The tensors [`Layer::visit_params`] visits, in its order.
+    pub fn param_kinds(&self) -> &'static [ParamKind] {
+        each_kind!(self, l => l.param_kinds())
+    }
+
+    /// Inference: `a = s(f(input))`, `(batch, n_out)` (allocates).
+    pub(crate) fn infer_unchecked(&self, input: ArrayView2<T>) -> Array2<T> {
+        let mut z = Array2::zeros((input.nrows(), self.n_out()));
+        let mut a = Array2::zeros((input.nrows(), self.n_out()));
+        self.forward(input, z.view_mut(), a.view_mut());
+        a
+    }
+
+    /// Rebuilds a layer of the kind `spec` names from its input width and its stored
+    /// parameters (the registration point for files).
+    ///
+    /// # Errors
+    /// As the kind's constructor: shapes that do not fit the spec, non-finite values, an
+    /// activation out of range.
+    pub fn from_parts(
+        spec: &LayerSpec,
+        n_in: usize,
+        weights: Array2<T>,
+        bias: Array1<T>,
+    ) -> Result<Self> {
+        match spec.kind {
+            LayerKindName::Dense => {
+                let layer = Dense::new(weights, bias, spec.activation)?;
+                if (layer.n_in(), layer.n_out()) != (n_in, spec.n_out) {
+                    return Err(crate::error::Error::ShapeMismatch {
+                        context: "Layer::from_parts",
+                        expected: format!("weights ({n_in}, {})", spec.n_out),
+                        found: format!("{:?}", layer.weights().dim()),
+                    });
+                }
+                Ok(Layer::Dense(layer))
+            }
+        }
+    }
+}
+
+impl<T> From<Dense<T>> for Layer<T> {
+    fn from(layer: Dense<T>) -> Self {
+        Layer::Dense(layer)
+    }
+}

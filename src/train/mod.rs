@@ -15,7 +15,7 @@ use crate::compute::threads::{for_each_block, row_blocks_mut, slice_blocks, zip_
 use crate::data::noise::value_range;
 use crate::error::{check_non_negative, check_positive, check_range};
 use crate::float::avx2_dispatch;
-use crate::model::LossTerms;
+use crate::objective::LossTerms;
 use crate::{
     Autoencoder, Checkpoint, Error, Float, Loss, Noise, Optimizer, Penalty, Result, Schedule,
 };
@@ -296,8 +296,8 @@ impl<O> Trainer<O> {
     }
 
     /// Adds a penalty term (call once per penalty; they sum).
-    pub fn penalty(mut self, penalty: Penalty) -> Self {
-        self.penalties.push(penalty);
+    pub fn penalty(mut self, penalty: impl Into<Penalty>) -> Self {
+        self.penalties.push(penalty.into());
         self
     }
 
@@ -876,7 +876,7 @@ impl<O> Trainer<O> {
         }
         self.loss.validate(model.output_activation())?;
         for penalty in &self.penalties {
-            penalty.validate(model)?;
+            penalty.validate(model.architecture())?;
         }
         model.check_data(train, "training data")?;
         self.loss.validate_targets(train, "training data")?;
@@ -926,9 +926,5 @@ fn sum_squares<T: Float>(x: &[T]) -> T {
 
 /// Multiplies every gradient by `factor`.
 fn scale_grads<T: Float>(model: &mut Autoencoder<T>, factor: T) {
-    for layer in model.layers_mut() {
-        let (_, _, gw, gb) = layer.params_with_grads_mut();
-        *gw *= factor;
-        *gb *= factor;
-    }
+    model.visit_params(|_, _, grad, _| grad.iter_mut().for_each(|g| *g *= factor));
 }

@@ -1,0 +1,210 @@
+//! One batch through the model: the workspace of per-batch buffers, the forward pass, and
+//! the backward pass of the training objective, each one short loop over the layers.
+//!
+//! For layer `l`, `z[l]`, `a[l]` and `d[l]` are `(rows, n_out_l)`: the pre-activation, the
+//! output, and the gradient flowing back (`dL/da_l`, then `dL/dz_l` once the activation's
+//! backward has run). Layer `l` reads `a[l - 1]`, except layer 0 (the input) and, in a VAE,
+//! the first decoder layer, which reads the sampled code.
+
+use ndarray::{s, Array2, ArrayView2};
+use rand_chacha::ChaCha8Rng;
+
+use crate::architecture::Latent;
+use crate::float::Float;
+use crate::layers::Layer;
+use crate::model::latent::{reparameterize, reparameterize_backward};
+use crate::model::Autoencoder;
+use crate::objective::loss::Loss;
+use crate::objective::{LossTerms, Penalty};
+
+/// Per-batch buffers, allocated once per batch size (llm.c's activations). For a Gaussian
+/// latent, `eps`, `sample` and `d_sample` are `(rows, k)`: the noise, the decoder's input
+/// `z = mu + sigma eps`, and `dL/dz`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Workspace<T> {
+    rows: usize,
+    z: Vec<Array2<T>>,
+    a: Vec<Array2<T>>,
+    d: Vec<Array2<T>>,
+    eps: Array2<T>,
+    sample: Array2<T>,
+    d_sample: Array2<T>,
+}
+
+impl<T: Float> Workspace<T> {
+    /// Makes room for `rows` rows; reallocates only when the capacity is too small or the
+    /// layers changed. `k` is the width of a Gaussian latent's sample (0 for a deterministic
+    /// code).
+    fn prepare(&mut self, rows: usize, layers: &[Layer<T>], k: usize) {
+        let fits = self.rows >= rows
+            && self.a.len() == layers.len()
+            && self
+                .a
+                .iter()
+                .zip(layers)
+                .all(|(a, l)| a.ncols() == l.n_out())
+            && self.eps.ncols() == k;
+        if fits {
+            return;
+        }
+        let alloc = || {
+            layers
+                .iter()
+                .map(|l| Array2::zeros((rows, l.n_out())))
+                .collect::<Vec<_>>()
+        };
+        let sample = || Array2::zeros((rows, k));
+        *self = Workspace {
+            rows,
+            z: alloc(),
+            a: alloc(),
+            d: alloc(),
+            eps: sample(),
+            sample: sample(),
+            d_sample: sample(),
+        };
+    }
+
+    /// The output of the last forward pass, `(rows, n_in)`: pre-activation and activation.
+    pub(crate) fn output(&self, rows: usize) -> (ArrayView2<'_, T>, ArrayView2<'_, T>) {
+        let last = self.a.len() - 1;
+        (
+            self.z[last].slice(s![..rows, ..]),
+            self.a[last].slice(s![..rows, ..]),
+        )
+    }
+}
+
+impl<T: Float> Autoencoder<T> {
+    /// Forward pass of `input` `(rows, n_in)` into the workspace, growing it if needed.
+    /// For a Gaussian latent, `rng` draws `eps` (training); without it `eps = 0`, `z = mu`.
+    pub(crate) fn forward_batch(&mut self, input: ArrayView2<T>, mut rng: Option<&mut ChaCha8Rng>) {
+        let rows = input.nrows();
+        let gaussian = self.arch.latent == Latent::Gaussian;
+        let n_encoder = self.arch.n_encoder;
+        let k = if gaussian { self.n_latent() } else { 0 };
+        self.ws.prepare(rows, &self.layers, k);
+        let ws = &mut self.ws;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let (a_below, a_here) = ws.a.split_at_mut(l);
+            let x = match l {
+                0 => input,
+                l if gaussian && l == n_encoder => ws.sample.slice(s![..rows, ..]),
+                l => a_below[l - 1].slice(s![..rows, ..]),
+            };
+            let a = a_here[0].slice_mut(s![..rows, ..]);
+            layer.forward(x, ws.z[l].slice_mut(s![..rows, ..]), a);
+            if gaussian && l + 1 == n_encoder {
+                reparameterize(
+                    a_here[0].slice(s![..rows, ..]),
+                    ws.eps.slice_mut(s![..rows, ..]),
+                    ws.sample.slice_mut(s![..rows, ..]),
+                    rng.as_deref_mut(),
+                );
+            }
+        }
+    }
+
+    /// One batch of the training objective: forward `input` `(rows, n_in)`, compare with
+    /// `target` `(rows, n_in)`, and leave in every layer the gradient of
+    /// `reconstruction + sum of penalties` with respect to its parameters (zeroed first;
+    /// a tied matrix's gradient sums both uses and sits in its encoder layer).
+    /// `terms` receives the value of each part; its buffers are reused. `rng` draws the
+    /// VAE's `eps` (a checker passes a generator reseeded the same way each call).
+    ///
+    /// Inputs are assumed checked (the trainer and the gradient checker check once per call).
+    pub(crate) fn loss_and_gradient(
+        &mut self,
+        input: ArrayView2<T>,
+        target: ArrayView2<T>,
+        loss: Loss,
+        penalties: &[Penalty],
+        terms: &mut LossTerms,
+        rng: &mut ChaCha8Rng,
+    ) {
+        let rows = input.nrows();
+        self.forward_batch(input, Some(rng));
+        self.layers.iter_mut().for_each(Layer::zero_grad);
+        terms.reset(penalties.len());
+        let last = self.layers.len() - 1;
+        let ws = &mut self.ws;
+        terms.reconstruction = loss.value_and_grad(
+            ws.z[last].slice(s![..rows, ..]),
+            ws.a[last].slice(s![..rows, ..]),
+            target,
+            self.layers[last].activation(),
+            ws.d[last].slice_mut(s![..rows, ..]), // dL/dz_last
+        );
+        for l in (1..=last).rev() {
+            self.backward_layer(l, rows); // d[l - 1] = dL/da_{l-1}
+            self.add_activity_penalties(l - 1, rows, penalties, &mut terms.penalties);
+            let ws = &mut self.ws;
+            let (z, a) = (&ws.z[l - 1], &ws.a[l - 1]);
+            self.layers[l - 1].activation().backward(
+                z.slice(s![..rows, ..]),
+                a.slice(s![..rows, ..]),
+                ws.d[l - 1].slice_mut(s![..rows, ..]), // now dL/dz_{l-1}
+            );
+        }
+        self.layers[0].backward(input, self.ws.d[0].slice(s![..rows, ..]), None);
+        self.add_weight_penalties(penalties, &mut terms.penalties);
+        self.fold_tied_grads();
+    }
+
+    /// Backward through layer `l >= 1`, given `d[l] = dL/dz_l`: accumulates its parameter
+    /// gradients and writes `d[l - 1] = dL/da_{l-1}` (through the sampling step for the
+    /// first decoder layer of a VAE).
+    fn backward_layer(&mut self, l: usize, rows: usize) {
+        let ws = &mut self.ws;
+        let (d_below, d_here) = ws.d.split_at_mut(l);
+        let d_z = d_here[0].slice(s![..rows, ..]);
+        let d_prev = d_below[l - 1].slice_mut(s![..rows, ..]);
+        let a_prev = ws.a[l - 1].slice(s![..rows, ..]);
+        if self.arch.latent == Latent::Gaussian && l == self.arch.n_encoder {
+            let mut d_sample = ws.d_sample.slice_mut(s![..rows, ..]);
+            let sample = ws.sample.slice(s![..rows, ..]);
+            self.layers[l].backward(sample, d_z, Some(d_sample.view_mut()));
+            let eps = ws.eps.slice(s![..rows, ..]);
+            reparameterize_backward(d_sample.view(), a_prev, eps, d_prev);
+        } else {
+            self.layers[l].backward(a_prev, d_z, Some(d_prev));
+        }
+    }
+
+    /// Adds the value of every activity penalty on hidden layer `i` (and the Gaussian KL, on
+    /// the code layer) to `values`, and its gradient to `d[i] = dL/da_i`.
+    fn add_activity_penalties(
+        &mut self,
+        i: usize,
+        rows: usize,
+        penalties: &[Penalty],
+        values: &mut [f64],
+    ) {
+        let ws = &mut self.ws;
+        let (z, a) = (ws.z[i].slice(s![..rows, ..]), ws.a[i].slice(s![..rows, ..]));
+        let mut d = ws.d[i].slice_mut(s![..rows, ..]);
+        for (value, penalty) in values.iter_mut().zip(penalties) {
+            match penalty {
+                Penalty::Activity(p) if p.layer_index(&self.arch) == i => {
+                    *value += p.value_and_grad(&mut self.layers[i], z, a, d.view_mut());
+                }
+                Penalty::GaussianKl(kl) if i == self.arch.code_layer() => {
+                    *value += kl.value_and_grad(a, d.view_mut());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Adds the value of every weight penalty to `values` and its gradient to the parameter
+    /// gradients, through the one list of parameters.
+    fn add_weight_penalties(&mut self, penalties: &[Penalty], values: &mut [f64]) {
+        for (value, penalty) in values.iter_mut().zip(penalties) {
+            if let Penalty::Weight(p) = penalty {
+                let mut sum = 0.0;
+                self.visit_params(|_, param, grad, kind| p.accumulate(param, grad, kind, &mut sum));
+                *value += p.lambda() * sum;
+            }
+        }
+    }
+}

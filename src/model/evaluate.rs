@@ -1,0 +1,201 @@
+//! Losses and objectives on whole data sets (in chunks, through the training buffers), the
+//! encoder's Jacobian norm, and the checks every entry point makes on its data and objective.
+
+use ndarray::{s, Array2, ArrayView2};
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::check_rows;
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::model::Autoencoder;
+use crate::objective::loss::Loss;
+use crate::objective::{self, LossTerms, Penalty};
+
+impl<T: Float> Autoencoder<T> {
+    /// The reconstruction loss of `g(f(input))` against `target` (both `(n, n_in)`),
+    /// averaged over all `n` rows exactly as [`Loss`] defines it, computed in chunks of
+    /// `batch_size` rows through the training buffers (binary cross-entropy from logits).
+    /// Pass the same array twice for a plain autoencoder.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`], [`Error::EmptyData`], [`Error::NonFiniteData`] for bad data;
+    /// [`Error::InvalidConfig`] if the loss does not suit the model or the targets.
+    pub fn evaluate(
+        &mut self,
+        input: ArrayView2<T>,
+        target: ArrayView2<T>,
+        loss: Loss,
+    ) -> Result<f64> {
+        self.check_objective(loss, &[])?;
+        self.check_pair(input, target, loss, "evaluation")?;
+        Ok(self.evaluate_checked(input, target, loss, 1024))
+    }
+
+    /// The whole training objective on a data set: reconstruction `loss` of `g(f(input))`
+    /// against `target` and each penalty, as [`crate::Trainer`] computes them, averaged over
+    /// the rows in chunks of 1024 (batch-dependent penalties such as KL sparsity see
+    /// chunks as batches). A VAE's noise is drawn from a generator seeded with `seed`, so
+    /// with [`Loss::BinaryCrossEntropySum`] and [`Penalty::gaussian_kl`]`(1.0)` the total is
+    /// a one-sample estimate of the negative ELBO per example, in nats.
+    ///
+    /// ```
+    /// use autoencoder::{Activation, Autoencoder, Loss, Penalty};
+    /// use ndarray::Array2;
+    /// use rand::SeedableRng;
+    /// # fn main() -> autoencoder::Result<()> {
+    /// let mut vae = Autoencoder::<f64>::builder(6)
+    ///     .gaussian_latent(2)
+    ///     .output(Activation::Sigmoid)
+    ///     .build(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0))?;
+    /// let x = Array2::from_elem((10, 6), 1.0);
+    /// let kl = Penalty::gaussian_kl(1.0)?.into();
+    /// let terms = vae.objective(x.view(), x.view(), Loss::BinaryCrossEntropySum, &[kl], 0)?;
+    /// let negative_elbo = terms.total();
+    /// assert!(negative_elbo > terms.reconstruction);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Autoencoder::evaluate`]; [`Error::InvalidConfig`] or
+    /// [`Error::InvalidHyperparameter`] for penalties that do not suit the model.
+    pub fn objective(
+        &mut self,
+        input: ArrayView2<T>,
+        target: ArrayView2<T>,
+        loss: Loss,
+        penalties: &[Penalty],
+        seed: u64,
+    ) -> Result<LossTerms> {
+        self.check_objective(loss, penalties)?;
+        self.check_pair(input, target, loss, "objective")?;
+        let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
+        let (n, chunk) = (input.nrows(), 1024);
+        let mut terms = LossTerms::default();
+        let mut sum = LossTerms {
+            reconstruction: 0.0,
+            penalties: vec![0.0; penalties.len()],
+        };
+        for start in (0..n).step_by(chunk) {
+            let end = (start + chunk).min(n);
+            let rows = (end - start) as f64;
+            let (x, t) = (
+                input.slice(s![start..end, ..]),
+                target.slice(s![start..end, ..]),
+            );
+            self.loss_and_gradient(x, t, loss, penalties, &mut terms, &mut rng);
+            sum.reconstruction += terms.reconstruction * rows;
+            for (s, p) in sum.penalties.iter_mut().zip(&terms.penalties) {
+                *s += p * rows;
+            }
+        }
+        sum.reconstruction /= n as f64;
+        sum.penalties.iter_mut().for_each(|p| *p /= n as f64);
+        Ok(sum)
+    }
+
+    /// [`Autoencoder::evaluate`] on checked data, in chunks of `chunk` rows.
+    pub(crate) fn evaluate_checked(
+        &mut self,
+        input: ArrayView2<T>,
+        target: ArrayView2<T>,
+        loss: Loss,
+        chunk: usize,
+    ) -> f64 {
+        let chunk = chunk.min(input.nrows()).max(1);
+        let mut total = 0.0;
+        for start in (0..input.nrows()).step_by(chunk) {
+            let end = (start + chunk).min(input.nrows());
+            let rows = end - start;
+            self.forward_batch(input.slice(s![start..end, ..]), None);
+            let (z, a) = self.ws.output(rows);
+            total += loss.value(z, a, target.slice(s![start..end, ..])) * rows as f64;
+        }
+        total / input.nrows() as f64
+    }
+
+    /// The mean over the rows of `x` `(n, n_in)` of `||J_f(x)||_F^2`, the squared Frobenius
+    /// norm of the Jacobian of the code `z = f(x)` with respect to the input, through every
+    /// encoder layer: `J = W_1 diag(s_1') W_2 diag(s_2') ... W_k diag(s_k')` (`W_l` as
+    /// `(n_in_l, n_out_l)`), so `J` is `(n_in, n_latent)` per row.
+    ///
+    /// This is what the contractive penalty keeps small (for a one-layer encoder, exactly
+    /// the quantity [`Penalty::contractive`] computes). Costs `n_in * sum of layer sizes *
+    /// n_latent` per row: for evaluation, not for the training loop.
+    ///
+    /// # Errors
+    /// [`Error::EmptyData`], [`Error::ShapeMismatch`] or [`Error::NonFiniteData`] for bad
+    /// `x`; [`Error::InvalidConfig`] if an encoder layer is not dense.
+    pub fn jacobian_norm(&self, x: ArrayView2<T>) -> Result<f64> {
+        self.check_data(x, "jacobian_norm input")?;
+        let mut encoder = Vec::with_capacity(self.encoder().len());
+        for (l, layer) in self.encoder().iter().enumerate() {
+            encoder.push(layer.as_dense().ok_or_else(|| {
+                Error::InvalidConfig(format!(
+                    "jacobian_norm needs dense encoder layers; layer {l} is not"
+                ))
+            })?);
+        }
+        let mut total = 0.0;
+        for row in x.rows() {
+            let mut input = row.insert_axis(ndarray::Axis(0)).to_owned(); // (1, n)
+            let mut jac = Array2::<T>::eye(self.n_in()); // (n_in, n_cur)
+            for layer in &encoder {
+                let z = input.dot(&layer.weights()) + layer.bias();
+                let a = layer.activation().apply(z.view());
+                let mut scaled = jac.dot(&layer.weights()); // (n_in, n_out)
+                for (mut col, (&z, &a)) in
+                    scaled.columns_mut().into_iter().zip(z.iter().zip(a.iter()))
+                {
+                    col *= layer.activation().derivative(z, a);
+                }
+                jac = scaled;
+                input = a;
+            }
+            total += jac.iter().fold(0.0, |s, &v| s + v.as_f64() * v.as_f64());
+        }
+        Ok(total / x.nrows() as f64)
+    }
+
+    /// The one check of an objective's settings on this model: the loss suits the output
+    /// layer and every penalty suits the architecture. Allocates nothing.
+    pub(crate) fn check_objective(&self, loss: Loss, penalties: &[Penalty]) -> Result<()> {
+        objective::validate(&self.arch, loss, penalties)
+    }
+
+    /// Checks an input/target pair for an objective: both non-empty, `n_in` wide and finite,
+    /// as many rows, and targets the loss accepts; `what` names the data in errors.
+    pub(crate) fn check_pair(
+        &self,
+        input: ArrayView2<T>,
+        target: ArrayView2<T>,
+        loss: Loss,
+        what: &'static str,
+    ) -> Result<()> {
+        self.check_data(input, what)?;
+        self.check_targets(target, loss, what)?;
+        if input.nrows() != target.nrows() {
+            return Err(Error::ShapeMismatch {
+                context: what,
+                expected: format!("a target with {} rows, as the input", input.nrows()),
+                found: format!("{:?}", target.dim()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks data used as targets: as [`Autoencoder::check_data`], and in the loss's range.
+    pub(crate) fn check_targets(
+        &self,
+        x: ArrayView2<T>,
+        loss: Loss,
+        what: &'static str,
+    ) -> Result<()> {
+        self.check_data(x, what)?;
+        loss.validate_targets(x, what)
+    }
+
+    /// Checks that `x` is non-empty, `n_in` wide and finite.
+    pub(crate) fn check_data(&self, x: ArrayView2<T>, context: &'static str) -> Result<()> {
+        check_rows(x, Some(self.n_in()), context)
+    }
+}
