@@ -49,18 +49,34 @@ impl GradCheck {
         }
     }
 
+    /// Records one comparison. A non-finite analytic or numeric value makes the error
+    /// infinite (so every `max_rel_error < bound` assertion fails) and `worst` says which
+    /// side it was; the first such value is kept.
     fn record(&mut self, analytic: f64, numeric: f64, place: impl FnOnce() -> String) {
-        let rel = relative_error(analytic, numeric);
         self.n_checked += 1;
-        if rel > self.max_rel_error || self.n_checked == 1 {
-            self.max_rel_error = rel.max(self.max_rel_error);
-            self.worst = place();
+        if self.max_rel_error == f64::INFINITY {
+            return; // a non-finite value was already found: keep it as the worst
+        }
+        let rel = relative_error(analytic, numeric);
+        // Written as "not at most" so that a NaN error counts as worse than any other.
+        if !(rel <= self.max_rel_error) || self.n_checked == 1 {
+            self.max_rel_error = if rel.is_finite() { rel } else { f64::INFINITY };
             self.worst_pair = (analytic, numeric);
+            self.worst = match (analytic.is_finite(), numeric.is_finite()) {
+                (true, true) => place(),
+                (false, true) => format!("{}: the analytic gradient is {analytic}", place()),
+                (true, false) => format!("{}: the numeric gradient is {numeric}", place()),
+                (false, false) => format!(
+                    "{}: both gradients are non-finite (analytic {analytic}, numeric {numeric})",
+                    place()
+                ),
+            };
         }
     }
 }
 
-/// `|a - n| / max(|a| + |n|, TINY)`.
+/// `|a - n| / max(|a| + |n|, TINY)`; NaN if either value is NaN or both are infinite
+/// (the checkers report such a value as an infinite error).
 pub fn relative_error(analytic: f64, numeric: f64) -> f64 {
     (analytic - numeric).abs() / (analytic.abs() + numeric.abs()).max(TINY)
 }
@@ -268,4 +284,92 @@ pub fn check_loss(
 /// `(f(+h) - f(-h)) / 2h`, where `f(delta)` evaluates with the parameter shifted by `delta`.
 fn central_difference(h: f64, mut f: impl FnMut(f64) -> f64) -> f64 {
     (f(h) - f(-h)) / (2.0 * h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::Init;
+    use ndarray::Array2;
+
+    fn fixture() -> (Autoencoder<f64>, Array2<f64>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let model = Autoencoder::<f64>::builder(5)
+            .hidden(4, Activation::Tanh)
+            .latent(3, Activation::Sigmoid)
+            .output(Activation::Sigmoid)
+            .build(&mut rng)
+            .expect("a valid model");
+        let x = Array2::from_shape_fn((4, 5), |(i, j)| {
+            ((i * 5 + j) as f64 * 0.37).sin() * 0.4 + 0.5
+        });
+        (model, x)
+    }
+
+    #[test]
+    fn non_finite_values_fail_and_say_which() {
+        for (a, n, says) in [
+            (f64::NAN, 1.0, "analytic"),
+            (1.0, f64::INFINITY, "numeric"),
+            (f64::NAN, f64::NAN, "both"),
+        ] {
+            let mut report = GradCheck::new();
+            report.record(0.5, 0.5, || "first".into());
+            report.record(a, n, || "second".into());
+            report.record(0.1, 0.9, || "third".into()); // a finite, larger error after it
+            assert_eq!(report.max_rel_error, f64::INFINITY, "{report:?}");
+            assert!(!(report.max_rel_error < 1e-6));
+            assert!(
+                report.worst.starts_with("second") && report.worst.contains(says),
+                "{report:?}"
+            );
+            assert_eq!(report.n_checked, 3);
+        }
+    }
+
+    #[test]
+    fn the_checkers_catch_a_wrong_gradient() -> Result<()> {
+        let (mut model, x) = fixture();
+        let clean = check_model(
+            &mut model,
+            x.view(),
+            x.view(),
+            Loss::BinaryCrossEntropy,
+            &[],
+            1e-5,
+        )?;
+        assert!(clean.max_rel_error < 1e-6, "{clean:?}");
+        // The same model with every weight gradient 1% too large, in Dense::backward.
+        SABOTAGE.with(|s| s.set(1.01));
+        let wrong = check_model(
+            &mut model,
+            x.view(),
+            x.view(),
+            Loss::BinaryCrossEntropy,
+            &[],
+            1e-5,
+        );
+        let mut layer = Dense::random(
+            5,
+            3,
+            Activation::Tanh,
+            Init::GlorotUniform,
+            &mut ChaCha8Rng::seed_from_u64(2),
+        );
+        let upstream = Array2::from_elem((4, 3), 0.7);
+        let wrong_dense = check_dense(&mut layer, x.view(), upstream.view(), 1e-5);
+        SABOTAGE.with(|s| s.set(1.0));
+        let (wrong, wrong_dense) = (wrong?, wrong_dense?);
+        assert!(wrong.max_rel_error > 1e-3, "{wrong:?}");
+        assert!(wrong_dense.max_rel_error > 1e-3, "{wrong_dense:?}");
+        assert!(wrong_dense.worst.contains("Weight"), "{wrong_dense:?}");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Test-only: a factor `Dense::backward` applies to its weight gradient, so the tests can
+    /// show that the checkers catch a wrong backward pass (1.0 = correct).
+    pub(crate) static SABOTAGE: std::cell::Cell<f64> = const { std::cell::Cell::new(1.0) };
 }
