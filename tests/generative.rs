@@ -381,3 +381,36 @@ fn tied_weight_penalty_with_biases_covers_the_decoder_biases() -> Result<()> {
     }
     Ok(())
 }
+
+/// Gradient clipping on a tied model scales the one list of parameters, where the shared
+/// matrix counts once: after one plain SGD step (lr 1) clipped to norm `c`, the change of
+/// the encoder weights and every bias has norm `c`, and the decoder still holds the
+/// transposes.
+#[test]
+fn clipping_a_tied_model_counts_the_shared_matrix_once() -> Result<()> {
+    let clip = 1e-3;
+    let mut model = tied_with_biases(5)?;
+    let before = model.clone();
+    let x = common::structured(8, 6, 2, 0.1, 5);
+    let mut trainer = Trainer::new(autoencoder::Sgd::new(1.0))
+        .loss(Loss::BinaryCrossEntropy)
+        .clip_grad_norm(clip);
+    trainer.step(&mut model, x.view(), x.view())?;
+    let mut squares = 0.0;
+    for (l, (new, old)) in model.layers().iter().zip(before.layers()).enumerate() {
+        if l < model.encoder().len() {
+            squares += (&new.weights() - &old.weights()).mapv(|d| d * d).sum();
+        }
+        squares += (&new.bias() - &old.bias()).mapv(|d| d * d).sum();
+    }
+    let moved = squares.sqrt();
+    assert!(
+        (moved - clip).abs() < 1e-9 * clip,
+        "the step moved {moved}, clipped to {clip}"
+    );
+    for l in 0..model.encoder().len() {
+        let dec = &model.layers()[model.layers().len() - 1 - l];
+        assert_eq!(dec.weights(), model.layers()[l].weights().t());
+    }
+    Ok(())
+}

@@ -287,3 +287,105 @@ fn a_wrong_gradient_is_caught() -> Result<()> {
     assert!(autoencoder::gradcheck::relative_error(1e-6, -1e-6) > 1e-3); // sign error, tiny gradient
     Ok(())
 }
+
+#[test]
+fn more_hidden_activations_and_robust_losses_inside_a_whole_model() -> Result<()> {
+    // Losses with kinks (MAE at a zero residual, Huber at +-delta): the random targets sit
+    // away from the outputs, so no perturbation of h crosses one.
+    let losses = [
+        (Loss::MeanAbsoluteError, Activation::Identity),
+        (Loss::Huber(0.1), Activation::Identity),
+        (Loss::Huber(0.1), Activation::Sigmoid),
+        (Loss::MeanSquaredError, Activation::Tanh),
+    ];
+    for seed in 0..3u64 {
+        for hidden in [
+            Activation::Identity,
+            Activation::LeakyRelu(0.1),
+            Activation::Softplus,
+            Activation::Elu(0.5),
+        ] {
+            for (loss, output) in losses {
+                let (mut model, x) = deep_model(seed, hidden, output)?;
+                let report = check_model(&mut model, x.view(), x.view(), loss, &[], H)?;
+                assert!(
+                    report.max_rel_error < BOUND,
+                    "seed {seed}, hidden {hidden:?}, {loss:?}: {report:?}"
+                );
+                assert_eq!(report.n_checked, model.n_params());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn activity_penalties_on_a_decoder_hidden_layer() -> Result<()> {
+    for seed in 0..3u64 {
+        for hidden in [Activation::Sigmoid, Activation::Tanh] {
+            let (mut model, x) = deep_model(seed, hidden, Activation::Sigmoid)?;
+            let decoder_hidden = model.code_layer() + 1;
+            assert!(decoder_hidden < model.layers().len() - 1);
+            let mut penalties: Vec<Penalty> = vec![
+                Penalty::l1_activity(0.3)?.on_layer(decoder_hidden).into(),
+                Penalty::l2_activity(0.2)?.on_layer(decoder_hidden).into(),
+                Penalty::contractive(0.4)?.on_layer(decoder_hidden).into(),
+            ];
+            if hidden == Activation::Sigmoid {
+                penalties.push(
+                    Penalty::kl_sparsity(0.2, 1.0)?
+                        .on_layer(decoder_hidden)
+                        .into(),
+                );
+            }
+            for p in &penalties {
+                p.validate(model.architecture())?;
+            }
+            let report = check_model(
+                &mut model,
+                x.view(),
+                x.view(),
+                Loss::BinaryCrossEntropy,
+                &penalties,
+                H,
+            )?;
+            assert!(
+                report.max_rel_error < BOUND,
+                "seed {seed}, {hidden:?}: {report:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_deeper_vae_with_activity_penalties_on_its_code() -> Result<()> {
+    for seed in 0..3u64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut vae = Autoencoder::<f64>::builder(6)
+            .hidden(5, Activation::Tanh)
+            .hidden(4, Activation::Softplus)
+            .gaussian_latent(2)
+            .output(Activation::Sigmoid)
+            .build(&mut rng)?;
+        assert_eq!(vae.sizes(), vec![6, 5, 4, 4, 4, 5, 6]);
+        let x = unit(4, 6, &mut rng);
+        // The code layer is [mu, log sigma^2]; L1 and L2 on it sit beside the KL.
+        let penalties: [Penalty; 3] = [
+            Penalty::gaussian_kl(1.0)?.into(),
+            Penalty::l1_activity(0.05)?.into(),
+            Penalty::l2_activity(0.1)?.into(),
+        ];
+        let report = check_model(
+            &mut vae,
+            x.view(),
+            x.view(),
+            Loss::BinaryCrossEntropySum,
+            &penalties,
+            H,
+        )?;
+        assert!(report.max_rel_error < BOUND, "seed {seed}: {report:?}");
+        assert_eq!(report.n_checked, vae.n_params());
+    }
+    Ok(())
+}
