@@ -25,7 +25,8 @@ fn dense(c: &mut Criterion) {
     ] {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut layer =
-            Dense::<f32>::random(n_in, n_out, activation, Init::GlorotUniform, &mut rng);
+            Dense::<f32>::random(n_in, n_out, activation, Init::GlorotUniform, &mut rng)
+                .expect("benchmark sizes are valid");
         let x = uniform(BATCH, n_in, 2);
         let mut z = Array2::zeros((BATCH, n_out));
         let mut a = Array2::zeros((BATCH, n_out));

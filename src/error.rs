@@ -127,6 +127,28 @@ pub enum Error {
         /// What to do: where to put the files and where to get them.
         help: String,
     },
+    /// A buffer the crate was asked to allocate is larger than the memory limit
+    /// ([`crate::memory_limit`], raised with [`crate::set_memory_limit`]), or its size does
+    /// not even fit the machine's integers. Checked before anything is allocated.
+    #[error(
+        "{what} of shape {shape:?} would take {} of {} bytes each, over the memory limit of {limit} \
+         bytes; use smaller sizes, or raise the limit with autoencoder::set_memory_limit if the \
+         machine has the memory",
+        show_bytes(*.bytes),
+        element_bytes
+    )]
+    TooLarge {
+        /// What was asked for, e.g. `"layer 1 weights"`.
+        what: &'static str,
+        /// Its shape, as asked.
+        shape: Vec<usize>,
+        /// Bytes per element.
+        element_bytes: usize,
+        /// The bytes it needs, `None` if the count overflows 128 bits.
+        bytes: Option<u128>,
+        /// The limit in force, in bytes.
+        limit: u64,
+    },
     /// A picture or plot could not be drawn (feature `viz`).
     #[error("cannot draw {what}: {reason}")]
     Plot {
@@ -135,6 +157,14 @@ pub enum Error {
         /// What the drawing library reported.
         reason: String,
     },
+}
+
+/// `"N bytes"`, or a phrase for a size past 128 bits.
+fn show_bytes(bytes: Option<u128>) -> String {
+    match bytes {
+        Some(b) => format!("{b} bytes"),
+        None => "more than 2^128 bytes".into(),
+    }
 }
 
 /// `Result` with this crate's [`Error`].

@@ -355,7 +355,7 @@ mod tests {
             Activation::Tanh,
             Init::GlorotUniform,
             &mut ChaCha8Rng::seed_from_u64(2),
-        );
+        )?;
         let upstream = Array2::from_elem((4, 3), 0.7);
         let wrong_dense = check_dense(&mut layer, x.view(), upstream.view(), 1e-5);
         SABOTAGE.with(|s| s.set(1.0));

@@ -2,6 +2,7 @@
 
 use ndarray::{s, Array1, Array2, ArrayView2, Zip};
 
+use crate::budget::check_elements;
 use crate::data::{check_rows, check_width};
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -39,6 +40,7 @@ impl Pca {
     pub fn fit<T: Float>(x: ArrayView2<T>, k: usize) -> Result<Pca> {
         check_rows(x, None, "PCA data")?;
         let d = x.ncols();
+        check_elements::<f64>("PCA covariance", &[d, d])?;
         if !(1..=d).contains(&k) {
             return Err(Error::hyper(
                 "pca components",

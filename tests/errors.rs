@@ -338,14 +338,16 @@ fn builder_and_layer_errors() {
         Activation::Relu,
         autoencoder::Init::HeUniform,
         &mut rng,
-    );
+    )
+    .expect("a valid layer");
     let b = autoencoder::Dense::<f64>::random(
         5,
         3,
         Activation::Relu,
         autoencoder::Init::HeUniform,
         &mut rng,
-    );
+    )
+    .expect("a valid layer");
     assert!(matches!(
         Autoencoder::from_layers(vec![a.clone()], vec![b]),
         Err(Error::ShapeMismatch { .. })

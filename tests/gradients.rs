@@ -54,7 +54,7 @@ fn dense_backward_matches_finite_differences_for_every_activation() -> Result<()
                 rng.random_range(1..7),
                 rng.random_range(1..7),
             );
-            let mut layer = Dense::random(n_in, n_out, activation, Init::GlorotNormal, &mut rng);
+            let mut layer = Dense::random(n_in, n_out, activation, Init::GlorotNormal, &mut rng)?;
             layer
                 .bias_mut()
                 .mapv_inplace(|_| 0.3 * away_from_zero(&mut rng));

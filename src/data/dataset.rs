@@ -6,6 +6,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::budget::check_elements;
 use crate::data::{check_finite, check_rows, check_width};
 use crate::error::check_range;
 use crate::{Error, Float, Result};
@@ -14,13 +15,23 @@ use crate::{Error, Float, Result};
 /// same seed gives the same order on every platform.
 ///
 /// ```
-/// let p = autoencoder::data::permutation(5, 1);
+/// let p = autoencoder::data::permutation(5, 1)?;
 /// let mut sorted = p.clone();
 /// sorted.sort();
 /// assert_eq!(sorted, vec![0, 1, 2, 3, 4]);
-/// assert_eq!(p, autoencoder::data::permutation(5, 1));
+/// assert_eq!(p, autoencoder::data::permutation(5, 1)?);
+/// # Ok::<(), autoencoder::Error>(())
 /// ```
-pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
+///
+/// # Errors
+/// [`Error::TooLarge`] if `n` indices exceed [`crate::memory_limit`].
+pub fn permutation(n: usize, seed: u64) -> Result<Vec<usize>> {
+    check_elements::<usize>("permutation", &[n])?;
+    Ok(shuffled(n, seed))
+}
+
+/// [`permutation`] of a length already in memory (the rows of an array).
+fn shuffled(n: usize, seed: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
     order
@@ -40,7 +51,7 @@ pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
 /// }
 /// ```
 pub fn shuffle_rows<A: Clone, D: RemoveAxis>(x: ArrayView<A, D>, seed: u64) -> Array<A, D> {
-    x.select(Axis(0), &permutation(x.len_of(Axis(0)), seed))
+    x.select(Axis(0), &shuffled(x.len_of(Axis(0)), seed))
 }
 
 /// A seeded split of `n` samples into a training part and a validation part, as row
@@ -99,7 +110,7 @@ impl Split {
                 "a fraction that leaves at least one training sample",
             ));
         }
-        let order = permutation(n, seed);
+        let order = permutation(n, seed)?;
         let mut valid = order[..n_valid].to_vec();
         let mut train = order[n_valid..].to_vec();
         valid.sort_unstable();
@@ -345,7 +356,7 @@ pub fn batches<T: Clone>(
     )?;
     let order = match order {
         Order::Sequential => (0..x.nrows()).collect(),
-        Order::Shuffled { seed } => permutation(x.nrows(), seed),
+        Order::Shuffled { seed } => shuffled(x.nrows(), seed),
     };
     Ok(Batches {
         x,

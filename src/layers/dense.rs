@@ -5,6 +5,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::activation::Activation;
+use crate::budget::check_elements;
 use crate::compute::gemm::product;
 use crate::data::check_finite;
 use crate::error::{Error, Result};
@@ -69,20 +70,34 @@ impl<T: Float> Dense<T> {
     }
 
     /// A layer with weights drawn by `init` and zero bias.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] if the weights would exceed [`crate::memory_limit`] (checked
+    /// before anything is allocated); [`Error::ShapeMismatch`] for a dimension of 0;
+    /// [`Error::InvalidHyperparameter`] for an activation parameter out of range.
     pub fn random<R: Rng + ?Sized>(
         n_in: usize,
         n_out: usize,
         activation: Activation,
         init: Init,
         rng: &mut R,
-    ) -> Self {
-        Dense {
+    ) -> Result<Self> {
+        if n_in == 0 || n_out == 0 {
+            return Err(Error::ShapeMismatch {
+                context: "Dense::random",
+                expected: "n_in > 0 and n_out > 0".into(),
+                found: format!("({n_in}, {n_out})"),
+            });
+        }
+        activation.validate()?;
+        check_elements::<T>("layer weights", &[n_in, n_out])?;
+        Ok(Dense {
             weights: init.weights(n_in, n_out, rng),
             bias: Array1::zeros(n_out),
             activation,
             grad_weights: Array2::zeros((n_in, n_out)),
             grad_bias: Array1::zeros(n_out),
-        }
+        })
     }
 
     /// Number of inputs.

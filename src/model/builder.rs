@@ -5,6 +5,7 @@ use rand::Rng;
 
 use crate::activation::Activation;
 use crate::architecture::{Architecture, Latent, Tying};
+use crate::budget::check_elements;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::init::Init;
@@ -198,7 +199,8 @@ impl<T: Float> AutoencoderBuilder<T> {
     /// units (mean and log-variance of `q(z | x)`) and the decoder takes `k` inputs; see
     /// [`Latent::Gaussian`]. Replaces any [`AutoencoderBuilder::latent`].
     pub fn gaussian_latent(mut self, k: usize) -> Self {
-        self.latent = Some((2 * k, Activation::Identity));
+        // A width of 2k that does not fit is refused by `build` (usize::MAX fails the budget).
+        self.latent = Some((k.saturating_mul(2), Activation::Identity));
         self.gaussian = true;
         self
     }
@@ -258,7 +260,19 @@ impl<T: Float> AutoencoderBuilder<T> {
             }
             activation.validate()?;
         }
-        let mut make = |spec: &[(usize, Activation)], mut n_prev: usize| -> Vec<Dense<T>> {
+        // Every size is checked before the first weight is drawn.
+        let code_width = if self.gaussian {
+            latent.0 / 2
+        } else {
+            latent.0
+        };
+        for (spec, mut n_prev) in [(&encoder_spec, self.n_in), (&decoder_spec, code_width)] {
+            for &(n, _) in spec.iter() {
+                check_elements::<T>("layer weights", &[n_prev, n])?;
+                n_prev = n;
+            }
+        }
+        let mut make = |spec: &[(usize, Activation)], mut n_prev: usize| -> Result<Vec<Dense<T>>> {
             spec.iter()
                 .map(|&(n, activation)| {
                     let init = self.init.unwrap_or_else(|| Init::default_for(activation));
@@ -268,12 +282,12 @@ impl<T: Float> AutoencoderBuilder<T> {
                 })
                 .collect()
         };
-        let encoder = make(&encoder_spec, self.n_in);
-        let (latent, code_width) = match self.gaussian {
-            true => (Latent::Gaussian, latent.0 / 2),
-            false => (Latent::Deterministic, latent.0),
+        let encoder = make(&encoder_spec, self.n_in)?;
+        let latent = match self.gaussian {
+            true => Latent::Gaussian,
+            false => Latent::Deterministic,
         };
-        let decoder = make(&decoder_spec, code_width);
+        let decoder = make(&decoder_spec, code_width)?;
         Autoencoder::assemble(encoder, decoder, latent, self.tying)
     }
 }

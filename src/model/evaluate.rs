@@ -4,6 +4,7 @@
 use ndarray::{s, Array2, ArrayView2};
 use rand_chacha::ChaCha8Rng;
 
+use crate::budget::check_elements;
 use crate::data::check_rows;
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -28,6 +29,7 @@ impl<T: Float> Autoencoder<T> {
     ) -> Result<f64> {
         self.check_objective(loss, &[])?;
         self.check_pair(input, target, loss, "evaluation")?;
+        self.check_batch_size("evaluation buffers", input.nrows().min(1024))?;
         Ok(self.evaluate_checked(input, target, loss, 1024))
     }
 
@@ -68,6 +70,7 @@ impl<T: Float> Autoencoder<T> {
     ) -> Result<LossTerms> {
         self.check_objective(loss, penalties)?;
         self.check_pair(input, target, loss, "objective")?;
+        self.check_batch_size("objective buffers", input.nrows().min(1024))?;
         let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
         let (n, chunk) = (input.nrows(), 1024);
         let mut terms = LossTerms::default();
@@ -127,6 +130,13 @@ impl<T: Float> Autoencoder<T> {
     /// `x`; [`Error::InvalidConfig`] if an encoder layer is not dense.
     pub fn jacobian_norm(&self, x: ArrayView2<T>) -> Result<f64> {
         self.check_data(x, "jacobian_norm input")?;
+        let widest = self
+            .arch
+            .layers
+            .iter()
+            .map(|l| l.n_out)
+            .fold(self.n_in(), usize::max);
+        check_elements::<T>("jacobian_norm Jacobian", &[self.n_in(), widest])?;
         let mut encoder = Vec::with_capacity(self.encoder().len());
         for (l, layer) in self.encoder().iter().enumerate() {
             encoder.push(layer.as_dense().ok_or_else(|| {

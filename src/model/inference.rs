@@ -7,6 +7,7 @@ use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::architecture::Latent;
+use crate::budget::check_elements;
 use crate::data::{check_finite, check_width};
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -23,6 +24,7 @@ impl<T: Float> Autoencoder<T> {
     pub fn encode(&self, x: ArrayView2<T>) -> Result<Array2<T>> {
         check_width(x, self.n_in(), "encode input")?;
         check_finite(x, "encode input")?;
+        self.check_batch_size("encode buffers", x.nrows())?;
         let code = run(self.encoder(), x);
         Ok(match self.latent() {
             Latent::Deterministic => code,
@@ -43,6 +45,7 @@ impl<T: Float> Autoencoder<T> {
         }
         check_width(x, self.n_in(), "encode input")?;
         check_finite(x, "encode input")?;
+        self.check_batch_size("encode buffers", x.nrows())?;
         let code = run(self.encoder(), x);
         let k = self.n_latent();
         Ok((
@@ -62,6 +65,7 @@ impl<T: Float> Autoencoder<T> {
                 "sample needs a Gaussian latent (a VAE)".into(),
             ));
         }
+        self.check_batch_size("samples", n)?;
         let z = Array2::from_shape_simple_fn((n, self.n_latent()), || {
             T::cast(StandardNormal.sample(rng))
         });
@@ -88,6 +92,7 @@ impl<T: Float> Autoencoder<T> {
             expected: format!("two rows of width {}", self.n_in()),
             found: format!("{} and {}", a.len(), b.len()),
         })?;
+        self.check_batch_size("interpolation steps", steps)?;
         let codes = self.encode(ends.view())?;
         let z = Array2::from_shape_fn((steps, self.n_latent()), |(i, j)| {
             let t = T::cast(i as f64 / (steps - 1) as f64);
@@ -105,6 +110,7 @@ impl<T: Float> Autoencoder<T> {
     pub fn decode(&self, codes: ArrayView2<T>) -> Result<Array2<T>> {
         check_width(codes, self.n_latent(), "decode input")?;
         check_finite(codes, "decode input")?;
+        self.check_batch_size("decode buffers", codes.nrows())?;
         Ok(run(self.decoder(), codes))
     }
 
@@ -117,6 +123,23 @@ impl<T: Float> Autoencoder<T> {
         check_finite(x, "reconstruct input")?;
         let codes = self.encode(x)?;
         Ok(run(self.decoder(), codes.view()))
+    }
+}
+
+impl<T: Float> Autoencoder<T> {
+    /// Checks that `rows` rows at the widest layer fit the memory budget: what inference,
+    /// sampling and the training workspace allocate per layer.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] otherwise.
+    pub(crate) fn check_batch_size(&self, what: &'static str, rows: usize) -> Result<()> {
+        let arch = self.architecture();
+        let widest = arch
+            .layers
+            .iter()
+            .map(|l| l.n_out)
+            .fold(arch.n_in, usize::max);
+        check_elements::<T>(what, &[rows, widest]).map(|_| ())
     }
 }
 
