@@ -31,6 +31,7 @@ use crate::layers::{LayerKind, ParamKind, ParamVisitor};
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "DenseData<T>", bound(deserialize = "T: Float"))]
 pub struct Dense<T> {
     weights: Array2<T>, // (n_in, n_out)
     bias: Array1<T>,    // (n_out)
@@ -39,6 +40,24 @@ pub struct Dense<T> {
     grad_weights: Array2<T>, // (n_in, n_out), dL/dW, accumulated
     #[serde(skip)]
     grad_bias: Array1<T>, // (n_out), dL/db, accumulated
+}
+
+/// A [`Dense`] as serde reads it, before the checks of [`Dense::new`], which every
+/// deserialized layer goes through.
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "T: Float"))]
+struct DenseData<T> {
+    weights: Array2<T>,
+    bias: Array1<T>,
+    activation: Activation,
+}
+
+impl<T: Float> TryFrom<DenseData<T>> for Dense<T> {
+    type Error = Error;
+
+    fn try_from(data: DenseData<T>) -> Result<Self> {
+        Dense::new(data.weights, data.bias, data.activation)
+    }
 }
 
 impl<T: Float> Dense<T> {

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::activation::Activation;
 use crate::architecture::{Architecture, Latent, Tying};
+use crate::error::{Error, Result};
 use crate::layers::Layer;
 
 mod backprop;
@@ -53,13 +54,67 @@ pub use builder::AutoencoderBuilder;
 /// assert_eq!(ae.decode(codes.view())?, ae.reconstruct(x.view())?);
 /// # Ok(()) }
 /// ```
+///
+/// With serde, a model serializes as its layers and its [`Architecture`]; deserializing goes
+/// through the same assembly and checks as [`Autoencoder::assemble`] (and each layer through
+/// its constructor's), so a deserialized model is valid and trains.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(bound(deserialize = "T: crate::float::Float"))]
+#[serde(
+    try_from = "ModelData<T>",
+    bound(deserialize = "T: crate::float::Float")
+)]
 pub struct Autoencoder<T> {
     layers: Vec<Layer<T>>,
     arch: Architecture, // the layers' description; layers[..arch.n_encoder] is the encoder
     #[serde(skip)]
     ws: Workspace<T>,
+}
+
+/// An [`Autoencoder`] as serde reads it, before assembly checks it.
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "T: crate::float::Float"))]
+struct ModelData<T> {
+    layers: Vec<Layer<T>>,
+    arch: Architecture,
+}
+
+impl<T: crate::float::Float> TryFrom<ModelData<T>> for Autoencoder<T> {
+    type Error = Error;
+
+    fn try_from(data: ModelData<T>) -> Result<Self> {
+        let ModelData { mut layers, arch } = data;
+        if arch.n_encoder > layers.len() {
+            return Err(Error::InvalidConfig(format!(
+                "a serialized model with {} layers cannot have {} encoder layers",
+                layers.len(),
+                arch.n_encoder
+            )));
+        }
+        let given: Vec<Layer<T>> = layers.clone();
+        let decoder = layers.split_off(arch.n_encoder);
+        let model = Autoencoder::assemble(layers, decoder, arch.latent, arch.tying)?;
+        if model.arch != arch {
+            return Err(Error::InvalidConfig(format!(
+                "a serialized model's architecture {arch:?} does not describe its layers ({:?})",
+                model.arch
+            )));
+        }
+        // Tied decoder weights are derived from the encoder's: they must agree.
+        let same = model.layers.iter().zip(&given).all(|(built, given)| {
+            built
+                .weights()
+                .iter()
+                .zip(given.weights())
+                .all(|(a, b)| a.as_f64().to_bits() == b.as_f64().to_bits())
+        });
+        if !same {
+            return Err(Error::InvalidConfig(
+                "a serialized tied model's decoder weights are not the transposes of its encoder's"
+                    .into(),
+            ));
+        }
+        Ok(model)
+    }
 }
 
 impl<T: crate::float::Float> Autoencoder<T> {
