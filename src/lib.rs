@@ -76,6 +76,7 @@ mod compute;
 pub mod data;
 mod error;
 mod float;
+mod fs;
 pub mod gradcheck;
 mod init;
 mod io;
