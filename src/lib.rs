@@ -105,4 +105,5 @@ pub use objective::penalty::{Biases, Penalty, KL_EPSILON};
 pub use optim::{Adam, Optimizer, OptimizerState, Schedule, Sgd, WeightDecay};
 pub use pca::Pca;
 pub use progress::{Progress, ProgressOutput};
-pub use train::{BatchProgress, EarlyStopping, EpochRecord, History, Restore, StopReason, Trainer};
+pub use train::history::{BatchProgress, EarlyStopping, EpochRecord, History, Restore, StopReason};
+pub use train::Trainer;

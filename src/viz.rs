@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::fs::write_atomic;
 use crate::model::Autoencoder;
-use crate::train::History;
+use crate::train::history::History;
 
 /// Pixels between tiles and around the grid.
 const PAD: usize = 2;

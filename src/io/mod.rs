@@ -25,10 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::fs::write_atomic;
 use crate::layers::ParamKind;
-use crate::train::{Progress, RunSettings};
-use crate::{
-    Activation, Autoencoder, Dense, Error, Float, History, Latent, OptimizerState, Result, Tying,
-};
+use crate::train::history::History;
+use crate::train::state::{RunSettings, RunState, RunStateRef};
+use crate::{Activation, Autoencoder, Dense, Error, Float, Latent, OptimizerState, Result, Tying};
 
 /// The version of the file format this build writes, and the newest it reads.
 ///
@@ -193,7 +192,7 @@ impl<T: Float> Autoencoder<T> {
 pub struct Checkpoint<T> {
     model: Autoencoder<T>,
     optimizer: OptimizerState<T>,
-    progress: Progress<T>,
+    progress: RunState<T>,
 }
 
 impl<T: Float> Checkpoint<T> {
@@ -243,21 +242,9 @@ impl<T: Float> Checkpoint<T> {
     }
 
     /// Takes the checkpoint apart, for the trainer.
-    pub(crate) fn into_parts(self) -> (Autoencoder<T>, OptimizerState<T>, Progress<T>) {
+    pub(crate) fn into_parts(self) -> (Autoencoder<T>, OptimizerState<T>, RunState<T>) {
         (self.model, self.optimizer, self.progress)
     }
-}
-
-/// What the trainer hands to [`save_checkpoint`]: [`Progress`] by reference.
-#[derive(Debug)]
-pub(crate) struct ProgressRef<'a, T> {
-    pub(crate) settings: &'a RunSettings,
-    pub(crate) epoch: usize,
-    pub(crate) rng: &'a ChaCha8Rng,
-    pub(crate) order: &'a [usize],
-    pub(crate) history: &'a History,
-    pub(crate) best: Option<(f64, usize, &'a Autoencoder<T>)>,
-    pub(crate) since_best: usize,
 }
 
 /// Writes a checkpoint to `path` atomically.
@@ -265,7 +252,7 @@ pub(crate) fn save_checkpoint<T: Float>(
     path: &Path,
     model: &Autoencoder<T>,
     optimizer: &OptimizerState<T>,
-    progress: ProgressRef<'_, T>,
+    progress: RunStateRef<'_, T>,
 ) -> Result<()> {
     let bytes = checkpoint_bytes(model, optimizer, progress)?;
     write_atomic(path, |file| file.write_all(&bytes))
@@ -274,7 +261,7 @@ pub(crate) fn save_checkpoint<T: Float>(
 fn checkpoint_bytes<T: Float>(
     model: &Autoencoder<T>,
     optimizer: &OptimizerState<T>,
-    progress: ProgressRef<'_, T>,
+    progress: RunStateRef<'_, T>,
 ) -> Result<Vec<u8>> {
     let mut tensors = TensorList::new::<T>();
     tensors.push_model("", model);
@@ -859,7 +846,7 @@ fn decode_checkpoint<T: Float>(bytes: &[u8], path: &Path) -> Result<Checkpoint<T
     Ok(Checkpoint {
         model,
         optimizer: state,
-        progress: Progress {
+        progress: RunState {
             settings: training.settings,
             epoch: training.epoch,
             rng,

@@ -9,179 +9,23 @@ use ndarray::{s, Array2, ArrayView2};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
 use crate::compute::threads::{for_each_block, row_blocks_mut, slice_blocks, zip_blocks};
-use crate::data::noise::value_range;
-use crate::error::{check_non_negative, check_positive, check_range};
-use crate::float::avx2_dispatch;
-use crate::model::LossTerms;
-use crate::{
-    Autoencoder, Checkpoint, Error, Float, Loss, Noise, Optimizer, Penalty, Result, Schedule,
+use crate::data::noise::{value_range, Noise};
+use crate::error::{check_positive, check_range, Error, Result};
+use crate::float::{avx2_dispatch, Float};
+use crate::io::Checkpoint;
+use crate::model::{Autoencoder, LossTerms};
+use crate::objective::loss::Loss;
+use crate::objective::penalty::Penalty;
+use crate::optim::{Optimizer, Schedule};
+use crate::train::history::{
+    BatchProgress, EarlyStopping, EpochRecord, History, Restore, StopReason,
 };
+use crate::train::state::{RunSettings, RunState, RunStateRef};
 
-/// What one epoch did. Losses are means over the epoch's samples.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// Epoch number, from 0.
-    pub epoch: usize,
-    /// Training objective: reconstruction plus every penalty, on the (corrupted, if
-    /// denoising) training input, averaged over the epoch's batches weighted by size.
-    pub train_loss: f64,
-    /// The reconstruction part of `train_loss`.
-    pub train_reconstruction: f64,
-    /// Each penalty's part of `train_loss`, in the order given to [`Trainer::penalty`].
-    pub train_penalties: Vec<f64>,
-    /// Reconstruction loss on the clean validation set after the epoch, if one was given.
-    pub valid_loss: Option<f64>,
-    /// Learning rate used in the epoch.
-    pub lr: f64,
-    /// Wall-clock seconds spent training (validation excluded).
-    pub seconds: f64,
-    /// Training samples per second.
-    pub samples_per_second: f64,
-}
-
-/// Why training stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StopReason {
-    /// All requested epochs ran.
-    Completed,
-    /// Early stopping: the monitored loss did not improve for `patience` epochs.
-    EarlyStopped,
-    /// The epoch callback asked to stop.
-    Callback,
-}
-
-/// Everything [`Trainer::fit`] measured.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct History {
-    /// One record per epoch run.
-    pub epochs: Vec<EpochRecord>,
-    /// Names of the penalties, in the order of [`EpochRecord::train_penalties`].
-    pub penalty_names: Vec<String>,
-    /// The epoch with the lowest monitored loss (validation if given, else training).
-    pub best_epoch: Option<usize>,
-    /// Why training stopped.
-    pub stop: StopReason,
-}
-
-impl History {
-    /// The last epoch's record.
-    pub fn last(&self) -> Option<&EpochRecord> {
-        self.epochs.last()
-    }
-
-    /// The loss early stopping monitors: validation if present, else training.
-    pub fn monitored(record: &EpochRecord) -> f64 {
-        record.valid_loss.unwrap_or(record.train_loss)
-    }
-}
-
-/// Which weights the model keeps when early stopping ends a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Restore {
-    /// Restore the weights of the best epoch (the default).
-    Best,
-    /// Keep the last epoch's weights.
-    Last,
-}
-
-/// Early stopping: stop when the monitored loss (validation if given, else training) has
-/// not fallen by more than `min_delta` below the best so far for `patience` epochs.
-///
-/// | parameter | default | range |
-/// | --- | --- | --- |
-/// | `patience` | given | `>= 1` epochs |
-/// | `min_delta` | 0 | `>= 0` |
-/// | `restore` | [`Restore::Best`] | |
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct EarlyStopping {
-    patience: usize,
-    min_delta: f64,
-    restore: Restore,
-}
-
-impl EarlyStopping {
-    /// Stops after `patience` epochs without improvement.
-    pub fn new(patience: usize) -> Self {
-        EarlyStopping {
-            patience,
-            min_delta: 0.0,
-            restore: Restore::Best,
-        }
-    }
-
-    /// Improvements smaller than `min_delta` do not count.
-    pub fn min_delta(mut self, min_delta: f64) -> Self {
-        self.min_delta = min_delta;
-        self
-    }
-
-    /// Which weights to keep at the end.
-    pub fn restore(mut self, restore: Restore) -> Self {
-        self.restore = restore;
-        self
-    }
-
-    fn validate(&self) -> Result<()> {
-        check_range(
-            "patience",
-            self.patience as f64,
-            self.patience >= 1,
-            "at least 1 epoch",
-        )?;
-        check_non_negative("min_delta", self.min_delta)
-    }
-}
-
-/// Progress within an epoch, passed to the [`Trainer::on_batch`] callback.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BatchProgress {
-    /// Epoch, from 0.
-    pub epoch: usize,
-    /// Batches done in this epoch, from 1.
-    pub batch: usize,
-    /// Batches per epoch.
-    pub n_batches: usize,
-    /// Samples done in this epoch.
-    pub samples: usize,
-    /// Running mean of the training objective over this epoch so far.
-    pub loss: f64,
-    /// Seconds since the epoch started.
-    pub seconds: f64,
-}
-
-/// The trainer settings that decide which batches a run sees and how they are scored: a
-/// resumed run must use the same ones to continue the first run exactly.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct RunSettings {
-    pub(crate) loss: Loss,
-    pub(crate) batch_size: usize,
-    pub(crate) seed: u64,
-    pub(crate) noise: Option<Noise>,
-}
-
-/// Where a run stands between two epochs: everything a checkpoint saves besides the model
-/// and the optimizer's state.
-#[derive(Debug, Clone)]
-pub(crate) struct Progress<T> {
-    /// The settings of the run that saved it (`None` in checkpoints written before they
-    /// were recorded).
-    pub(crate) settings: Option<RunSettings>,
-    /// The next epoch to run.
-    pub(crate) epoch: usize,
-    /// The shuffling and noise generator, as it is after `epoch - 1`.
-    pub(crate) rng: ChaCha8Rng,
-    /// The row order of epoch `epoch - 1`: each epoch shuffles the previous order.
-    pub(crate) order: Vec<usize>,
-    /// Epochs run so far.
-    pub(crate) history: History,
-    /// Lowest monitored loss, its epoch, and the weights after that epoch.
-    pub(crate) best: Option<(f64, usize, Autoencoder<T>)>,
-    /// Epochs since the best one.
-    pub(crate) since_best: usize,
-}
+pub(crate) mod history;
+pub(crate) mod state;
 
 /// Where and how often [`Trainer::checkpoint`] saves.
 #[derive(Debug, Clone)]
@@ -518,7 +362,7 @@ impl<O> Trainer<O> {
         model: &mut Autoencoder<T>,
         train: ArrayView2<T>,
         valid: Option<ArrayView2<T>>,
-        resumed: Option<Progress<T>>,
+        resumed: Option<RunState<T>>,
     ) -> Result<History>
     where
         O: Optimizer<T>,
@@ -538,7 +382,7 @@ impl<O> Trainer<O> {
         let mut snapshot = model.clone(); // last weights known finite (start of epoch)
         let mut penalties = self.penalties.clone(); // as they apply this epoch (warm-up)
         let settings = self.settings();
-        let Progress {
+        let RunState {
             settings: _,
             epoch: first_epoch,
             mut rng,
@@ -546,7 +390,7 @@ impl<O> Trainer<O> {
             mut history,
             mut best,
             mut since_best,
-        } = resumed.unwrap_or_else(|| Progress {
+        } = resumed.unwrap_or_else(|| RunState {
             settings: None,
             epoch: 0,
             rng: ChaCha8Rng::seed_from_u64(self.seed),
@@ -689,7 +533,7 @@ impl<O> Trainer<O> {
             if let Some(c) = &self.checkpoint {
                 let last = stop.is_some() || epoch + 1 == self.epochs;
                 if last || (epoch + 1) % c.every == 0 {
-                    let progress = crate::io::ProgressRef {
+                    let progress = RunStateRef {
                         settings: &settings,
                         epoch: epoch + 1,
                         rng: &rng,
