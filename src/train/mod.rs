@@ -14,7 +14,7 @@ use crate::compute::threads::{for_each_block, row_blocks_mut, slice_blocks, zip_
 use crate::data::noise::{value_range, Noise};
 use crate::error::{check_positive, check_range, Error, Result};
 use crate::float::{avx2_dispatch, Float};
-use crate::io::Checkpoint;
+use crate::io::checkpoint::{save_checkpoint, Checkpoint};
 use crate::model::{Autoencoder, LossTerms};
 use crate::objective::loss::Loss;
 use crate::objective::penalty::Penalty;
@@ -542,7 +542,7 @@ impl<O> Trainer<O> {
                         best: best.as_ref().map(|(l, e, m)| (*l, *e, m)),
                         since_best,
                     };
-                    crate::io::save_checkpoint(&c.path, model, &self.optimizer.state(), progress)?;
+                    save_checkpoint(&c.path, model, &self.optimizer.state(), progress)?;
                 }
             }
             if stop.is_some() {
