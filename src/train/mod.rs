@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::compute::threads::{for_each_block, row_blocks_mut, slice_blocks, zip_blocks};
 use crate::data::noise::{value_range, Noise};
 use crate::error::{check_positive, check_range, Error, Result};
-use crate::float::{avx2_dispatch, Float};
+use crate::float::Float;
 use crate::io::checkpoint::{save_checkpoint, Checkpoint};
 use crate::model::{Autoencoder, LossTerms};
 use crate::objective::loss::Loss;
@@ -23,9 +23,11 @@ use crate::train::history::{
     BatchProgress, EarlyStopping, EpochRecord, History, Restore, StopReason,
 };
 use crate::train::state::{RunSettings, RunState, RunStateRef};
+use crate::train::step::Position;
 
 pub(crate) mod history;
 pub(crate) mod state;
+mod step;
 
 /// Where and how often [`Trainer::checkpoint`] saves.
 #[derive(Debug, Clone)]
@@ -608,18 +610,7 @@ impl<O> Trainer<O> {
                 found: format!("{:?}", target.dim()),
             });
         }
-        let mut rng = self
-            .step_rng
-            .take()
-            .unwrap_or_else(|| ChaCha8Rng::seed_from_u64(self.seed));
-        let at = Position {
-            lr: self.optimizer.lr(),
-            epoch: 0,
-            batch: 0,
-        };
-        let result = self.step_checked(model, input, target, None, &mut rng, at);
-        self.step_rng = Some(rng);
-        result.map(|()| self.terms.total())
+        self.step_at_base_lr(model, input, target)
     }
 
     /// The loss terms of the last step (of [`Trainer::step`] or within [`Trainer::fit`]):
@@ -632,55 +623,6 @@ impl<O> Trainer<O> {
     /// ```
     pub fn last_terms(&self) -> &LossTerms {
         &self.terms
-    }
-
-    /// The training step shared by [`Trainer::step`] and [`Trainer::fit`], on checked
-    /// inputs: gradient of the objective (`penalties` as they apply now, or the given ones
-    /// if `None`), divergence checks, clipping, one optimizer update at rate `at.lr`, tied
-    /// weights re-synced. Leaves the loss terms in `self.terms`. Allocates nothing once the
-    /// model's workspace and the optimizer's state exist for this batch size.
-    fn step_checked<T: Float>(
-        &mut self,
-        model: &mut Autoencoder<T>,
-        input: ArrayView2<T>,
-        target: ArrayView2<T>,
-        penalties: Option<&[Penalty]>,
-        rng: &mut ChaCha8Rng,
-        at: Position,
-    ) -> Result<()>
-    where
-        O: Optimizer<T>,
-    {
-        let penalties = penalties.unwrap_or(&self.penalties);
-        model.loss_and_gradient(input, target, self.loss, penalties, &mut self.terms, rng);
-        let diverged = |what, value: f64| {
-            Err(Error::Diverged {
-                epoch: at.epoch,
-                batch: at.batch,
-                what,
-                value,
-            })
-        };
-        let total = self.terms.total();
-        if !total.is_finite() {
-            return diverged("loss", total);
-        }
-        let norm = grad_norm(model);
-        if !norm.is_finite() {
-            return diverged("gradient norm", norm);
-        }
-        if let Some(max) = self.clip_grad_norm {
-            if norm > max {
-                scale_grads(model, T::cast(max / norm));
-            }
-        }
-        self.optimizer.begin_step();
-        let optimizer = &mut self.optimizer;
-        model.visit_params(|index, param, grad, kind| {
-            optimizer.update(index, param, grad, kind, at.lr)
-        });
-        model.sync_tied();
-        Ok(())
     }
 
     fn validate<T: Float>(
@@ -729,50 +671,5 @@ impl<O> Trainer<O> {
             self.loss.validate_targets(valid, "validation data")?;
         }
         Ok(())
-    }
-}
-
-/// Where a step runs: its learning rate, and the epoch and batch that errors report.
-#[derive(Debug, Clone, Copy)]
-struct Position {
-    lr: f64,
-    epoch: usize,
-    batch: usize,
-}
-
-/// Global L2 norm of all parameter gradients.
-fn grad_norm<T: Float>(model: &mut Autoencoder<T>) -> f64 {
-    let mut sum = 0.0;
-    model.visit_params(|_, _, grad, _| sum += sum_squares_wide(grad).as_f64());
-    sum.sqrt()
-}
-
-avx2_dispatch! {
-    /// [`sum_squares`], for AVX2 when available.
-    fn sum_squares_wide / sum_squares<T>(x: &[T]) -> T
-    where T: Float
-}
-
-/// `sum x^2` in 8 interleaved partial sums combined in a fixed order (vectorizes, and the
-/// result does not depend on the instruction set).
-#[inline(always)]
-fn sum_squares<T: Float>(x: &[T]) -> T {
-    let mut acc = [T::zero(); 8];
-    let mut chunks = x.chunks_exact(8);
-    for chunk in &mut chunks {
-        for (acc, &g) in acc.iter_mut().zip(chunk) {
-            *acc += g * g;
-        }
-    }
-    let tail = chunks.remainder().iter().fold(T::zero(), |s, &g| s + g * g);
-    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail
-}
-
-/// Multiplies every gradient by `factor`.
-fn scale_grads<T: Float>(model: &mut Autoencoder<T>, factor: T) {
-    for layer in model.layers_mut() {
-        let (_, _, gw, gb) = layer.params_with_grads_mut();
-        *gw *= factor;
-        *gb *= factor;
     }
 }
