@@ -19,7 +19,7 @@ use crate::layers::ParamKind;
 use crate::model::Autoencoder;
 use crate::optim::OptimizerState;
 use crate::train::history::History;
-use crate::train::state::{RunSettings, RunState, RunStateRef};
+use crate::train::state::{RunSettings, RunState};
 
 /// The training state, as saved in the metadata key `training` of a checkpoint (JSON).
 #[derive(Debug, Serialize, Deserialize)]
@@ -129,7 +129,7 @@ pub(crate) fn save_checkpoint<T: Float>(
     path: &Path,
     model: &Autoencoder<T>,
     optimizer: &OptimizerState<T>,
-    state: RunStateRef<'_, T>,
+    state: &RunState<T>,
 ) -> Result<()> {
     let bytes = checkpoint_bytes(model, optimizer, state)?;
     write_atomic(path, |file| file.write_all(&bytes))
@@ -138,27 +138,30 @@ pub(crate) fn save_checkpoint<T: Float>(
 fn checkpoint_bytes<T: Float>(
     model: &Autoencoder<T>,
     optimizer: &OptimizerState<T>,
-    state: RunStateRef<'_, T>,
+    state: &RunState<T>,
 ) -> Result<Vec<u8>> {
     let mut tensors = TensorList::new::<T>();
     tensors.push_model("", model);
-    if let Some((_, _, best)) = state.best {
+    if let Some((_, _, best)) = &state.best {
         tensors.push_model("best.", best);
     }
     let buffer_names = push_optimizer(&mut tensors, optimizer, &param_names(model))?;
-    tensors.push_indices("training.order", state.order);
+    tensors.push_indices("training.order", &state.order);
     let training = TrainingMeta {
         epoch: state.epoch,
-        rng: rng_meta(state.rng),
+        rng: rng_meta(&state.rng),
         since_best: state.since_best,
-        best: state.best.map(|(loss, epoch, _)| BestMeta { loss, epoch }),
+        best: state
+            .best
+            .as_ref()
+            .map(|&(loss, epoch, _)| BestMeta { loss, epoch }),
         optimizer: OptimizerMeta {
             name: optimizer.name().to_string(),
             steps: optimizer.steps(),
             buffers: buffer_names,
         },
         history: state.history.clone(),
-        settings: Some(state.settings.clone()),
+        settings: state.settings.clone(),
     };
     let mut meta = metadata::<T>("checkpoint", model);
     meta.insert("training".into(), to_json(&training)?);

@@ -1,31 +1,33 @@
 //! `Trainer`: mini-batch training shared by every kind of autoencoder, with validation,
 //! early stopping, history, callbacks and divergence detection.
+//!
+//! This file holds the `Trainer`, its settings and its public API. The other files:
+//! - `history.rs`: what a run records (`EpochRecord`, `History`, `StopReason`) and early
+//!   stopping.
+//! - `state.rs`: where a run stands between epochs (`RunState`), as checkpoints save it;
+//!   `io::checkpoint` reads and writes it, so it imports nothing of the trainer.
+//! - `step.rs`: the training step, divergence checks, gradient clipping.
+//! - `run.rs`: the epoch loop of `fit` and `resume`, and checkpointing.
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use ndarray::{s, Array2, ArrayView2};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use ndarray::ArrayView2;
 use rand_chacha::ChaCha8Rng;
 
-use crate::compute::threads::{for_each_block, row_blocks_mut, slice_blocks, zip_blocks};
-use crate::data::noise::{value_range, Noise};
+use crate::data::noise::Noise;
 use crate::error::{check_positive, check_range, Error, Result};
 use crate::float::Float;
-use crate::io::checkpoint::{save_checkpoint, Checkpoint};
+use crate::io::checkpoint::Checkpoint;
 use crate::model::{Autoencoder, LossTerms};
 use crate::objective::loss::Loss;
 use crate::objective::penalty::Penalty;
 use crate::optim::{Optimizer, Schedule};
-use crate::train::history::{
-    BatchProgress, EarlyStopping, EpochRecord, History, Restore, StopReason,
-};
-use crate::train::state::{RunSettings, RunState, RunStateRef};
-use crate::train::step::Position;
+use crate::train::history::{BatchProgress, EarlyStopping, EpochRecord, History};
+use crate::train::state::RunSettings;
 
 pub(crate) mod history;
+mod run;
 pub(crate) mod state;
 mod step;
 
@@ -315,31 +317,27 @@ impl<O> Trainer<O> {
     where
         O: Optimizer<T>,
     {
-        let (saved_model, state, progress) = checkpoint.into_parts();
-        if let Some(saved) = progress
-            .settings
-            .as_ref()
-            .filter(|&s| *s != self.settings())
-        {
+        let (saved_model, optimizer_state, state) = checkpoint.into_parts();
+        if let Some(saved) = state.settings.as_ref().filter(|&s| *s != self.settings()) {
             return Err(Error::InvalidConfig(format!(
                 "the checkpoint was trained with {saved:?} but the trainer has {:?}: resume \
                  with the settings of the first run",
                 self.settings()
             )));
         }
-        if progress.history.penalty_names != self.penalty_names() {
+        if state.history.penalty_names != self.penalty_names() {
             return Err(Error::InvalidConfig(format!(
                 "the checkpoint was trained with penalties {:?} but the trainer has {:?}: \
                  resume with the settings of the first run",
-                progress.history.penalty_names,
+                state.history.penalty_names,
                 self.penalty_names()
             )));
         }
         // Check everything before touching the caller's model or the optimizer.
         self.validate(&saved_model, train, valid)?;
-        self.optimizer.load_state(state)?;
+        self.optimizer.load_state(optimizer_state)?;
         *model = saved_model;
-        self.run(model, train, valid, Some(progress))
+        self.run(model, train, valid, Some(state))
     }
 
     fn settings(&self) -> RunSettings {
@@ -356,202 +354,6 @@ impl<O> Trainer<O> {
             .iter()
             .map(|p| p.name().to_string())
             .collect()
-    }
-
-    /// The one training loop, from the start or from `resumed`.
-    fn run<T: Float>(
-        &mut self,
-        model: &mut Autoencoder<T>,
-        train: ArrayView2<T>,
-        valid: Option<ArrayView2<T>>,
-        resumed: Option<RunState<T>>,
-    ) -> Result<History>
-    where
-        O: Optimizer<T>,
-    {
-        self.validate(model, train, valid)?;
-        let (n, n_in) = train.dim();
-        let batch_size = self.batch_size.min(n);
-        let n_batches = n.div_ceil(batch_size);
-        let mut target = Array2::<T>::zeros((batch_size, n_in)); // (batch, n_in), clean rows
-        let mut noisy = Array2::<T>::zeros(if self.noise.is_some() {
-            (batch_size, n_in)
-        } else {
-            (0, n_in)
-        });
-        let range = value_range(train);
-        let mut sum_penalties = vec![0.0; self.penalties.len()];
-        let mut snapshot = model.clone(); // last weights known finite (start of epoch)
-        let mut penalties = self.penalties.clone(); // as they apply this epoch (warm-up)
-        let settings = self.settings();
-        let RunState {
-            settings: _,
-            epoch: first_epoch,
-            mut rng,
-            mut order,
-            mut history,
-            mut best,
-            mut since_best,
-        } = resumed.unwrap_or_else(|| RunState {
-            settings: None,
-            epoch: 0,
-            rng: ChaCha8Rng::seed_from_u64(self.seed),
-            order: (0..n).collect(),
-            history: History {
-                epochs: Vec::new(),
-                penalty_names: self.penalty_names(),
-                best_epoch: None,
-                stop: StopReason::Completed,
-            },
-            best: None,
-            since_best: 0,
-        });
-        history.stop = StopReason::Completed;
-        if order.len() != n {
-            return Err(Error::ShapeMismatch {
-                context: "resumed training data",
-                expected: format!("{} rows, as in the checkpointed run", order.len()),
-                found: format!("{:?}", train.dim()),
-            });
-        }
-
-        for epoch in first_epoch..self.epochs {
-            snapshot.copy_params_from(model);
-            for (now, given) in penalties.iter_mut().zip(&self.penalties) {
-                *now = given.at_epoch(epoch);
-            }
-            let lr = self.schedule.lr_at(self.optimizer.lr(), epoch, self.epochs);
-            let start = Instant::now();
-            order.shuffle(&mut rng);
-            let mut sum_recon = 0.0;
-            sum_penalties.fill(0.0);
-            for (batch, rows) in order.chunks(batch_size).enumerate() {
-                let m = rows.len();
-                // Gather the batch's rows (spread over the threads for large batches).
-                let elements = m * target.ncols();
-                let blocks = row_blocks_mut(target.slice_mut(s![..m, ..]));
-                for_each_block(
-                    elements,
-                    zip_blocks(blocks, slice_blocks(rows)),
-                    |(mut dst, rows)| {
-                        for (r, &i) in rows.iter().enumerate() {
-                            dst.row_mut(r).assign(&train.row(i));
-                        }
-                        0.0
-                    },
-                );
-                let target = target.slice(s![..m, ..]);
-                let input = match self.noise {
-                    Some(noise) => {
-                        noise.apply(target, noisy.slice_mut(s![..m, ..]), range, &mut rng);
-                        noisy.slice(s![..m, ..])
-                    }
-                    None => target,
-                };
-                let at = Position { lr, epoch, batch };
-                if let Err(e) =
-                    self.step_checked(model, input, target, Some(&penalties), &mut rng, at)
-                {
-                    if !model.params_are_finite() {
-                        model.copy_params_from(&snapshot);
-                    }
-                    return Err(e);
-                }
-                let terms = &self.terms;
-
-                sum_recon += terms.reconstruction * m as f64;
-                for (s, p) in sum_penalties.iter_mut().zip(&terms.penalties) {
-                    *s += p * m as f64;
-                }
-                if let Some(f) = self.on_batch.as_mut() {
-                    let samples = batch * batch_size + m;
-                    let loss = (sum_recon + sum_penalties.iter().sum::<f64>()) / samples as f64;
-                    let seconds = start.elapsed().as_secs_f64();
-                    f(&BatchProgress {
-                        epoch,
-                        batch: batch + 1,
-                        n_batches,
-                        samples,
-                        loss,
-                        seconds,
-                    });
-                }
-            }
-            let seconds = start.elapsed().as_secs_f64();
-            if !model.params_are_finite() {
-                model.copy_params_from(&snapshot);
-                return Err(Error::Diverged {
-                    epoch,
-                    batch: n_batches - 1,
-                    what: "weights",
-                    value: f64::NAN,
-                });
-            }
-            let valid_loss = match valid {
-                Some(v) => Some(model.evaluate_checked(v, v, self.loss, batch_size)),
-                None => None,
-            };
-            let train_penalties: Vec<f64> = sum_penalties.iter().map(|s| s / n as f64).collect();
-            let record = EpochRecord {
-                epoch,
-                train_loss: (sum_recon + sum_penalties.iter().sum::<f64>()) / n as f64,
-                train_reconstruction: sum_recon / n as f64,
-                train_penalties,
-                valid_loss,
-                lr,
-                seconds,
-                samples_per_second: n as f64 / seconds.max(1e-12),
-            };
-            let monitored = History::monitored(&record);
-            history.epochs.push(record);
-
-            let min_delta = self.early_stopping.map_or(0.0, |e| e.min_delta);
-            match &mut best {
-                Some((best_loss, _, _)) if monitored >= *best_loss - min_delta => since_best += 1,
-                Some((best_loss, best_epoch, best_model)) => {
-                    (*best_loss, *best_epoch) = (monitored, epoch);
-                    best_model.copy_params_from(model);
-                    since_best = 0;
-                }
-                None => best = Some((monitored, epoch, model.clone())),
-            }
-            history.best_epoch = best.as_ref().map(|b| b.1);
-
-            let mut stop = None;
-            if let Some(f) = self.on_epoch.as_mut() {
-                if f(history.epochs.last().expect("just pushed")).is_break() {
-                    stop = Some(StopReason::Callback);
-                }
-            }
-            if let (None, Some(es)) = (stop, self.early_stopping) {
-                if since_best >= es.patience {
-                    stop = Some(StopReason::EarlyStopped);
-                    if let (Restore::Best, Some((_, _, best_model))) = (es.restore, &best) {
-                        model.copy_params_from(best_model);
-                    }
-                }
-            }
-            history.stop = stop.unwrap_or(StopReason::Completed);
-            if let Some(c) = &self.checkpoint {
-                let last = stop.is_some() || epoch + 1 == self.epochs;
-                if last || (epoch + 1) % c.every == 0 {
-                    let progress = RunStateRef {
-                        settings: &settings,
-                        epoch: epoch + 1,
-                        rng: &rng,
-                        order: &order,
-                        history: &history,
-                        best: best.as_ref().map(|(l, e, m)| (*l, *e, m)),
-                        since_best,
-                    };
-                    save_checkpoint(&c.path, model, &self.optimizer.state(), progress)?;
-                }
-            }
-            if stop.is_some() {
-                break;
-            }
-        }
-        Ok(history)
     }
 
     /// One training step on one batch: forward `input` `(rows, n_in)`, compare with `target`

@@ -1,5 +1,5 @@
-//! Where a run stands between two epochs: the run's settings and state that a checkpoint
-//! saves besides the model and the optimizer, and the borrowed view the checkpoint writer takes.
+//! Where a run stands between two epochs: what a checkpoint saves besides the model and
+//! the optimizer's state, and the settings a resumed run must share with the first.
 
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -23,8 +23,9 @@ pub(crate) struct RunSettings {
 /// and the optimizer's state.
 #[derive(Debug, Clone)]
 pub(crate) struct RunState<T> {
-    /// The settings of the run that saved it (`None` in checkpoints written before they
-    /// were recorded).
+    /// The run's settings: those of the running trainer during a run (its checkpoints save
+    /// them); in a loaded checkpoint, those of the run that saved it (`None` in checkpoints
+    /// written before they were recorded).
     pub(crate) settings: Option<RunSettings>,
     /// The next epoch to run.
     pub(crate) epoch: usize,
@@ -37,18 +38,5 @@ pub(crate) struct RunState<T> {
     /// Lowest monitored loss, its epoch, and the weights after that epoch.
     pub(crate) best: Option<(f64, usize, Autoencoder<T>)>,
     /// Epochs since the best one.
-    pub(crate) since_best: usize,
-}
-
-/// What the trainer hands to the checkpoint writer: [`RunState`] by reference, with the
-/// settings of the running trainer.
-#[derive(Debug)]
-pub(crate) struct RunStateRef<'a, T> {
-    pub(crate) settings: &'a RunSettings,
-    pub(crate) epoch: usize,
-    pub(crate) rng: &'a ChaCha8Rng,
-    pub(crate) order: &'a [usize],
-    pub(crate) history: &'a History,
-    pub(crate) best: Option<(f64, usize, &'a Autoencoder<T>)>,
     pub(crate) since_best: usize,
 }
