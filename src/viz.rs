@@ -21,7 +21,6 @@
 //! # Ok(()) }
 //! ```
 
-use crate::io::write_atomic;
 use std::io::Write;
 use std::ops::RangeInclusive;
 use std::path::Path;
@@ -33,7 +32,11 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::data::check_rows;
-use crate::{Autoencoder, Error, Float, History, Result};
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::fs::write_atomic;
+use crate::model::Autoencoder;
+use crate::train::history::History;
 
 /// Pixels between tiles and around the grid.
 const PAD: usize = 2;

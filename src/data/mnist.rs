@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array1, Array2};
 
 use crate::data::idx;
-use crate::{Error, Float, Result};
+use crate::error::{Error, Result};
+use crate::float::Float;
 
 /// Environment variable naming the folder that holds the MNIST files.
 pub const DIR_VAR: &str = "MNIST_DIR";
@@ -273,7 +274,7 @@ pub fn download(dir: &Path, mirrors: &[String]) -> Result<()> {
                         path: dir.to_path_buf(),
                         source,
                     })?;
-                    crate::io::write_atomic(&dir.join(file.name), |f| {
+                    crate::fs::write_atomic(&dir.join(file.name), |f| {
                         std::io::Write::write_all(f, &bytes)
                     })?;
                     done = true;

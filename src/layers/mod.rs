@@ -231,6 +231,22 @@ impl<T: Float> Layer<T> {
     }
 }
 
+impl<T: Float> Layer<T> {
+    /// The shape files give the weight matrix of a layer of `spec` reading rows `n_in` wide.
+    pub(crate) fn weight_shape(spec: &LayerSpec, n_in: usize) -> (usize, usize) {
+        match spec.kind {
+            LayerKindName::Dense => (n_in, spec.n_out),
+        }
+    }
+
+    /// The length of the bias of a layer of `spec`.
+    pub(crate) fn bias_len(spec: &LayerSpec) -> usize {
+        match spec.kind {
+            LayerKindName::Dense => spec.n_out,
+        }
+    }
+}
+
 impl<T> From<Dense<T>> for Layer<T> {
     fn from(layer: Dense<T>) -> Self {
         Layer::Dense(layer)

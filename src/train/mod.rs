@@ -1,187 +1,35 @@
 //! `Trainer`: mini-batch training shared by every kind of autoencoder, with validation,
 //! early stopping, history, callbacks and divergence detection.
+//!
+//! This file holds the `Trainer`, its settings and its public API. The other files:
+//! - `history.rs`: what a run records (`EpochRecord`, `History`, `StopReason`) and early
+//!   stopping.
+//! - `state.rs`: where a run stands between epochs (`RunState`), as checkpoints save it;
+//!   `io::checkpoint` reads and writes it, so it imports nothing of the trainer.
+//! - `step.rs`: the training step, divergence checks, gradient clipping.
+//! - `run.rs`: the epoch loop of `fit` and `resume`, and checkpointing.
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use ndarray::{s, Array2, ArrayView2};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use ndarray::ArrayView2;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
-use crate::compute::threads::{for_each_block, row_blocks_mut, slice_blocks, zip_blocks};
-use crate::data::noise::value_range;
-use crate::error::{check_non_negative, check_positive, check_range};
-use crate::float::avx2_dispatch;
-use crate::objective::LossTerms;
-use crate::{
-    Autoencoder, Checkpoint, Error, Float, Loss, Noise, Optimizer, Penalty, Result, Schedule,
-};
+use crate::data::noise::Noise;
+use crate::error::{check_positive, check_range, Error, Result};
+use crate::float::Float;
+use crate::io::checkpoint::Checkpoint;
+use crate::model::Autoencoder;
+use crate::objective::loss::Loss;
+use crate::objective::{LossTerms, Penalty};
+use crate::optim::{Optimizer, Schedule};
+use crate::train::history::{BatchProgress, EarlyStopping, EpochRecord, History};
+use crate::train::state::RunSettings;
 
-/// What one epoch did. Losses are means over the epoch's samples.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// Epoch number, from 0.
-    pub epoch: usize,
-    /// Training objective: reconstruction plus every penalty, on the (corrupted, if
-    /// denoising) training input, averaged over the epoch's batches weighted by size.
-    pub train_loss: f64,
-    /// The reconstruction part of `train_loss`.
-    pub train_reconstruction: f64,
-    /// Each penalty's part of `train_loss`, in the order given to [`Trainer::penalty`].
-    pub train_penalties: Vec<f64>,
-    /// Reconstruction loss on the clean validation set after the epoch, if one was given.
-    pub valid_loss: Option<f64>,
-    /// Learning rate used in the epoch.
-    pub lr: f64,
-    /// Wall-clock seconds spent training (validation excluded).
-    pub seconds: f64,
-    /// Training samples per second.
-    pub samples_per_second: f64,
-}
-
-/// Why training stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StopReason {
-    /// All requested epochs ran.
-    Completed,
-    /// Early stopping: the monitored loss did not improve for `patience` epochs.
-    EarlyStopped,
-    /// The epoch callback asked to stop.
-    Callback,
-}
-
-/// Everything [`Trainer::fit`] measured.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct History {
-    /// One record per epoch run.
-    pub epochs: Vec<EpochRecord>,
-    /// Names of the penalties, in the order of [`EpochRecord::train_penalties`].
-    pub penalty_names: Vec<String>,
-    /// The epoch with the lowest monitored loss (validation if given, else training).
-    pub best_epoch: Option<usize>,
-    /// Why training stopped.
-    pub stop: StopReason,
-}
-
-impl History {
-    /// The last epoch's record.
-    pub fn last(&self) -> Option<&EpochRecord> {
-        self.epochs.last()
-    }
-
-    /// The loss early stopping monitors: validation if present, else training.
-    pub fn monitored(record: &EpochRecord) -> f64 {
-        record.valid_loss.unwrap_or(record.train_loss)
-    }
-}
-
-/// Which weights the model keeps when early stopping ends a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Restore {
-    /// Restore the weights of the best epoch (the default).
-    Best,
-    /// Keep the last epoch's weights.
-    Last,
-}
-
-/// Early stopping: stop when the monitored loss (validation if given, else training) has
-/// not fallen by more than `min_delta` below the best so far for `patience` epochs.
-///
-/// | parameter | default | range |
-/// | --- | --- | --- |
-/// | `patience` | given | `>= 1` epochs |
-/// | `min_delta` | 0 | `>= 0` |
-/// | `restore` | [`Restore::Best`] | |
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct EarlyStopping {
-    patience: usize,
-    min_delta: f64,
-    restore: Restore,
-}
-
-impl EarlyStopping {
-    /// Stops after `patience` epochs without improvement.
-    pub fn new(patience: usize) -> Self {
-        EarlyStopping {
-            patience,
-            min_delta: 0.0,
-            restore: Restore::Best,
-        }
-    }
-
-    /// Improvements smaller than `min_delta` do not count.
-    pub fn min_delta(mut self, min_delta: f64) -> Self {
-        self.min_delta = min_delta;
-        self
-    }
-
-    /// Which weights to keep at the end.
-    pub fn restore(mut self, restore: Restore) -> Self {
-        self.restore = restore;
-        self
-    }
-
-    fn validate(&self) -> Result<()> {
-        check_range(
-            "patience",
-            self.patience as f64,
-            self.patience >= 1,
-            "at least 1 epoch",
-        )?;
-        check_non_negative("min_delta", self.min_delta)
-    }
-}
-
-/// Progress within an epoch, passed to the [`Trainer::on_batch`] callback.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BatchProgress {
-    /// Epoch, from 0.
-    pub epoch: usize,
-    /// Batches done in this epoch, from 1.
-    pub batch: usize,
-    /// Batches per epoch.
-    pub n_batches: usize,
-    /// Samples done in this epoch.
-    pub samples: usize,
-    /// Running mean of the training objective over this epoch so far.
-    pub loss: f64,
-    /// Seconds since the epoch started.
-    pub seconds: f64,
-}
-
-/// The trainer settings that decide which batches a run sees and how they are scored: a
-/// resumed run must use the same ones to continue the first run exactly.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct RunSettings {
-    pub(crate) loss: Loss,
-    pub(crate) batch_size: usize,
-    pub(crate) seed: u64,
-    pub(crate) noise: Option<Noise>,
-}
-
-/// Where a run stands between two epochs: everything a checkpoint saves besides the model
-/// and the optimizer's state.
-#[derive(Debug, Clone)]
-pub(crate) struct Progress<T> {
-    /// The settings of the run that saved it (`None` in checkpoints written before they
-    /// were recorded).
-    pub(crate) settings: Option<RunSettings>,
-    /// The next epoch to run.
-    pub(crate) epoch: usize,
-    /// The shuffling and noise generator, as it is after `epoch - 1`.
-    pub(crate) rng: ChaCha8Rng,
-    /// The row order of epoch `epoch - 1`: each epoch shuffles the previous order.
-    pub(crate) order: Vec<usize>,
-    /// Epochs run so far.
-    pub(crate) history: History,
-    /// Lowest monitored loss, its epoch, and the weights after that epoch.
-    pub(crate) best: Option<(f64, usize, Autoencoder<T>)>,
-    /// Epochs since the best one.
-    pub(crate) since_best: usize,
-}
+pub(crate) mod history;
+mod run;
+pub(crate) mod state;
+mod step;
 
 /// Where and how often [`Trainer::checkpoint`] saves.
 #[derive(Debug, Clone)]
@@ -469,31 +317,27 @@ impl<O> Trainer<O> {
     where
         O: Optimizer<T>,
     {
-        let (saved_model, state, progress) = checkpoint.into_parts();
-        if let Some(saved) = progress
-            .settings
-            .as_ref()
-            .filter(|&s| *s != self.settings())
-        {
+        let (saved_model, optimizer_state, state) = checkpoint.into_parts();
+        if let Some(saved) = state.settings.as_ref().filter(|&s| *s != self.settings()) {
             return Err(Error::InvalidConfig(format!(
                 "the checkpoint was trained with {saved:?} but the trainer has {:?}: resume \
                  with the settings of the first run",
                 self.settings()
             )));
         }
-        if progress.history.penalty_names != self.penalty_names() {
+        if state.history.penalty_names != self.penalty_names() {
             return Err(Error::InvalidConfig(format!(
                 "the checkpoint was trained with penalties {:?} but the trainer has {:?}: \
                  resume with the settings of the first run",
-                progress.history.penalty_names,
+                state.history.penalty_names,
                 self.penalty_names()
             )));
         }
         // Check everything before touching the caller's model or the optimizer.
         self.validate(&saved_model, train, valid)?;
-        self.optimizer.load_state(state)?;
+        self.optimizer.load_state(optimizer_state)?;
         *model = saved_model;
-        self.run(model, train, valid, Some(progress))
+        self.run(model, train, valid, Some(state))
     }
 
     fn settings(&self) -> RunSettings {
@@ -510,202 +354,6 @@ impl<O> Trainer<O> {
             .iter()
             .map(|p| p.name().to_string())
             .collect()
-    }
-
-    /// The one training loop, from the start or from `resumed`.
-    fn run<T: Float>(
-        &mut self,
-        model: &mut Autoencoder<T>,
-        train: ArrayView2<T>,
-        valid: Option<ArrayView2<T>>,
-        resumed: Option<Progress<T>>,
-    ) -> Result<History>
-    where
-        O: Optimizer<T>,
-    {
-        self.validate(model, train, valid)?;
-        let (n, n_in) = train.dim();
-        let batch_size = self.batch_size.min(n);
-        let n_batches = n.div_ceil(batch_size);
-        let mut target = Array2::<T>::zeros((batch_size, n_in)); // (batch, n_in), clean rows
-        let mut noisy = Array2::<T>::zeros(if self.noise.is_some() {
-            (batch_size, n_in)
-        } else {
-            (0, n_in)
-        });
-        let range = value_range(train);
-        let mut sum_penalties = vec![0.0; self.penalties.len()];
-        let mut snapshot = model.clone(); // last weights known finite (start of epoch)
-        let mut penalties = self.penalties.clone(); // as they apply this epoch (warm-up)
-        let settings = self.settings();
-        let Progress {
-            settings: _,
-            epoch: first_epoch,
-            mut rng,
-            mut order,
-            mut history,
-            mut best,
-            mut since_best,
-        } = resumed.unwrap_or_else(|| Progress {
-            settings: None,
-            epoch: 0,
-            rng: ChaCha8Rng::seed_from_u64(self.seed),
-            order: (0..n).collect(),
-            history: History {
-                epochs: Vec::new(),
-                penalty_names: self.penalty_names(),
-                best_epoch: None,
-                stop: StopReason::Completed,
-            },
-            best: None,
-            since_best: 0,
-        });
-        history.stop = StopReason::Completed;
-        if order.len() != n {
-            return Err(Error::ShapeMismatch {
-                context: "resumed training data",
-                expected: format!("{} rows, as in the checkpointed run", order.len()),
-                found: format!("{:?}", train.dim()),
-            });
-        }
-
-        for epoch in first_epoch..self.epochs {
-            snapshot.copy_params_from(model);
-            for (now, given) in penalties.iter_mut().zip(&self.penalties) {
-                *now = given.at_epoch(epoch);
-            }
-            let lr = self.schedule.lr_at(self.optimizer.lr(), epoch, self.epochs);
-            let start = Instant::now();
-            order.shuffle(&mut rng);
-            let mut sum_recon = 0.0;
-            sum_penalties.fill(0.0);
-            for (batch, rows) in order.chunks(batch_size).enumerate() {
-                let m = rows.len();
-                // Gather the batch's rows (spread over the threads for large batches).
-                let elements = m * target.ncols();
-                let blocks = row_blocks_mut(target.slice_mut(s![..m, ..]));
-                for_each_block(
-                    elements,
-                    zip_blocks(blocks, slice_blocks(rows)),
-                    |(mut dst, rows)| {
-                        for (r, &i) in rows.iter().enumerate() {
-                            dst.row_mut(r).assign(&train.row(i));
-                        }
-                        0.0
-                    },
-                );
-                let target = target.slice(s![..m, ..]);
-                let input = match self.noise {
-                    Some(noise) => {
-                        noise.apply(target, noisy.slice_mut(s![..m, ..]), range, &mut rng);
-                        noisy.slice(s![..m, ..])
-                    }
-                    None => target,
-                };
-                let at = Position { lr, epoch, batch };
-                if let Err(e) =
-                    self.step_checked(model, input, target, Some(&penalties), &mut rng, at)
-                {
-                    if !model.params_are_finite() {
-                        model.copy_params_from(&snapshot);
-                    }
-                    return Err(e);
-                }
-                let terms = &self.terms;
-
-                sum_recon += terms.reconstruction * m as f64;
-                for (s, p) in sum_penalties.iter_mut().zip(&terms.penalties) {
-                    *s += p * m as f64;
-                }
-                if let Some(f) = self.on_batch.as_mut() {
-                    let samples = batch * batch_size + m;
-                    let loss = (sum_recon + sum_penalties.iter().sum::<f64>()) / samples as f64;
-                    let seconds = start.elapsed().as_secs_f64();
-                    f(&BatchProgress {
-                        epoch,
-                        batch: batch + 1,
-                        n_batches,
-                        samples,
-                        loss,
-                        seconds,
-                    });
-                }
-            }
-            let seconds = start.elapsed().as_secs_f64();
-            if !model.params_are_finite() {
-                model.copy_params_from(&snapshot);
-                return Err(Error::Diverged {
-                    epoch,
-                    batch: n_batches - 1,
-                    what: "weights",
-                    value: f64::NAN,
-                });
-            }
-            let valid_loss = match valid {
-                Some(v) => Some(model.evaluate_checked(v, v, self.loss, batch_size)),
-                None => None,
-            };
-            let train_penalties: Vec<f64> = sum_penalties.iter().map(|s| s / n as f64).collect();
-            let record = EpochRecord {
-                epoch,
-                train_loss: (sum_recon + sum_penalties.iter().sum::<f64>()) / n as f64,
-                train_reconstruction: sum_recon / n as f64,
-                train_penalties,
-                valid_loss,
-                lr,
-                seconds,
-                samples_per_second: n as f64 / seconds.max(1e-12),
-            };
-            let monitored = History::monitored(&record);
-            history.epochs.push(record);
-
-            let min_delta = self.early_stopping.map_or(0.0, |e| e.min_delta);
-            match &mut best {
-                Some((best_loss, _, _)) if monitored >= *best_loss - min_delta => since_best += 1,
-                Some((best_loss, best_epoch, best_model)) => {
-                    (*best_loss, *best_epoch) = (monitored, epoch);
-                    best_model.copy_params_from(model);
-                    since_best = 0;
-                }
-                None => best = Some((monitored, epoch, model.clone())),
-            }
-            history.best_epoch = best.as_ref().map(|b| b.1);
-
-            let mut stop = None;
-            if let Some(f) = self.on_epoch.as_mut() {
-                if f(history.epochs.last().expect("just pushed")).is_break() {
-                    stop = Some(StopReason::Callback);
-                }
-            }
-            if let (None, Some(es)) = (stop, self.early_stopping) {
-                if since_best >= es.patience {
-                    stop = Some(StopReason::EarlyStopped);
-                    if let (Restore::Best, Some((_, _, best_model))) = (es.restore, &best) {
-                        model.copy_params_from(best_model);
-                    }
-                }
-            }
-            history.stop = stop.unwrap_or(StopReason::Completed);
-            if let Some(c) = &self.checkpoint {
-                let last = stop.is_some() || epoch + 1 == self.epochs;
-                if last || (epoch + 1) % c.every == 0 {
-                    let progress = crate::io::ProgressRef {
-                        settings: &settings,
-                        epoch: epoch + 1,
-                        rng: &rng,
-                        order: &order,
-                        history: &history,
-                        best: best.as_ref().map(|(l, e, m)| (*l, *e, m)),
-                        since_best,
-                    };
-                    crate::io::save_checkpoint(&c.path, model, &self.optimizer.state(), progress)?;
-                }
-            }
-            if stop.is_some() {
-                break;
-            }
-        }
-        Ok(history)
     }
 
     /// One training step on one batch: forward `input` `(rows, n_in)`, compare with `target`
@@ -764,18 +412,7 @@ impl<O> Trainer<O> {
                 found: format!("{:?}", target.dim()),
             });
         }
-        let mut rng = self
-            .step_rng
-            .take()
-            .unwrap_or_else(|| ChaCha8Rng::seed_from_u64(self.seed));
-        let at = Position {
-            lr: self.optimizer.lr(),
-            epoch: 0,
-            batch: 0,
-        };
-        let result = self.step_checked(model, input, target, None, &mut rng, at);
-        self.step_rng = Some(rng);
-        result.map(|()| self.terms.total())
+        self.step_at_base_lr(model, input, target)
     }
 
     /// The loss terms of the last step (of [`Trainer::step`] or within [`Trainer::fit`]):
@@ -788,55 +425,6 @@ impl<O> Trainer<O> {
     /// ```
     pub fn last_terms(&self) -> &LossTerms {
         &self.terms
-    }
-
-    /// The training step shared by [`Trainer::step`] and [`Trainer::fit`], on checked
-    /// inputs: gradient of the objective (`penalties` as they apply now, or the given ones
-    /// if `None`), divergence checks, clipping, one optimizer update at rate `at.lr`, tied
-    /// weights re-synced. Leaves the loss terms in `self.terms`. Allocates nothing once the
-    /// model's workspace and the optimizer's state exist for this batch size.
-    fn step_checked<T: Float>(
-        &mut self,
-        model: &mut Autoencoder<T>,
-        input: ArrayView2<T>,
-        target: ArrayView2<T>,
-        penalties: Option<&[Penalty]>,
-        rng: &mut ChaCha8Rng,
-        at: Position,
-    ) -> Result<()>
-    where
-        O: Optimizer<T>,
-    {
-        let penalties = penalties.unwrap_or(&self.penalties);
-        model.loss_and_gradient(input, target, self.loss, penalties, &mut self.terms, rng);
-        let diverged = |what, value: f64| {
-            Err(Error::Diverged {
-                epoch: at.epoch,
-                batch: at.batch,
-                what,
-                value,
-            })
-        };
-        let total = self.terms.total();
-        if !total.is_finite() {
-            return diverged("loss", total);
-        }
-        let norm = grad_norm(model);
-        if !norm.is_finite() {
-            return diverged("gradient norm", norm);
-        }
-        if let Some(max) = self.clip_grad_norm {
-            if norm > max {
-                scale_grads(model, T::cast(max / norm));
-            }
-        }
-        self.optimizer.begin_step();
-        let optimizer = &mut self.optimizer;
-        model.visit_params(|index, param, grad, kind| {
-            optimizer.update(index, param, grad, kind, at.lr)
-        });
-        model.sync_tied();
-        Ok(())
     }
 
     fn validate<T: Float>(
@@ -874,57 +462,11 @@ impl<O> Trainer<O> {
         if let Some(noise) = self.noise {
             noise.validate()?;
         }
-        self.loss.validate(model.output_activation())?;
-        for penalty in &self.penalties {
-            penalty.validate(model.architecture())?;
-        }
-        model.check_data(train, "training data")?;
-        self.loss.validate_targets(train, "training data")?;
+        model.check_objective(self.loss, &self.penalties)?;
+        model.check_targets(train, self.loss, "training data")?;
         if let Some(valid) = valid {
-            model.check_data(valid, "validation data")?;
-            self.loss.validate_targets(valid, "validation data")?;
+            model.check_targets(valid, self.loss, "validation data")?;
         }
         Ok(())
     }
-}
-
-/// Where a step runs: its learning rate, and the epoch and batch that errors report.
-#[derive(Debug, Clone, Copy)]
-struct Position {
-    lr: f64,
-    epoch: usize,
-    batch: usize,
-}
-
-/// Global L2 norm of all parameter gradients.
-fn grad_norm<T: Float>(model: &mut Autoencoder<T>) -> f64 {
-    let mut sum = 0.0;
-    model.visit_params(|_, _, grad, _| sum += sum_squares_wide(grad).as_f64());
-    sum.sqrt()
-}
-
-avx2_dispatch! {
-    /// [`sum_squares`], for AVX2 when available.
-    fn sum_squares_wide / sum_squares<T>(x: &[T]) -> T
-    where T: Float
-}
-
-/// `sum x^2` in 8 interleaved partial sums combined in a fixed order (vectorizes, and the
-/// result does not depend on the instruction set).
-#[inline(always)]
-fn sum_squares<T: Float>(x: &[T]) -> T {
-    let mut acc = [T::zero(); 8];
-    let mut chunks = x.chunks_exact(8);
-    for chunk in &mut chunks {
-        for (acc, &g) in acc.iter_mut().zip(chunk) {
-            *acc += g * g;
-        }
-    }
-    let tail = chunks.remainder().iter().fold(T::zero(), |s, &g| s + g * g);
-    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail
-}
-
-/// Multiplies every gradient by `factor`.
-fn scale_grads<T: Float>(model: &mut Autoencoder<T>, factor: T) {
-    model.visit_params(|_, _, grad, _| grad.iter_mut().for_each(|g| *g *= factor));
 }

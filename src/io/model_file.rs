@@ -1,0 +1,210 @@
+//! Model files: `Autoencoder::save` / `load` and their in-memory forms, and the
+//! architecture the metadata records.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use ndarray::{Array1, Array2};
+
+use crate::architecture::Architecture;
+#[cfg(doc)]
+use crate::error::Error;
+use crate::error::Result;
+use crate::float::Float;
+use crate::fs::write_atomic;
+use crate::io::container::{read, Reader, TensorList};
+use crate::io::{FORMAT_NAME, FORMAT_VERSION};
+use crate::layers::Layer;
+use crate::model::Autoencoder;
+
+impl<T: Float> Autoencoder<T> {
+    /// Saves the model (architecture, element type, weights) to `path`, atomically: the
+    /// bytes go to a temporary file in the same folder, which is flushed to disk and then
+    /// renamed over `path`. If anything fails, a previous file at `path` is left intact.
+    ///
+    /// The file is a safetensors file; tensor `layers.{i}.weight` has shape `(n_in, n_out)`
+    /// and `layers.{i}.bias` shape `(n_out)` for layer `i` (encoder first). See
+    /// `docs/format.md`, which also shows how to rebuild the network in NumPy.
+    ///
+    /// ```
+    /// use autoencoder::{Activation, Autoencoder};
+    /// use ndarray::Array2;
+    /// use rand::SeedableRng;
+    /// # fn main() -> autoencoder::Result<()> {
+    /// # let dir = std::env::temp_dir().join(format!("ae-doc-save-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// let ae = Autoencoder::<f32>::builder(6)
+    ///     .latent(2, Activation::Tanh)
+    ///     .build(&mut rand_chacha::ChaCha8Rng::seed_from_u64(3))?;
+    /// let path = dir.join("ae.safetensors");
+    /// ae.save(&path)?;
+    /// let loaded = Autoencoder::<f32>::load(&path)?;
+    /// let x = Array2::from_elem((2, 6), 0.25f32);
+    /// assert_eq!(loaded.reconstruct(x.view())?, ae.reconstruct(x.view())?);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the path and the step that failed (create, write, sync, rename).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let bytes = self.to_bytes()?;
+        write_atomic(path.as_ref(), |file| file.write_all(&bytes))
+    }
+
+    /// The bytes [`Autoencoder::save`] writes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if the model is too large for a safetensors header (never
+    /// for real models).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut tensors = TensorList::new::<T>();
+        tensors.push_model("", self);
+        tensors.serialize(metadata::<T>("model", self))
+    }
+
+    /// Loads a model saved by [`Autoencoder::save`], with the element type `T` it was saved
+    /// with.
+    ///
+    /// Policy for element types: `load` never converts. A file of `f32` weights loaded as
+    /// `Autoencoder::<f64>` (or the reverse) is refused with [`Error::ElementType`]; use
+    /// [`Autoencoder::load_converted`] to convert explicitly.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be read; [`Error::UnsupportedVersion`] if a newer
+    /// version of the crate wrote it; [`Error::ElementType`] as above; [`Error::Format`]
+    /// for anything else wrong: not a safetensors file, truncated, not a model file (e.g. a
+    /// checkpoint), an invalid architecture, a missing, extra or wrongly shaped tensor, a
+    /// NaN or infinite weight.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        decode_model(&read(path)?, path, Convert::No)
+    }
+
+    /// As [`Autoencoder::load`], but converts weights saved in the other element type:
+    /// `f32 -> f64` exactly, `f64 -> f32` rounding to nearest.
+    ///
+    /// # Errors
+    /// As [`Autoencoder::load`], except [`Error::ElementType`]; [`Error::Format`] also if an
+    /// `f64` weight is too large for `f32` (it would become infinite).
+    pub fn load_converted(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        decode_model(&read(path)?, path, Convert::Yes)
+    }
+
+    /// As [`Autoencoder::load`], from bytes in memory (errors name the path `<bytes>`).
+    ///
+    /// # Errors
+    /// As [`Autoencoder::load`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        decode_model(bytes, Path::new("<bytes>"), Convert::No)
+    }
+}
+
+/// The metadata every file has.
+pub(super) fn metadata<T: Float>(content: &str, model: &Autoencoder<T>) -> HashMap<String, String> {
+    HashMap::from([
+        ("format".to_string(), FORMAT_NAME.to_string()),
+        ("format_version".to_string(), FORMAT_VERSION.to_string()),
+        ("content".to_string(), content.to_string()),
+        ("dtype".to_string(), T::NAME.to_string()),
+        (
+            "architecture".to_string(),
+            // Plain data: serializing it cannot fail.
+            serde_json::to_string(model.architecture()).unwrap_or_default(),
+        ),
+    ])
+}
+
+impl TensorList {
+    /// Adds the model's parameters: `{prefix}layers.{i}.weight` (for a dense layer
+    /// `(n_in, n_out)`) and `{prefix}layers.{i}.bias` `(n_out)` for each layer `i`, encoder
+    /// first.
+    pub(super) fn push_model<T: Float>(&mut self, prefix: &str, model: &Autoencoder<T>) {
+        for (i, layer) in model.layers().iter().enumerate() {
+            let weights = layer.weights();
+            let shape = weights.shape().to_vec();
+            self.push(
+                format!("{prefix}layers.{i}.weight"),
+                shape,
+                weights.iter().copied(),
+            );
+            let bias = layer.bias();
+            self.push(
+                format!("{prefix}layers.{i}.bias"),
+                vec![bias.len()],
+                bias.iter().copied(),
+            );
+        }
+    }
+}
+
+/// Whether loading may convert between `f32` and `f64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Convert {
+    No,
+    Yes,
+}
+
+fn decode_model<T: Float>(bytes: &[u8], path: &Path, convert: Convert) -> Result<Autoencoder<T>> {
+    let mut reader = Reader::open(bytes, path, "model")?;
+    if convert == Convert::No {
+        reader.expect_dtype::<T>()?;
+    }
+    let arch = reader.architecture()?;
+    let model = reader.model("", &arch)?;
+    reader.finish()?;
+    Ok(model)
+}
+
+impl Reader<'_> {
+    /// The architecture, validated.
+    pub(super) fn architecture(&self) -> Result<Architecture> {
+        let arch: Architecture = self.json("architecture")?;
+        arch.validate()
+            .map_err(|e| self.fail(format!("architecture: {e}")))?;
+        Ok(arch)
+    }
+
+    /// The model stored under tensor names `{prefix}layers.{i}.*`.
+    pub(super) fn model<T: Float>(
+        &mut self,
+        prefix: &str,
+        arch: &Architecture,
+    ) -> Result<Autoencoder<T>> {
+        let mut layers = Vec::new();
+        for (i, spec) in arch.layers.iter().enumerate() {
+            let n_prev = arch.input_width(i);
+            let (rows, cols) = Layer::<T>::weight_shape(spec, n_prev);
+            let n_bias = Layer::<T>::bias_len(spec);
+            let weights = self.floats::<T>(&format!("{prefix}layers.{i}.weight"), &[rows, cols])?;
+            let bias = self.floats::<T>(&format!("{prefix}layers.{i}.bias"), &[n_bias])?;
+            let weights = Array2::from_shape_vec((rows, cols), weights)
+                .map_err(|e| self.fail(format!("layer {i}: {e}")))?;
+            let layer = Layer::from_parts(spec, n_prev, weights, Array1::from(bias))
+                .map_err(|e| self.fail(format!("layer {i}: {e}")))?;
+            layers.push(layer);
+        }
+        let stored: Vec<Layer<T>> = layers.clone();
+        let decoder = layers.split_off(arch.n_encoder);
+        let model = Autoencoder::assemble(layers, decoder, arch.latent, arch.tying)
+            .map_err(|e| self.fail(e.to_string()))?;
+        // Tied decoder weights are stored (for readers of the file) but are the transposes
+        // of the encoder's: assembling rebuilt them, and the stored ones must agree.
+        for (i, (built, stored)) in model.layers().iter().zip(&stored).enumerate() {
+            let same = built
+                .weights()
+                .iter()
+                .zip(stored.weights())
+                .all(|(a, b)| a.as_f64().to_bits() == b.as_f64().to_bits());
+            if !same {
+                return Err(self.fail(format!(
+                    "tensor `{prefix}layers.{i}.weight` is not the transpose of the encoder \
+                     weights it is tied to"
+                )));
+            }
+        }
+        Ok(model)
+    }
+}

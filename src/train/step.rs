@@ -1,0 +1,132 @@
+//! The training step shared by `Trainer::step` and the epoch loop: the gradient, the
+//! divergence checks, gradient clipping, one optimizer update.
+
+use ndarray::ArrayView2;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+use crate::float::{avx2_dispatch, Float};
+use crate::model::Autoencoder;
+use crate::objective::Penalty;
+use crate::optim::Optimizer;
+use crate::train::Trainer;
+
+/// Where a step runs: its learning rate, and the epoch and batch that errors report.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Position {
+    pub(super) lr: f64,
+    pub(super) epoch: usize,
+    pub(super) batch: usize,
+}
+
+impl<O> Trainer<O> {
+    /// The body of [`Trainer::step`], on checked inputs: one step at the optimizer's base
+    /// learning rate with every penalty at full weight, drawing from the generator of
+    /// `step` (seeded from the trainer's seed at the first call). Returns the objective on
+    /// the batch, before the update.
+    pub(super) fn step_at_base_lr<T: Float>(
+        &mut self,
+        model: &mut Autoencoder<T>,
+        input: ArrayView2<T>,
+        target: ArrayView2<T>,
+    ) -> Result<f64>
+    where
+        O: Optimizer<T>,
+    {
+        let mut rng = self
+            .step_rng
+            .take()
+            .unwrap_or_else(|| ChaCha8Rng::seed_from_u64(self.seed));
+        let at = Position {
+            lr: self.optimizer.lr(),
+            epoch: 0,
+            batch: 0,
+        };
+        let result = self.step_checked(model, input, target, None, &mut rng, at);
+        self.step_rng = Some(rng);
+        result.map(|()| self.terms.total())
+    }
+
+    /// The training step shared by [`Trainer::step`] and [`Trainer::fit`], on checked
+    /// inputs: gradient of the objective (`penalties` as they apply now, or the given ones
+    /// if `None`), divergence checks, clipping, one optimizer update at rate `at.lr`, tied
+    /// weights re-synced. Leaves the loss terms in `self.terms`. Allocates nothing once the
+    /// model's workspace and the optimizer's state exist for this batch size.
+    pub(super) fn step_checked<T: Float>(
+        &mut self,
+        model: &mut Autoencoder<T>,
+        input: ArrayView2<T>,
+        target: ArrayView2<T>,
+        penalties: Option<&[Penalty]>,
+        rng: &mut ChaCha8Rng,
+        at: Position,
+    ) -> Result<()>
+    where
+        O: Optimizer<T>,
+    {
+        let penalties = penalties.unwrap_or(&self.penalties);
+        model.loss_and_gradient(input, target, self.loss, penalties, &mut self.terms, rng);
+        let diverged = |what, value: f64| {
+            Err(Error::Diverged {
+                epoch: at.epoch,
+                batch: at.batch,
+                what,
+                value,
+            })
+        };
+        let total = self.terms.total();
+        if !total.is_finite() {
+            return diverged("loss", total);
+        }
+        let norm = grad_norm(model);
+        if !norm.is_finite() {
+            return diverged("gradient norm", norm);
+        }
+        if let Some(max) = self.clip_grad_norm {
+            if norm > max {
+                scale_grads(model, T::cast(max / norm));
+            }
+        }
+        self.optimizer.begin_step();
+        let optimizer = &mut self.optimizer;
+        model.visit_params(|index, param, grad, kind| {
+            optimizer.update(index, param, grad, kind, at.lr)
+        });
+        model.sync_tied();
+        Ok(())
+    }
+}
+
+/// Global L2 norm of all parameter gradients.
+fn grad_norm<T: Float>(model: &mut Autoencoder<T>) -> f64 {
+    let mut sum = 0.0;
+    model.visit_params(|_, _, grad, _| sum += sum_squares_wide(grad).as_f64());
+    sum.sqrt()
+}
+
+avx2_dispatch! {
+    /// [`sum_squares`], for AVX2 when available.
+    fn sum_squares_wide / sum_squares<T>(x: &[T]) -> T
+    where T: Float
+}
+
+/// `sum x^2` in 8 interleaved partial sums combined in a fixed order (vectorizes, and the
+/// result does not depend on the instruction set).
+#[inline(always)]
+fn sum_squares<T: Float>(x: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let mut chunks = x.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (acc, &g) in acc.iter_mut().zip(chunk) {
+            *acc += g * g;
+        }
+    }
+    let tail = chunks.remainder().iter().fold(T::zero(), |s, &g| s + g * g);
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail
+}
+
+/// Multiplies every gradient by `factor`.
+fn scale_grads<T: Float>(model: &mut Autoencoder<T>, factor: T) {
+    model.visit_params(|_, _, grad, _| grad.iter_mut().for_each(|g| *g *= factor));
+}
