@@ -11,6 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::compute::sum::lane_sum_slice;
 use crate::compute::threads::{for_each_block, row_blocks_mut, slice_blocks, zip_blocks};
 use crate::data::noise::value_range;
 use crate::error::{check_non_negative, check_positive, check_range};
@@ -909,19 +910,11 @@ avx2_dispatch! {
     where T: Float
 }
 
-/// `sum x^2` in 8 interleaved partial sums combined in a fixed order (vectorizes, and the
-/// result does not depend on the instruction set).
+/// `sum x^2`, in the compute module's fixed-order lanes (vectorizes, and the result does
+/// not depend on the instruction set).
 #[inline(always)]
 fn sum_squares<T: Float>(x: &[T]) -> T {
-    let mut acc = [T::zero(); 8];
-    let mut chunks = x.chunks_exact(8);
-    for chunk in &mut chunks {
-        for (acc, &g) in acc.iter_mut().zip(chunk) {
-            *acc += g * g;
-        }
-    }
-    let tail = chunks.remainder().iter().fold(T::zero(), |s, &g| s + g * g);
-    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail
+    lane_sum_slice(x, |g| g * g)
 }
 
 /// Multiplies every gradient by `factor`.
