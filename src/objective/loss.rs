@@ -6,10 +6,10 @@ use ndarray::{ArrayView2, ArrayViewMut2, Zip};
 
 use serde::{Deserialize, Serialize};
 
+use crate::compute::simd::avx2_dispatch;
 use crate::compute::sum::{lane_sum, lane_sum_buffered};
 use crate::compute::threads::{for_each_block, row_blocks, row_blocks_mut, zip_blocks};
 use crate::error::check_positive;
-use crate::float::avx2_dispatch;
 use crate::{Activation, Error, Float, Result};
 
 /// A reconstruction loss `L(x, x^)` between a target batch `x` and a reconstruction `x^`,
