@@ -72,7 +72,7 @@
 pub struct ReadmeDoctests;
 
 mod activation;
-mod compute;
+pub mod compute;
 pub mod data;
 mod error;
 mod float;
@@ -90,8 +90,7 @@ mod train;
 pub mod viz;
 
 pub use activation::{sigmoid, Activation, DerivativeFrom};
-pub use compute::gemm::gemm;
-pub use compute::threads::{set_threads, threads, MAX_THREADS};
+pub use compute::{set_threads, threads, MAX_THREADS};
 pub use data::{corrupt, Noise};
 pub use error::{Error, Result};
 pub use float::Float;

@@ -34,11 +34,11 @@ use crate::float::Float;
 
 /// `C = alpha A B + beta C`, for `A` `(m, k)`, `B` `(k, n)` and `C` `(m, n)` of any strides.
 ///
-/// The crate's matrix product (the one every layer uses), as `ndarray`'s
-/// `general_mat_mul` but allocation-free after the calling thread's first call, and split
-/// over [`threads`](crate::threads()) threads when the product is large. With `beta == 0`,
-/// `C`'s old values are not read (NaN in `C` does not leak into the result). Results are
-/// the same bits for any thread count.
+/// The crate's matrix product (the one every layer uses), as `ndarray`'s `general_mat_mul`
+/// but allocation-free after the calling thread's first call, and split over
+/// [`threads`](super::threads::threads()) threads when the product is large. With
+/// `beta == 0`, `C`'s old values are not read (NaN in `C` does not leak into the result).
+/// Results are the same bits for any thread count.
 ///
 /// ```
 /// use ndarray::array;
@@ -46,7 +46,7 @@ use crate::float::Float;
 /// let a = array![[1.0f32, 2.0], [3.0, 4.0]];
 /// let b = array![[1.0f32, 0.0], [0.0, 1.0]];
 /// let mut c = array![[1.0f32, 1.0], [1.0, 1.0]];
-/// autoencoder::gemm(2.0, &a.view(), &b.view(), 1.0, &mut c.view_mut())?;
+/// autoencoder::compute::gemm(2.0, &a.view(), &b.view(), 1.0, &mut c.view_mut())?;
 /// assert_eq!(c, array![[3.0, 5.0], [7.0, 9.0]]);
 /// # Ok(()) }
 /// ```

@@ -1,14 +1,14 @@
 //! How many threads the matrix products use, and the threads themselves.
 //!
-//! With the default `threading` feature, a large matrix product ([`crate::gemm`]) is split
-//! over up to [`MAX_THREADS`] threads, by default one per core. Each thread writes its own
-//! block of the output and the inner sums run in the same order whatever the thread count,
-//! so results are identical bit for bit for any number of threads. The helper threads are
-//! started at the first product that needs them (each reserves its packing buffer,
-//! `pack.rs`, as it starts) and then wait for work (spinning for a moment after each
-//! product, then asleep), so a product allocates nothing and starts no thread. The parts of
-//! a job are claimed by whichever thread is free, the calling thread included, so a helper
-//! that another program keeps off its core delays little. The same threads run the
+//! With the default `threading` feature, a large product ([`gemm`](super::gemm::gemm)) is
+//! split over up to [`MAX_THREADS`] threads, by default one per core. Each thread writes
+//! its own block of the output and the inner sums run in the same order whatever the thread
+//! count, so results are identical bit for bit for any number of threads. The helper
+//! threads are started at the first product that needs them (each reserves its packing
+//! buffer, `pack.rs`, as it starts) and then wait for work (spinning for a moment after
+//! each product, then asleep), so a product allocates nothing and starts no thread. The
+//! parts of a job are claimed by whichever thread is free, the calling thread included, so
+//! a helper that another program keeps off its core delays little. The same threads run the
 //! element-wise work of large batches ([`for_each_block`]) in fixed blocks of rows. With
 //! the `blas` feature the products run in OpenBLAS, whose thread count [`set_threads`] sets
 //! through `openblas_set_num_threads`.

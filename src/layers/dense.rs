@@ -4,7 +4,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis, Zip};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::compute::gemm::product;
+use crate::compute::product;
 use crate::{Activation, Error, Float, Init, Result};
 
 /// A fully connected layer: `z = X W + b`, `a = s(z)`.

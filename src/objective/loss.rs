@@ -6,9 +6,10 @@ use ndarray::{ArrayView2, ArrayViewMut2, Zip};
 
 use serde::{Deserialize, Serialize};
 
-use crate::compute::simd::avx2_dispatch;
-use crate::compute::sum::{lane_sum, lane_sum_buffered};
-use crate::compute::threads::{for_each_block, row_blocks, row_blocks_mut, zip_blocks};
+use crate::compute::{
+    avx2_dispatch, for_each_block, lane_sum, lane_sum_buffered, row_blocks, row_blocks_mut,
+    zip_blocks,
+};
 use crate::error::check_positive;
 use crate::{Activation, Error, Float, Result};
 
@@ -227,8 +228,8 @@ pub(crate) fn sign<T: Float>(r: T) -> T {
     }
 }
 
-/// Sum of `f(a, x, z)` over all elements: per row in `T`, across the rows of each of the
-/// [`ROW_BLOCKS`](crate::compute::threads::ROW_BLOCKS) blocks in `f64`, then across the blocks in order.
+/// Sum of `f(a, x, z)` over all elements: per row in `T`, across the rows of each of the 8
+/// [`row_blocks`] in `f64`, then across the blocks in order.
 fn sum3<T: Float>(
     a: ArrayView2<T>,
     x: ArrayView2<T>,

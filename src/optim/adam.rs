@@ -2,8 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::compute::simd::avx2_dispatch;
-use crate::compute::threads::{for_each_block, slice_blocks, slice_blocks_mut, zip_blocks};
+use crate::compute::{avx2_dispatch, for_each_block, slice_blocks, slice_blocks_mut, zip_blocks};
 use crate::error::{check_non_negative, check_positive, check_range};
 use crate::optim::{state_for, Optimizer, OptimizerState, ParamKind};
 use crate::{Float, Result};

@@ -11,9 +11,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::compute::simd::avx2_dispatch;
-use crate::compute::sum::lane_sum_slice;
-use crate::compute::threads::{for_each_block, row_blocks_mut, slice_blocks, zip_blocks};
+use crate::compute::{
+    avx2_dispatch, for_each_block, lane_sum_slice, row_blocks_mut, slice_blocks, zip_blocks,
+};
 use crate::data::noise::value_range;
 use crate::error::{check_non_negative, check_positive, check_range};
 use crate::model::LossTerms;
