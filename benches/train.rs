@@ -58,13 +58,13 @@ fn gemm(c: &mut Criterion) {
     let mut d_w = Array2::zeros((784, 128));
     let mut d_x = Array2::zeros((BATCH, 784));
     group.bench_function("forward X W", |b| {
-        b.iter(|| autoencoder::gemm(1.0, &x.view(), &w.view(), 0.0, &mut z.view_mut()))
+        b.iter(|| autoencoder::compute::gemm(1.0, &x.view(), &w.view(), 0.0, &mut z.view_mut()))
     });
     group.bench_function("weight gradient X^T dZ", |b| {
-        b.iter(|| autoencoder::gemm(1.0, &x.t(), &d_z.view(), 1.0, &mut d_w.view_mut()))
+        b.iter(|| autoencoder::compute::gemm(1.0, &x.t(), &d_z.view(), 1.0, &mut d_w.view_mut()))
     });
     group.bench_function("input gradient dZ W^T", |b| {
-        b.iter(|| autoencoder::gemm(1.0, &d_z.view(), &w.t(), 0.0, &mut d_x.view_mut()))
+        b.iter(|| autoencoder::compute::gemm(1.0, &d_z.view(), &w.t(), 0.0, &mut d_x.view_mut()))
     });
     group.bench_function("forward X W, ndarray general_mat_mul", |b| {
         b.iter(|| ndarray::linalg::general_mat_mul(1.0, &x, &w, 0.0, &mut z))

@@ -1,6 +1,6 @@
 //! Training throughput of the three reference workloads of `PERF.md`, beside the machine's
 //! f32 GEMM peak measured in the same run with the same matrix product the crate uses
-//! (`autoencoder::gemm`).
+//! (`autoencoder::compute::gemm`).
 //!
 //! ```text
 //! cargo run --release --example throughput -- [--threads N] [--epochs E] [--rows N]
@@ -78,7 +78,7 @@ fn gemm_gflops(m: usize, k: usize, n: usize, reps: usize) -> autoencoder::Result
     let a = Array2::<f32>::from_shape_fn((m, k), |_| rng.random::<f32>() - 0.5);
     let b = Array2::<f32>::from_shape_fn((k, n), |_| rng.random::<f32>() - 0.5);
     let mut c = Array2::<f32>::zeros((m, n));
-    autoencoder::gemm(1.0, &a.view(), &b.view(), 0.0, &mut c.view_mut())?; // warm-up
+    autoencoder::compute::gemm(1.0, &a.view(), &b.view(), 0.0, &mut c.view_mut())?; // warm-up
     let flops = 2.0 * (m * k * n) as f64;
     // Repeat small products so each timing lasts about 20 ms.
     let inner = ((20e-3 * 100e9 / flops).ceil() as usize).max(1);
@@ -86,7 +86,7 @@ fn gemm_gflops(m: usize, k: usize, n: usize, reps: usize) -> autoencoder::Result
         .map(|_| {
             let start = Instant::now();
             for _ in 0..inner {
-                autoencoder::gemm(1.0, &a.view(), &b.view(), 0.0, &mut c.view_mut())?;
+                autoencoder::compute::gemm(1.0, &a.view(), &b.view(), 0.0, &mut c.view_mut())?;
             }
             Ok(flops * inner as f64 / start.elapsed().as_secs_f64() / 1e9)
         })
@@ -238,7 +238,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     } else {
         println!(
-            "GEMM peak (f32, autoencoder::gemm, {threads} thread(s)): 1024^2 {peak_1024:.1} GFLOP/s, \
+            "GEMM peak (f32, autoencoder::compute::gemm, {threads} thread(s)): 1024^2 {peak_1024:.1} GFLOP/s, \
              256x784 @ 784x128 {peak_small:.1} GFLOP/s"
         );
     }

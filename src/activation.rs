@@ -7,9 +7,8 @@
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 use serde::{Deserialize, Serialize};
 
-use crate::compute::threads::{for_each_block, row_blocks, row_blocks_mut, zip_blocks};
+use crate::compute::{avx2_dispatch, for_each_block, row_blocks, row_blocks_mut, zip_blocks};
 use crate::error::{check_range, Result};
-use crate::float::avx2_dispatch;
 use crate::Float;
 
 /// An element-wise activation `a = s(z)`.

@@ -79,7 +79,7 @@ pub mod internals {}
 mod activation;
 mod architecture;
 mod budget;
-mod compute;
+pub mod compute;
 pub mod data;
 mod error;
 mod float;
@@ -100,8 +100,7 @@ pub mod viz;
 pub use activation::{sigmoid, Activation, DerivativeFrom};
 pub use architecture::{Architecture, Latent, LayerKindName, LayerSpec, Tying};
 pub use budget::{memory_limit, set_memory_limit, DEFAULT_MEMORY_LIMIT};
-pub use compute::gemm::gemm;
-pub use compute::threads::{set_threads, threads, MAX_THREADS};
+pub use compute::{set_threads, threads, MAX_THREADS};
 pub use data::{corrupt, Noise};
 pub use error::{Error, Result};
 pub use float::Float;

@@ -3,6 +3,7 @@
 use ndarray::{s, Array1, Array2, ArrayView2, Zip};
 
 use crate::budget::check_elements;
+use crate::compute::product;
 use crate::data::{check_rows, check_width};
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -123,7 +124,7 @@ fn covariance<T: Float>(x: ArrayView2<T>, mean: &Array1<f64>) -> Array2<f64> {
             .and(x.slice(s![start..start + rows, ..]))
             .and_broadcast(mean)
             .for_each(|c, &v, &m| *c = v.as_f64() - m);
-        crate::compute::gemm::product(1.0 / n as f64, &c.t(), &c.view(), 1.0, &mut cov.view_mut());
+        product(1.0 / n as f64, &c.t(), &c.view(), 1.0, &mut cov.view_mut());
     }
     cov
 }

@@ -6,7 +6,8 @@
 
 mod common;
 
-use autoencoder::{gemm, Activation, Adam, Autoencoder, Init, Loss, Result, Trainer};
+use autoencoder::compute::gemm;
+use autoencoder::{Activation, Adam, Autoencoder, Init, Loss, Result, Trainer};
 use common::param_bits;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};

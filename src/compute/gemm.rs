@@ -4,7 +4,8 @@
 //! `ndarray`'s `general_mat_mul` (matrixmultiply) takes a packing buffer from the allocator
 //! on every call. This product packs into a buffer that belongs to the calling thread and
 //! lives as long as the thread, allocated at the thread's first product (the pool's helper
-//! threads: when they start): a fixed size set by the block sizes, not by the matrices. The algorithm is the usual one (BLIS, Goto):
+//! threads: when they start): a fixed size set by the block sizes, not by the matrices
+//! (`pack.rs`). The algorithm is the usual one (BLIS, Goto):
 //! blocks of `KC` inner indices and `NC` columns of `B` are packed into slivers `NR`
 //! columns wide; blocks of `MC` rows of `A` are packed into slivers `MR` rows tall (or read
 //! in place when `A`'s rows are contiguous); a micro-kernel multiplies one sliver of each
@@ -25,15 +26,19 @@
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
-use crate::{Error, Float, Result};
+use super::pack::{with_packing_buffer, PACK_BYTES};
+#[cfg(not(feature = "blas"))]
+use super::threads::{run_parallel, threads};
+use crate::error::{Error, Result};
+use crate::float::Float;
 
 /// `C = alpha A B + beta C`, for `A` `(m, k)`, `B` `(k, n)` and `C` `(m, n)` of any strides.
 ///
-/// The crate's matrix product (the one every layer uses), as `ndarray`'s
-/// `general_mat_mul` but allocation-free after the calling thread's first call, and split
-/// over [`threads`](crate::threads()) threads when the product is large. With `beta == 0`,
-/// `C`'s old values are not read (NaN in `C` does not leak into the result). Results are
-/// the same bits for any thread count.
+/// The crate's matrix product (the one every layer uses), as `ndarray`'s `general_mat_mul`
+/// but allocation-free after the calling thread's first call, and split over
+/// [`threads`](super::threads::threads()) threads when the product is large. With
+/// `beta == 0`, `C`'s old values are not read (NaN in `C` does not leak into the result).
+/// Results are the same bits for any thread count.
 ///
 /// ```
 /// use ndarray::array;
@@ -41,7 +46,7 @@ use crate::{Error, Float, Result};
 /// let a = array![[1.0f32, 2.0], [3.0, 4.0]];
 /// let b = array![[1.0f32, 0.0], [0.0, 1.0]];
 /// let mut c = array![[1.0f32, 1.0], [1.0, 1.0]];
-/// autoencoder::gemm(2.0, &a.view(), &b.view(), 1.0, &mut c.view_mut())?;
+/// autoencoder::compute::gemm(2.0, &a.view(), &b.view(), 1.0, &mut c.view_mut())?;
 /// assert_eq!(c, array![[3.0, 5.0], [7.0, 9.0]]);
 /// # Ok(()) }
 /// ```
@@ -140,17 +145,20 @@ struct Plan<T> {
 /// The largest `MR * NR` of any plan (edge tiles go through a stack tile this big).
 const MAX_TILE: usize = 96;
 
-/// The packing buffer's size in bytes: the largest `(MC + MR) * KC + KC * NC` of any plan
-/// (a block of each operand and an edge sliver of `A`).
-const PACK_BYTES: usize = {
-    let f32_plan = ((96 + 6) * 256 + 256 * 1024) * 4;
-    let f64_plan = ((96 + 6) * 256 + 256 * 512) * 8;
-    if f32_plan > f64_plan {
-        f32_plan
-    } else {
-        f64_plan
-    }
-};
+/// The plans' block sizes: `MC` rows of `A`, `KC` inner indices, `NC` columns of `B`
+/// (`f32`, `f64`); every tile is `MR = 6` rows tall.
+const MC: usize = 96;
+const KC: usize = 256;
+const NC_F32: usize = 1024;
+const NC_F64: usize = 512;
+const TILE_ROWS: usize = 6;
+
+// Each plan's packing regions (a block of each operand and an edge sliver of `A`,
+// `(MC + MR) * KC + KC * NC` elements) fit in the thread's packing buffer.
+const _: () = assert!(
+    ((MC + TILE_ROWS) * KC + KC * NC_F32) * 4 <= PACK_BYTES
+        && ((MC + TILE_ROWS) * KC + KC * NC_F64) * 8 <= PACK_BYTES
+);
 
 fn is_f32<T: Float>() -> bool {
     std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
@@ -166,9 +174,9 @@ fn plan<T: Float>() -> Plan<T> {
     };
     Plan {
         kernel: simd_kernel::<T>().unwrap_or(portable),
-        mc: 96,
-        kc: 256,
-        nc: if is_f32 { 1024 } else { 512 },
+        mc: MC,
+        kc: KC,
+        nc: if is_f32 { NC_F32 } else { NC_F64 },
     }
 }
 
@@ -225,7 +233,7 @@ unsafe fn split<T: Float, const MR: usize, const NR: usize>(alpha: T, beta: T, m
     if m == 0 || n == 0 {
         return;
     }
-    let threads = crate::compute::threads::threads();
+    let threads = threads();
     let work = m.saturating_mul(k).saturating_mul(n);
     // Split the longer side of C, in whole tiles.
     let (len, unit) = if m >= n { (m, MR) } else { (n, NR) };
@@ -256,31 +264,8 @@ unsafe fn split<T: Float, const MR: usize, const NR: usize>(alpha: T, beta: T, m
         // SAFETY: `sub` is a block of the caller's matrices; blocks of C are disjoint.
         unsafe { serial::<T, MR, NR>(&plan, alpha, beta, &sub) };
     };
-    crate::compute::threads::run_parallel(parts, &block);
+    run_parallel(parts, &block);
 }
-
-thread_local! {
-    /// This thread's packing buffer, allocated at its first product.
-    static PACK: std::cell::RefCell<Vec<Line>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Allocates this thread's packing buffer now, if it has none yet: the pool's helper
-/// threads do it when they start, so that their first product, whenever it comes, does not
-/// allocate.
-pub(crate) fn reserve_packing_buffer() {
-    PACK.with(|pack| reserve(&mut pack.borrow_mut()));
-}
-
-fn reserve(pack: &mut Vec<Line>) {
-    if pack.is_empty() {
-        pack.resize(PACK_BYTES.div_ceil(64), Line([0; 64]));
-    }
-}
-
-/// 64 bytes, 64-aligned: the packing buffer's unit, so packed slivers start on cache lines.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Line([u8; 64]);
 
 /// The whole product on this thread: loops over blocks of columns, inner index and rows.
 ///
@@ -310,10 +295,8 @@ unsafe fn serial<T: Float, const MR: usize, const NR: usize>(
         }
         return;
     }
-    PACK.with(|pack| {
-        let mut pack = pack.borrow_mut();
-        reserve(&mut pack);
-        let base = pack.as_mut_ptr() as *mut T;
+    with_packing_buffer(|base| {
+        let base = base.cast::<T>();
         // Layout: B block (KC x NC), A block (MC x KC), an edge sliver of A (MR x KC).
         let packed_b = base;
         let packed_a = base.wrapping_add(plan.kc * plan.nc);

@@ -1,16 +1,17 @@
 //! How many threads the matrix products use, and the threads themselves.
 //!
-//! With the default `threading` feature, a large matrix product ([`crate::gemm`]) is split
-//! over up to [`MAX_THREADS`] threads, by default one per core. Each thread writes its own
-//! block of the output and the inner sums run in the same order whatever the thread count,
-//! so results are identical bit for bit for any number of threads. The helper threads are
-//! started at the first product that needs them and then wait for work (spinning for a
-//! moment after each product, then asleep), so a product allocates nothing and starts no
-//! thread. The parts of a job are claimed by whichever thread is free, the calling thread
-//! included, so a helper that another program keeps off its core delays little. The same
-//! threads run the element-wise work of large batches ([`for_each_block`]) in fixed blocks
-//! of rows. With the `blas` feature the products run in OpenBLAS, whose thread count
-//! [`set_threads`] sets through `openblas_set_num_threads`.
+//! With the default `threading` feature, a large product ([`gemm`](super::gemm::gemm)) is
+//! split over up to [`MAX_THREADS`] threads, by default one per core. Each thread writes
+//! its own block of the output and the inner sums run in the same order whatever the thread
+//! count, so results are identical bit for bit for any number of threads. The helper
+//! threads are started at the first product that needs them (each reserves its packing
+//! buffer, `pack.rs`, as it starts) and then wait for work (spinning for a moment after
+//! each product, then asleep), so a product allocates nothing and starts no thread. The
+//! parts of a job are claimed by whichever thread is free, the calling thread included, so
+//! a helper that another program keeps off its core delays little. The same threads run the
+//! element-wise work of large batches ([`for_each_block`]) in fixed blocks of rows. With
+//! the `blas` feature the products run in OpenBLAS, whose thread count [`set_threads`] sets
+//! through `openblas_set_num_threads`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 
+use super::pack::reserve_packing_buffer;
 use crate::error::{check_range, Result};
 
 /// The most threads a matrix product uses.
@@ -346,7 +348,7 @@ impl Pool {
     /// A helper's life: wait for a job newer than `seen`, run parts of it while any are
     /// unclaimed, report, repeat.
     fn helper(&self, mut seen: u64) {
-        crate::compute::gemm::reserve_packing_buffer();
+        reserve_packing_buffer();
         loop {
             spin_until(|| self.generation.load(Ordering::Acquire) != seen);
             let mut state = self.lock();

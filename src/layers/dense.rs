@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::activation::Activation;
 use crate::budget::check_elements;
-use crate::compute::gemm::product;
+use crate::compute::product;
 use crate::data::check_finite;
 use crate::error::{Error, Result};
 use crate::float::Float;

@@ -2,9 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::compute::threads::{for_each_block, slice_blocks, slice_blocks_mut, zip_blocks};
+use crate::compute::{avx2_dispatch, for_each_block, slice_blocks, slice_blocks_mut, zip_blocks};
 use crate::error::{check_non_negative, check_positive, check_range};
-use crate::float::avx2_dispatch;
 use crate::optim::{state_for, Optimizer, OptimizerState, ParamKind};
 use crate::{Float, Result};
 

@@ -9,7 +9,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::compute::threads::{for_each_block, row_blocks_mut, slice_blocks, zip_blocks};
+use crate::compute::{for_each_block, row_blocks_mut, slice_blocks, zip_blocks};
 use crate::data::noise::{value_range, Noise};
 use crate::error::{Error, Result};
 use crate::float::Float;

@@ -5,8 +5,9 @@ use ndarray::ArrayView2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::compute::{avx2_dispatch, lane_sum_slice};
 use crate::error::{Error, Result};
-use crate::float::{avx2_dispatch, Float};
+use crate::float::Float;
 use crate::model::Autoencoder;
 use crate::objective::Penalty;
 use crate::optim::Optimizer;
@@ -111,19 +112,11 @@ avx2_dispatch! {
     where T: Float
 }
 
-/// `sum x^2` in 8 interleaved partial sums combined in a fixed order (vectorizes, and the
-/// result does not depend on the instruction set).
+/// `sum x^2`, in the compute module's fixed-order lanes (vectorizes, and the result does
+/// not depend on the instruction set).
 #[inline(always)]
 fn sum_squares<T: Float>(x: &[T]) -> T {
-    let mut acc = [T::zero(); 8];
-    let mut chunks = x.chunks_exact(8);
-    for chunk in &mut chunks {
-        for (acc, &g) in acc.iter_mut().zip(chunk) {
-            *acc += g * g;
-        }
-    }
-    let tail = chunks.remainder().iter().fold(T::zero(), |s, &g| s + g * g);
-    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail
+    lane_sum_slice(x, |g| g * g)
 }
 
 /// Multiplies every gradient by `factor`.
