@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compute::{avx2_dispatch, for_each_block, row_blocks, row_blocks_mut, zip_blocks};
 use crate::error::{check_range, Result};
-use crate::Float;
+use crate::float::Float;
 
 /// An element-wise activation `a = s(z)`.
 ///

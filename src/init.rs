@@ -5,7 +5,8 @@ use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use crate::{Activation, Float};
+use crate::activation::Activation;
+use crate::float::Float;
 
 /// How a dense layer's `(n_in, n_out)` weight matrix is drawn. Biases always start at 0.
 ///

@@ -7,7 +7,8 @@ use std::io::{IsTerminal, Write};
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::{BatchProgress, EpochRecord, Trainer};
+use crate::train::history::{BatchProgress, EpochRecord};
+use crate::train::Trainer;
 
 /// Where [`Progress`] writes and in which form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,8 @@
 
 use ndarray::ArrayView2;
 
-use crate::{Error, Float, Result};
+use crate::error::{Error, Result};
+use crate::float::Float;
 
 mod dataset;
 pub mod idx;
@@ -70,4 +71,13 @@ pub(crate) fn check_finite<T: Float>(x: ArrayView2<T>, context: &'static str) ->
         }
     }
     Ok(())
+}
+
+/// `(min, max)` over all elements of `x`; `(0, 0)` for an empty array.
+pub(crate) fn value_range<T: Float>(x: ArrayView2<T>) -> (T, T) {
+    let mut it = x.iter().copied();
+    let Some(first) = it.next() else {
+        return (T::zero(), T::zero());
+    };
+    it.fold((first, first), |(lo, hi), v| (lo.min(v), hi.max(v)))
 }

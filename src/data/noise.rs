@@ -5,6 +5,7 @@ use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
+use crate::data::value_range;
 use crate::error::{check_non_negative, check_range};
 use crate::{Error, Float, Result};
 
@@ -124,15 +125,6 @@ impl Noise {
             }
         }
     }
-}
-
-/// `(min, max)` over all elements of `x`; `(0, 0)` for an empty array.
-pub(crate) fn value_range<T: Float>(x: ArrayView2<T>) -> (T, T) {
-    let mut it = x.iter().copied();
-    let Some(first) = it.next() else {
-        return (T::zero(), T::zero());
-    };
-    it.fold((first, first), |(lo, hi), v| (lo.min(v), hi.max(v)))
 }
 
 /// A corrupted copy `x~ ~ q(x~ | x)` of `x` `(n, d)`, e.g. to make a noisy test set the way

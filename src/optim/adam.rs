@@ -3,9 +3,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::compute::{avx2_dispatch, for_each_block, slice_blocks, slice_blocks_mut, zip_blocks};
+use crate::error::Result;
 use crate::error::{check_non_negative, check_positive, check_range};
+use crate::float::Float;
 use crate::optim::{state_for, Optimizer, OptimizerState, ParamKind};
-use crate::{Float, Result};
 
 /// Weight decay inside the optimizer.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -184,7 +185,7 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         state.expect_no_more_buffers()?;
         let consistent = m.len() == v.len() && m.iter().zip(&v).all(|(m, v)| m.len() == v.len());
         if !consistent {
-            return Err(crate::Error::InvalidConfig(
+            return Err(crate::error::Error::InvalidConfig(
                 "the saved Adam state has moments `m` and `v` of different sizes".into(),
             ));
         }

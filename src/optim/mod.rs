@@ -2,8 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Result;
 use crate::error::{check_positive, check_range};
-use crate::{Float, Result};
+use crate::float::Float;
 
 mod adam;
 mod sgd;
@@ -26,7 +27,7 @@ pub trait Optimizer<T: Float>: std::fmt::Debug + Send {
     /// Checks the hyperparameters.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidHyperparameter`] naming the first one out of range.
+    /// [`crate::error::Error::InvalidHyperparameter`] naming the first one out of range.
     fn validate(&self) -> Result<()>;
 
     /// Starts a step (Adam counts steps for its bias correction).
@@ -60,7 +61,7 @@ pub trait Optimizer<T: Float>: std::fmt::Debug + Send {
     /// hyperparameters (`lr`, betas...) are not part of the state and stay as they are.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidConfig`] if `state` belongs to another kind of optimizer or its
+    /// [`crate::error::Error::InvalidConfig`] if `state` belongs to another kind of optimizer or its
     /// buffers are missing or inconsistent.
     fn load_state(&mut self, state: OptimizerState<T>) -> Result<()> {
         state.expect_name("stateless")?;
@@ -134,11 +135,11 @@ impl<T> OptimizerState<T> {
     /// Removes and returns buffer `name`.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidConfig`] if there is no such buffer.
+    /// [`crate::error::Error::InvalidConfig`] if there is no such buffer.
     pub fn take_buffer(&mut self, name: &str) -> Result<Vec<Vec<T>>> {
         match self.buffers.iter().position(|(n, _)| n == name) {
             Some(i) => Ok(self.buffers.remove(i).1),
-            None => Err(crate::Error::InvalidConfig(format!(
+            None => Err(crate::error::Error::InvalidConfig(format!(
                 "the state of optimizer `{}` has no buffer `{name}`: it was not saved by this optimizer",
                 self.name
             ))),
@@ -148,12 +149,12 @@ impl<T> OptimizerState<T> {
     /// Checks that the state belongs to optimizer `name`.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidConfig`] naming both optimizers.
+    /// [`crate::error::Error::InvalidConfig`] naming both optimizers.
     pub fn expect_name(&self, name: &str) -> Result<()> {
         if self.name == name {
             Ok(())
         } else {
-            Err(crate::Error::InvalidConfig(format!(
+            Err(crate::error::Error::InvalidConfig(format!(
                 "the saved optimizer state is `{}`'s but the optimizer is `{name}`: \
                  resume with the same kind of optimizer",
                 self.name
@@ -164,11 +165,11 @@ impl<T> OptimizerState<T> {
     /// Checks that every buffer has been taken.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidConfig`] naming the first buffer left.
+    /// [`crate::error::Error::InvalidConfig`] naming the first buffer left.
     pub fn expect_no_more_buffers(&self) -> Result<()> {
         match self.buffers.first() {
             None => Ok(()),
-            Some((name, _)) => Err(crate::Error::InvalidConfig(format!(
+            Some((name, _)) => Err(crate::error::Error::InvalidConfig(format!(
                 "the saved state of optimizer `{}` has an unknown buffer `{name}`",
                 self.name
             ))),
@@ -225,7 +226,7 @@ impl Schedule {
     /// Checks the parameters against the base rate `lr`.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidHyperparameter`] naming the parameter out of range.
+    /// [`crate::error::Error::InvalidHyperparameter`] naming the parameter out of range.
     pub fn validate(&self, lr: f64) -> Result<()> {
         check_positive("lr", lr)?;
         match *self {

@@ -1,8 +1,9 @@
 //! Stochastic gradient descent with (Nesterov) momentum.
 
+use crate::error::Result;
 use crate::error::{check_positive, check_range};
+use crate::float::Float;
 use crate::optim::{state_for, Optimizer, OptimizerState, ParamKind};
-use crate::{Float, Result};
 
 /// SGD with optional momentum `mu` (PyTorch's convention):
 /// `v <- mu v + g`, then `p <- p - lr v`, or with Nesterov `p <- p - lr (g + mu v)`.
@@ -64,7 +65,7 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
             "a value in [0, 1)",
         )?;
         if self.nesterov && self.momentum == 0.0 {
-            return Err(crate::Error::hyper(
+            return Err(crate::error::Error::hyper(
                 "momentum",
                 0.0,
                 "a value in (0, 1) when nesterov is on",

@@ -10,7 +10,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::compute::{for_each_block, row_blocks_mut, slice_blocks, zip_blocks};
-use crate::data::noise::{value_range, Noise};
+use crate::data::noise::Noise;
+use crate::data::value_range;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::io::checkpoint::save_checkpoint;
