@@ -58,8 +58,8 @@ impl GradCheck {
             return; // a non-finite value was already found: keep it as the worst
         }
         let rel = relative_error(analytic, numeric);
-        // Written as "not at most" so that a NaN error counts as worse than any other.
-        if !(rel <= self.max_rel_error) || self.n_checked == 1 {
+        // A NaN error (a NaN side, or both sides infinite) counts as worse than any other.
+        if rel.is_nan() || rel > self.max_rel_error || self.n_checked == 1 {
             self.max_rel_error = if rel.is_finite() { rel } else { f64::INFINITY };
             self.worst_pair = (analytic, numeric);
             self.worst = match (analytic.is_finite(), numeric.is_finite()) {
@@ -318,7 +318,7 @@ mod tests {
             report.record(a, n, || "second".into());
             report.record(0.1, 0.9, || "third".into()); // a finite, larger error after it
             assert_eq!(report.max_rel_error, f64::INFINITY, "{report:?}");
-            assert!(!(report.max_rel_error < 1e-6));
+            assert!(report.max_rel_error >= 1e-6);
             assert!(
                 report.worst.starts_with("second") && report.worst.contains(says),
                 "{report:?}"

@@ -283,7 +283,7 @@ fn format_number(v: f64, zero: f64) -> String {
     }
 }
 
-/// Saves a scatter plot of 2-D codes `(n, 2)` (e.g. [`Autoencoder::encode`] of a test
+/// Saves a scatter plot of 2-D codes `(n, 2)` (e.g. [`crate::Autoencoder::encode`] of a test
 /// set with a 2-unit code), each point coloured by its label (`labels.len() == n`), with
 /// axes `z0`, `z1` and a legend of the labels present (ten colours, repeating after ten).
 /// `size = (width, height)` in pixels.
