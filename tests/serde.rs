@@ -34,11 +34,14 @@ fn a_round_tripped_model_is_the_same_and_trains() -> Result<()> {
     Ok(())
 }
 
+/// A named edit of a serialized model.
+type Edit = (&'static str, Box<dyn Fn(&mut serde_json::Value)>);
+
 #[test]
 fn crafted_json_is_an_error() -> Result<()> {
     let json = serde_json::to_string(&model(Tying::Untied)?).expect("serializes");
     let value: serde_json::Value = serde_json::from_str(&json).expect("json");
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    let cases: Vec<Edit> = vec![
         (
             "a bias of the wrong length",
             Box::new(|v| {
