@@ -1,69 +1,80 @@
-//! Command-line plumbing shared by the MNIST examples (included with `#[path]`; not an
-//! example itself): number parsing and the `main` that prints usage and errors.
+//! Command-line plumbing shared by the examples (included with `#[path]`; not an example
+//! itself): the `main` that parses the flags with clap and turns the outcome into an exit
+//! code, and, for the examples' tests, a parser helper.
+//!
+//! Each example declares its flags once, as a `#[derive(clap::Parser)]` struct: the same
+//! definitions parse the command line and write `--help`, so the two cannot drift apart.
 
-/// Parses `s` as a number for `flag`, with a message naming both.
-pub fn parse_num<N: std::str::FromStr>(flag: &str, s: &str) -> Result<N, String> {
-    s.parse()
-        .map_err(|_| format!("{flag}: `{s}` is not a valid number"))
-}
+use std::process::ExitCode;
 
-/// Parses the command line with `parse` (`Ok(None)` = `--help`: print `usage`), then calls
-/// `run`. Exit codes: 2 for bad flags, 1 for a failed run.
-pub fn main_with<C>(
-    usage: &str,
-    parse: impl FnOnce(Vec<String>) -> Result<Option<C>, String>,
-    run: impl FnOnce(&C) -> autoencoder::Result<()>,
-) {
-    let config = match parse(std::env::args().skip(1).collect()) {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            print!("{usage}");
-            return;
+use clap::Parser;
+
+/// Parses the command line into `C`, then calls `run`.
+///
+/// | outcome                         | output                               | exit code |
+/// | ------------------------------- | ------------------------------------ | --------- |
+/// | `-h` / `--help`                 | the usage, on standard output        | 0         |
+/// | a good run                      | the example's own                    | 0         |
+/// | an unknown flag or a bad value  | one line on standard error           | 2         |
+/// | a failed run                    | the crate's error, on standard error | 1         |
+pub fn main_with<C: Parser>(run: impl FnOnce(&C) -> autoencoder::Result<()>) -> ExitCode {
+    let config = match C::try_parse() {
+        Ok(c) => c,
+        // `--help` arrives as an "error" that is not one: print it, succeed.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("error: {e}\n(run with --help for the flags)");
-            std::process::exit(2);
+            eprintln!("{}", one_line(&e));
+            return ExitCode::from(2);
         }
     };
-    if let Err(e) = run(&config) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
-}
-
-/// Walks the flags (`--flag value` or `--flag=value`), calling `apply(config, flag, value)`
-/// for each; `value()` takes the flag's value. `apply` returns `Ok(false)` for `--help`,
-/// which makes this return `Ok(None)`.
-pub fn parse_flags<C>(
-    args: impl IntoIterator<Item = String>,
-    mut config: C,
-    mut apply: impl FnMut(
-        &mut C,
-        &str,
-        &mut dyn FnMut() -> Result<String, String>,
-    ) -> Result<bool, String>,
-) -> Result<Option<C>, String> {
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg, None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        if !apply(&mut config, &flag, &mut value)? {
-            return Ok(None);
+    match run(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
         }
     }
-    Ok(Some(config))
 }
 
-/// A command line split on spaces, as `parse_args` receives it (for the flag tests).
+/// The first line of clap's message (`error: invalid value 'x' for '--lr <X>': ...`), which
+/// says what was wrong, with the values a flag takes if clap knows them, but without the
+/// usage and tips clap appends on further lines.
+pub fn one_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or("error: bad command line");
+    match e.get(ContextKind::ValidValue) {
+        Some(ContextValue::Strings(values)) => format!(
+            "{first}: possible values {} (--help lists the flags)",
+            values.join(", ")
+        ),
+        _ => format!("{first} (--help lists the flags)"),
+    }
+}
+
+/// The value parser of `--out DIR` for `example`: the folder, or, without the `viz`
+/// feature, an error saying how to build with it.
+#[allow(dead_code)] // mnist_deep and throughput write no pictures
+pub fn out_dir(
+    example: &'static str,
+) -> impl Fn(&str) -> Result<std::path::PathBuf, String> + Clone + Send + Sync + 'static {
+    move |dir| {
+        if cfg!(feature = "viz") {
+            Ok(dir.into())
+        } else {
+            Err(format!(
+                "--out needs the `viz` feature: cargo run --release --features viz \
+                 --example {example} -- --out DIR"
+            ))
+        }
+    }
+}
+
+/// Parses `line`, split at spaces, as the example's flags (for the tests).
 #[cfg(test)]
-pub fn args(line: &str) -> Vec<String> {
-    line.split_whitespace().map(String::from).collect()
+pub fn parse<C: Parser>(line: &str) -> Result<C, clap::Error> {
+    C::try_parse_from(std::iter::once("example").chain(line.split_whitespace()))
 }
