@@ -923,4 +923,48 @@ mod tests {
         }
         Ok(())
     }
+
+    #[test]
+    fn every_flag_the_readme_mentions_parses() {
+        let mentions = cli::readme::mentions("mnist_ae");
+        // The extraction finds the flags of the "Kinds of autoencoder" section and of the
+        // picture command (continued over lines), and none of cargo's or the VAE's.
+        let flags: Vec<&str> = mentions
+            .iter()
+            .flat_map(|m| &m.args)
+            .filter(|a| a.starts_with("--"))
+            .map(String::as_str)
+            .collect();
+        for flag in [
+            "--weight-decay",
+            "--lambda",
+            "--noise",
+            "--valid-fraction",
+            "--penalty",
+            "--out",
+        ] {
+            assert!(flags.contains(&flag), "{flag} not found in {mentions:?}");
+        }
+        for flag in [
+            "--release",
+            "--features",
+            "--example",
+            "--warmup",
+            "--threads",
+        ] {
+            assert!(
+                !flags.contains(&flag),
+                "{flag} attributed to mnist_ae: {mentions:?}"
+            );
+        }
+        assert!(mentions
+            .iter()
+            .any(|m| m.args == ["--noise", "salt-pepper:F"]));
+        let failures = cli::readme::check::<Config>("mnist_ae");
+        assert!(
+            failures.is_empty(),
+            "README flags the parser refuses:\n{}",
+            failures.join("\n")
+        );
+    }
 }

@@ -275,4 +275,24 @@ mod tests {
         assert_eq!(c.scratch_epochs().map_err(|e| e.to_string())?, 12);
         Ok(())
     }
+
+    #[test]
+    fn every_flag_the_readme_mentions_parses() {
+        let mentions = cli::readme::mentions("mnist_deep");
+        let flags: Vec<&str> = mentions
+            .iter()
+            .flat_map(|m| &m.args)
+            .filter(|a| a.starts_with("--"))
+            .map(String::as_str)
+            .collect();
+        for flag in ["--epochs", "--train-images", "--json"] {
+            assert!(flags.contains(&flag), "{flag} not found in {mentions:?}");
+        }
+        let failures = cli::readme::check::<Config>("mnist_deep");
+        assert!(
+            failures.is_empty(),
+            "README flags the parser refuses:\n{}",
+            failures.join("\n")
+        );
+    }
 }

@@ -447,4 +447,24 @@ mod tests {
         }
         Ok(())
     }
+
+    #[test]
+    fn every_flag_the_readme_mentions_parses() {
+        let mentions = cli::readme::mentions("mnist_vae");
+        let flags: Vec<&str> = mentions
+            .iter()
+            .flat_map(|m| &m.args)
+            .filter(|a| a.starts_with("--"))
+            .map(String::as_str)
+            .collect();
+        for flag in ["--warmup", "--beta", "--latent", "--out", "--train-images"] {
+            assert!(flags.contains(&flag), "{flag} not found in {mentions:?}");
+        }
+        let failures = cli::readme::check::<Config>("mnist_vae");
+        assert!(
+            failures.is_empty(),
+            "README flags the parser refuses:\n{}",
+            failures.join("\n")
+        );
+    }
 }

@@ -347,4 +347,24 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn every_flag_the_readme_mentions_parses() {
+        let mentions = cli::readme::mentions("throughput");
+        let flags: Vec<&str> = mentions
+            .iter()
+            .flat_map(|m| &m.args)
+            .filter(|a| a.starts_with("--"))
+            .map(String::as_str)
+            .collect();
+        for flag in ["--threads", "--workload", "--epochs", "--json"] {
+            assert!(flags.contains(&flag), "{flag} not found in {mentions:?}");
+        }
+        let failures = cli::readme::check::<Args>("throughput");
+        assert!(
+            failures.is_empty(),
+            "README flags the parser refuses:\n{}",
+            failures.join("\n")
+        );
+    }
 }
