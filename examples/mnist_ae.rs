@@ -7,8 +7,8 @@
 //! cargo run --release --example mnist_ae -- --help
 //! ```
 //!
-//! MNIST is looked for in `$MNIST_DIR`, then `./data/mnist`, and downloaded into
-//! `./data/mnist` if missing (see `autoencoder::data::mnist`).
+//! MNIST is looked for in `$MNIST_DIR`, then `./data/mnist`, then `../shared/data/mnist`,
+//! and downloaded into `./data/mnist` if missing (see `autoencoder::data::mnist`).
 //!
 //! Progress shows as a bar per epoch on a terminal (with `--features progress`) and as
 //! plain lines otherwise. With `--features viz`, `--out DIR` writes pictures:
@@ -20,9 +20,9 @@
 
 #[path = "support/cli.rs"]
 mod cli;
-use cli::parse_num;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Instant;
 
 use autoencoder::data::{mnist, Mnist, Split};
@@ -30,82 +30,151 @@ use autoencoder::{
     bce_of_probabilities, corrupt, Activation, Adam, Autoencoder, History, Init, Loss, Noise,
     Optimizer, Pca, Penalty, Progress, Sgd, Trainer,
 };
+use clap::{Parser, ValueEnum};
 use ndarray::{Array2, ArrayView2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-const USAGE: &str = "\
-Train an autoencoder on MNIST and compare it with PCA of the same code size.
-
-Usage: cargo run --release --example mnist_ae -- [FLAGS]
-
-Architecture
-  --hidden LIST        encoder hidden widths, comma-separated, or `none`   [128,64]
-                       (the decoder mirrors them: 784-128-64-32-64-128-784)
-  --latent N           code width                                          [32]
-  --activation S       hidden and code activation                          [relu]
-  --code-activation S  code activation, if different from --activation
-  --output S           output activation                                   [sigmoid]
-                       S: relu, sigmoid, tanh, identity, softplus, gelu, leaky-relu[:ALPHA], elu[:ALPHA]
-  --init I             default (He for ReLU-like, else Glorot), glorot, he,
-                       glorot-normal, he-normal                            [default]
-Variant (penalties compose with every architecture and loss)
-  --variant V          plain, sparse-l1, sparse-kl, denoising, contractive [plain]
-  --lambda X           sparse-l1: L1 weight on the code [1e-4]; contractive: weight [0.1]
-  --rho X              sparse-kl: target mean code activation, in (0, 1)   [0.05]
-  --beta X             sparse-kl: weight of the KL term                    [0.1]
-                       (sparse-kl and contractive need a sigmoid code; it is the default there)
-Training
-  --loss L             bce, mse, sse, mae, huber[:DELTA]                   [bce]
-  --noise N            corrupt the input (any variant; denoising's default gaussian:0.5):
-                       masking:F, gaussian:STD (clipped to [0, 1]), salt-and-pepper:F
-  --penalty P          add a penalty to the variant's (repeatable): kl:RHO:BETA, l1-activity:L,
-                       l2-activity:L, l2-weights:L, l1-weights:L, contractive:L   [none]
-  --optimizer O        adam (eps 1e-7, as Keras), sgd, momentum (0.9)      [adam]
-  --lr X               learning rate                        [1e-3 for adam, 0.1 for sgd]
-  --epochs N                                                               [10]
-  --batch-size N                                                           [256]
-  --seed N             seeds the weights, the split and the shuffling      [0]
-  --train-images N     use the first N training images (all: 60000)        [60000]
-  --valid-fraction F   share of those held out for validation, [0, 1)      [0.0833] (5000 of 60000)
-Output
-  --json               print one final line: a JSON object with the configuration and every final figure
-  --out DIR            write pictures into DIR (needs --features viz): reconstructions.png,
-                       features.png, loss.png; with --latent 2 also latent_map.png, latent_grid.png
-  -h, --help           this text
-";
-
-/// Everything the command line sets. To add a flag: a field here, its default in
-/// `Default`, one arm in `parse_args`, a line in `USAGE`, and a key in `to_json`.
-#[derive(Debug, Clone)]
+// Everything the command line sets: this struct parses the flags and writes `--help` (the
+// doc comments are the help lines). To add a flag: a field here and a key in `to_json`.
+/// Train an autoencoder on MNIST and compare it with PCA of the same code size.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "mnist_ae",
+    override_usage = "cargo run --release --example mnist_ae -- [OPTIONS]",
+    after_help = "Activations (S): relu, sigmoid, tanh, identity, softplus, gelu, \
+                  leaky-relu[:ALPHA], elu[:ALPHA].\n\
+                  sparse-kl and contractive need a sigmoid code; it is their default.\n\
+                  Penalties and noise compose with every architecture, loss and variant.",
+    // A repeated flag takes its last value; `--lr -1` is a (refused) value, not a flag.
+    args_override_self = true,
+    allow_negative_numbers = true
+)]
 struct Config {
-    hidden: Vec<usize>,
+    /// Encoder hidden widths, comma-separated, or `none` (the decoder mirrors them)
+    // `::std::vec::Vec`: one value holding the whole list (clap reads a plain `Vec` as a
+    // repeatable flag).
+    #[arg(long, value_name = "LIST", default_value = "128,64", value_parser = parse_widths,
+          help_heading = "Architecture")]
+    hidden: ::std::vec::Vec<usize>,
+    /// Code width
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 32,
+        help_heading = "Architecture"
+    )]
     latent: usize,
+    /// Hidden and code activation
+    #[arg(long, value_name = "S", default_value = "relu", value_parser = parse_activation,
+          help_heading = "Architecture")]
     activation: Activation,
+    /// Code activation [default: sigmoid for sparse-kl and contractive, else --activation]
+    #[arg(long, value_name = "S", value_parser = parse_activation, help_heading = "Architecture")]
     code_activation: Option<Activation>,
+    /// Output activation
+    #[arg(long, value_name = "S", default_value = "sigmoid", value_parser = parse_activation,
+          help_heading = "Architecture")]
     output: Activation,
-    init: Option<Init>,
-    loss: Loss,
-    noise: Option<Noise>,
-    penalties: Vec<Penalty>,
-    optimizer: OptimizerKind,
-    lr: Option<f64>,
-    epochs: usize,
-    batch_size: usize,
-    seed: u64,
-    train_images: usize,
-    valid_fraction: f64,
-    json: bool,
+    /// default (He for ReLU-like, else Glorot), glorot, he, glorot-normal, he-normal
+    // `::std::option::Option`: "default" is a value that parses to `None`.
+    #[arg(long, value_name = "I", default_value = "default", value_parser = parse_init,
+          help_heading = "Architecture")]
+    init: ::std::option::Option<Init>,
+
+    /// The kind of autoencoder: the penalty or input corruption training adds
+    #[arg(long, value_name = "V", value_enum, default_value_t = Variant::Plain,
+          help_heading = "Variant")]
     variant: Variant,
-    out: Option<PathBuf>,
+    /// Weight of sparse-l1's L1 penalty on the code [default: 1e-4] or of contractive's
+    /// [default: 0.1]
+    #[arg(long, value_name = "X", help_heading = "Variant")]
     lambda: Option<f64>,
+    /// sparse-kl: target mean code activation, in (0, 1)
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 0.05,
+        help_heading = "Variant"
+    )]
     rho: f64,
+    /// sparse-kl: weight of the KL term
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 0.1,
+        help_heading = "Variant"
+    )]
     beta: f64,
+
+    /// Loss: bce, mse, sse, mae, huber[:DELTA]
+    #[arg(long, value_name = "L", default_value = "bce", value_parser = parse_loss,
+          help_heading = "Training")]
+    loss: Loss,
+    /// Corrupt the input: masking:F, gaussian:STD (clipped to [0, 1]), salt-pepper:F
+    /// [default: gaussian:0.5 for denoising, else none]
+    #[arg(long, value_name = "NOISE", value_parser = parse_noise, help_heading = "Training")]
+    noise: Option<Noise>,
+    /// Add a penalty (repeatable): kl:RHO:BETA, l1-activity:L, l2-activity:L, l2-weights:L,
+    /// l1-weights:L, contractive:L
+    #[arg(long = "penalty", value_name = "P", value_parser = parse_penalty,
+          help_heading = "Training")]
+    penalties: Vec<Penalty>,
+    /// L2 weight decay: L sum W^2 over every layer's weights (as --penalty l2-weights:L)
+    #[arg(long, value_name = "L", help_heading = "Training")]
+    weight_decay: Option<f64>,
+    /// Optimizer: adam (eps 1e-7, as Keras), sgd, or sgd with momentum 0.9
+    #[arg(long, value_name = "O", value_enum, default_value_t = OptimizerKind::Adam,
+          help_heading = "Training")]
+    optimizer: OptimizerKind,
+    /// Learning rate [default: 1e-3 for adam, 0.1 for sgd and momentum]
+    #[arg(long, value_name = "X", help_heading = "Training")]
+    lr: Option<f64>,
+    /// Epochs
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10,
+        help_heading = "Training"
+    )]
+    epochs: usize,
+    /// Examples per batch
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 256,
+        help_heading = "Training"
+    )]
+    batch_size: usize,
+    /// Seeds the weights, the split and the shuffling
+    #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Training")]
+    seed: u64,
+    /// Use the first N training images (all: 60000)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 60_000,
+        help_heading = "Training"
+    )]
+    train_images: usize,
+    /// Share of those held out for validation, in [0, 1) [default: 5000 of 60000]
+    #[arg(long, value_name = "F", default_value_t = 5_000.0 / 60_000.0,
+          hide_default_value = true, help_heading = "Training")]
+    valid_fraction: f64,
+
+    /// Print one final line: JSON with the configuration and every final figure
+    #[arg(long, help_heading = "Output")]
+    json: bool,
+    /// Write reconstructions.png, features.png, loss.png (with --latent 2 also
+    /// latent_map.png, latent_grid.png) into DIR; needs --features viz
+    #[arg(long, value_name = "DIR", value_parser = cli::out_dir("mnist_ae"),
+          help_heading = "Output")]
+    out: Option<PathBuf>,
 }
 
 /// The kind of autoencoder (`--variant`): which penalty or corruption training adds.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
 enum Variant {
     Plain,
     SparseL1,
@@ -114,40 +183,11 @@ enum Variant {
     Contractive,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
 enum OptimizerKind {
     Adam,
     Sgd,
     Momentum,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            hidden: vec![128, 64],
-            latent: 32,
-            activation: Activation::Relu,
-            code_activation: None,
-            output: Activation::Sigmoid,
-            init: None,
-            loss: Loss::BinaryCrossEntropy,
-            noise: None,
-            penalties: Vec::new(),
-            optimizer: OptimizerKind::Adam,
-            lr: None,
-            epochs: 10,
-            batch_size: 256,
-            seed: 0,
-            train_images: 60_000,
-            valid_fraction: 5_000.0 / 60_000.0,
-            json: false,
-            variant: Variant::Plain,
-            lambda: None,
-            rho: 0.05,
-            beta: 0.1,
-            out: None,
-        }
-    }
 }
 
 impl Config {
@@ -166,7 +206,8 @@ impl Config {
         self.code_activation.unwrap_or(default)
     }
 
-    /// The penalties: the `--variant`'s, then each `--penalty`, checked.
+    /// The penalties: the `--variant`'s, then each `--penalty`, then `--weight-decay`,
+    /// checked.
     fn penalties(&self) -> autoencoder::Result<Vec<Penalty>> {
         let mut penalties = match self.variant {
             Variant::SparseL1 => vec![Penalty::l1_activity(self.lambda.unwrap_or(1e-4))?.into()],
@@ -175,6 +216,9 @@ impl Config {
             Variant::Plain | Variant::Denoising => vec![],
         };
         penalties.extend(self.penalties.iter().copied());
+        if let Some(lambda) = self.weight_decay {
+            penalties.push(Penalty::l2_weights(lambda)?.into());
+        }
         Ok(penalties)
     }
 
@@ -187,6 +231,24 @@ impl Config {
         };
         self.noise
             .or((self.variant == Variant::Denoising).then_some(default))
+    }
+
+    /// The untrained model, seeded by `--seed`.
+    ///
+    /// # Errors
+    /// From the builder, e.g. [`autoencoder::Error::TooLarge`] for a width too large.
+    fn model(&self) -> autoencoder::Result<Autoencoder<f32>> {
+        let mut builder = Autoencoder::<f32>::builder(784);
+        for &w in &self.hidden {
+            builder = builder.hidden(w, self.activation);
+        }
+        builder = builder
+            .latent(self.latent, self.code_activation())
+            .output(self.output);
+        if let Some(init) = self.init {
+            builder = builder.init(init);
+        }
+        builder.build(&mut ChaCha8Rng::seed_from_u64(self.seed))
     }
 
     fn to_json(&self) -> serde_json::Value {
@@ -213,78 +275,30 @@ impl Config {
     }
 }
 
-/// Parses the flags (`--flag value` or `--flag=value`). `Ok(None)` means `--help`.
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, String> {
-    cli::parse_flags(args, Config::default(), |c, flag, value| {
-        match flag {
-            "--hidden" => c.hidden = parse_widths(&value()?)?,
-            "--latent" => c.latent = parse_num(flag, &value()?)?,
-            "--activation" => c.activation = parse_activation(&value()?)?,
-            "--code-activation" => c.code_activation = Some(parse_activation(&value()?)?),
-            "--output" => c.output = parse_activation(&value()?)?,
-            "--init" => c.init = parse_init(&value()?)?,
-            "--loss" => c.loss = parse_loss(&value()?)?,
-            "--noise" => c.noise = Some(parse_noise(&value()?)?),
-            "--penalty" => c.penalties.push(parse_penalty(&value()?)?),
-            "--optimizer" => c.optimizer = parse_optimizer(&value()?)?,
-            "--lr" => c.lr = Some(parse_num(flag, &value()?)?),
-            "--epochs" => c.epochs = parse_num(flag, &value()?)?,
-            "--batch-size" => c.batch_size = parse_num(flag, &value()?)?,
-            "--seed" => c.seed = parse_num(flag, &value()?)?,
-            "--train-images" => c.train_images = parse_num(flag, &value()?)?,
-            "--valid-fraction" => c.valid_fraction = parse_num(flag, &value()?)?,
-            "--json" => c.json = true,
-            "--variant" => c.variant = parse_variant(&value()?)?,
-            "--lambda" => c.lambda = Some(parse_num(flag, &value()?)?),
-            "--rho" => c.rho = parse_num(flag, &value()?)?,
-            "--beta" => c.beta = parse_num(flag, &value()?)?,
-            "--out" if cfg!(feature = "viz") => c.out = Some(PathBuf::from(value()?)),
-            "--out" => {
-                return Err("--out needs the `viz` feature: cargo run --release \
-                            --features viz --example mnist_ae -- --out DIR"
-                    .into())
-            }
-            "-h" | "--help" => return Ok(false),
-            _ => return Err(format!("unknown flag `{flag}`")),
-        }
-        Ok(true)
-    })
+/// Parses `s` as a number, with a message naming `what`.
+fn num<N: std::str::FromStr>(what: &str, s: &str) -> Result<N, String> {
+    s.parse()
+        .map_err(|_| format!("{what}: `{s}` is not a valid number"))
 }
 
-fn parse_variant(s: &str) -> Result<Variant, String> {
-    Ok(match s {
-        "plain" => Variant::Plain,
-        "sparse-l1" => Variant::SparseL1,
-        "sparse-kl" => Variant::SparseKl,
-        "denoising" => Variant::Denoising,
-        "contractive" => Variant::Contractive,
-        _ => {
-            return Err(format!(
-                "unknown variant `{s}` (plain, sparse-l1, sparse-kl, denoising, contractive)"
-            ))
-        }
-    })
-}
-
+/// `--hidden`: comma-separated widths, or `none` (or nothing) for no hidden layer.
 fn parse_widths(s: &str) -> Result<Vec<usize>, String> {
     if s == "none" || s.is_empty() {
         return Ok(Vec::new());
     }
-    s.split(',')
-        .map(|w| parse_num("--hidden", w.trim()))
-        .collect()
+    s.split(',').map(|w| num("width", w.trim())).collect()
 }
 
 /// `name` or `name:param`.
 fn split_param(s: &str) -> Result<(&str, Option<f64>), String> {
     match s.split_once(':') {
-        Some((name, p)) => Ok((name, Some(parse_num(name, p)?))),
+        Some((name, p)) => Ok((name, Some(num(name, p)?))),
         None => Ok((s, None)),
     }
 }
 
 fn parse_activation(s: &str) -> Result<Activation, String> {
-    Ok(match split_param(s)? {
+    let activation = match split_param(s)? {
         ("relu", None) => Activation::Relu,
         ("sigmoid", None) => Activation::Sigmoid,
         ("tanh", None) => Activation::Tanh,
@@ -293,8 +307,15 @@ fn parse_activation(s: &str) -> Result<Activation, String> {
         ("gelu", None) => Activation::Gelu,
         ("leaky-relu", a) => Activation::LeakyRelu(a.unwrap_or(0.01)),
         ("elu", a) => Activation::Elu(a.unwrap_or(1.0)),
-        _ => return Err(format!("unknown activation `{s}`")),
-    })
+        _ => {
+            return Err(format!(
+                "unknown activation `{s}` (relu, sigmoid, tanh, identity, softplus, gelu, \
+                 leaky-relu[:ALPHA], elu[:ALPHA])"
+            ))
+        }
+    };
+    activation.validate().map_err(|e| e.to_string())?;
+    Ok(activation)
 }
 
 fn parse_init(s: &str) -> Result<Option<Init>, String> {
@@ -304,42 +325,53 @@ fn parse_init(s: &str) -> Result<Option<Init>, String> {
         "he" | "he-uniform" => Some(Init::HeUniform),
         "glorot-normal" => Some(Init::GlorotNormal),
         "he-normal" => Some(Init::HeNormal),
-        _ => return Err(format!("unknown initializer `{s}`")),
-    })
-}
-
-fn parse_noise(s: &str) -> Result<Noise, String> {
-    Ok(match split_param(s)? {
-        ("masking", Some(fraction)) => Noise::Masking { fraction },
-        ("gaussian", Some(std)) => Noise::Gaussian {
-            std,
-            clip: Some((0.0, 1.0)),
-        },
-        ("salt-and-pepper", Some(fraction)) => Noise::SaltAndPepper { fraction },
         _ => {
             return Err(format!(
-                "unknown noise `{s}` (masking:F, gaussian:STD, salt-and-pepper:F)"
+                "unknown initializer `{s}` (default, glorot, he, glorot-normal, he-normal)"
             ))
         }
     })
 }
 
+fn parse_noise(s: &str) -> Result<Noise, String> {
+    let noise = match split_param(s)? {
+        ("masking", Some(fraction)) => Noise::Masking { fraction },
+        ("gaussian", Some(std)) => Noise::Gaussian {
+            std,
+            clip: Some((0.0, 1.0)),
+        },
+        ("salt-pepper" | "salt-and-pepper", Some(fraction)) => Noise::SaltAndPepper { fraction },
+        _ => {
+            return Err(format!(
+                "unknown noise `{s}` (masking:F, gaussian:STD, salt-pepper:F)"
+            ))
+        }
+    };
+    noise.validate().map_err(|e| e.to_string())?;
+    Ok(noise)
+}
+
 fn parse_penalty(s: &str) -> Result<Penalty, String> {
     let parts: Vec<&str> = s.split(':').collect();
-    let num = |i: usize| -> Result<f64, String> {
+    let value = |i: usize| -> Result<f64, String> {
         parts
             .get(i)
             .ok_or_else(|| format!("penalty `{s}` needs a value"))
-            .and_then(|v| parse_num("--penalty", v))
+            .and_then(|v| num("penalty", v))
     };
     let penalty = match parts[0] {
-        "kl" => Penalty::kl_sparsity(num(1)?, num(2)?).map(Penalty::from),
-        "l1-activity" => Penalty::l1_activity(num(1)?).map(Penalty::from),
-        "l2-activity" => Penalty::l2_activity(num(1)?).map(Penalty::from),
-        "l2-weights" => Penalty::l2_weights(num(1)?).map(Penalty::from),
-        "l1-weights" => Penalty::l1_weights(num(1)?).map(Penalty::from),
-        "contractive" => Penalty::contractive(num(1)?).map(Penalty::from),
-        _ => return Err(format!("unknown penalty `{s}`")),
+        "kl" => Penalty::kl_sparsity(value(1)?, value(2)?).map(Penalty::from),
+        "l1-activity" => Penalty::l1_activity(value(1)?).map(Penalty::from),
+        "l2-activity" => Penalty::l2_activity(value(1)?).map(Penalty::from),
+        "l2-weights" => Penalty::l2_weights(value(1)?).map(Penalty::from),
+        "l1-weights" => Penalty::l1_weights(value(1)?).map(Penalty::from),
+        "contractive" => Penalty::contractive(value(1)?).map(Penalty::from),
+        _ => {
+            return Err(format!(
+                "unknown penalty `{s}` (kl:RHO:BETA, l1-activity:L, l2-activity:L, \
+                 l2-weights:L, l1-weights:L, contractive:L)"
+            ))
+        }
     };
     penalty.map_err(|e| e.to_string())
 }
@@ -351,24 +383,30 @@ fn parse_loss(s: &str) -> Result<Loss, String> {
         ("sse", None) => Loss::SumSquaredError,
         ("mae", None) => Loss::MeanAbsoluteError,
         ("huber", d) => Loss::Huber(d.unwrap_or(1.0)),
-        _ => return Err(format!("unknown loss `{s}`")),
+        _ => {
+            return Err(format!(
+                "unknown loss `{s}` (bce, mse, sse, mae, huber[:DELTA])"
+            ))
+        }
     })
 }
 
-fn parse_optimizer(s: &str) -> Result<OptimizerKind, String> {
-    Ok(match s {
-        "adam" => OptimizerKind::Adam,
-        "sgd" => OptimizerKind::Sgd,
-        "momentum" => OptimizerKind::Momentum,
-        _ => return Err(format!("unknown optimizer `{s}`")),
-    })
-}
-
-fn main() {
-    cli::main_with(USAGE, parse_args, run);
+fn main() -> ExitCode {
+    cli::main_with(run)
 }
 
 fn run(c: &Config) -> autoencoder::Result<()> {
+    // The model and the penalties first: a bad size or value fails at once, not after loading.
+    let mut ae = c.model()?;
+    c.penalties()?;
+    if c.latent > 784 {
+        // PCA of the same code size would refuse it, but only after training.
+        return Err(autoencoder::Error::InvalidHyperparameter {
+            name: "latent",
+            value: c.latent.to_string(),
+            expected: "at most 784 (PCA with as many components is the baseline)",
+        });
+    }
     let dir = mnist::locate()?;
     let start = Instant::now();
     let data = Mnist::<f32>::load(&dir)?;
@@ -388,17 +426,6 @@ fn run(c: &Config) -> autoencoder::Result<()> {
         );
     }
 
-    let mut builder = Autoencoder::<f32>::builder(784);
-    for &w in &c.hidden {
-        builder = builder.hidden(w, c.activation);
-    }
-    builder = builder
-        .latent(c.latent, c.code_activation())
-        .output(c.output);
-    if let Some(init) = c.init {
-        builder = builder.init(init);
-    }
-    let mut ae = builder.build(&mut ChaCha8Rng::seed_from_u64(c.seed))?;
     if !c.json {
         let sizes: Vec<String> = ae.sizes().iter().map(|s| s.to_string()).collect();
         println!(
@@ -647,7 +674,7 @@ fn variant_figures(
             let noisy = corrupt(
                 test.view(),
                 noise,
-                &mut ChaCha8Rng::seed_from_u64(c.seed + 1),
+                &mut ChaCha8Rng::seed_from_u64(c.seed.wrapping_add(1)),
             )?;
             let denoised = ae.reconstruct(noisy.view())?;
             let (before, after) = (psnr(&noisy), psnr(&denoised));
@@ -673,47 +700,102 @@ fn mse(a: ArrayView2<f64>, b: ArrayView2<f64>) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cli::args;
+    use autoencoder::Error;
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
+    fn parse(line: &str) -> Result<Config, String> {
+        cli::parse(line).map_err(|e| cli::one_line(&e))
+    }
+
+    /// The error kind of a line that must not parse.
+    fn refused(line: &str) -> ErrorKind {
+        match cli::parse::<Config>(line) {
+            Ok(c) => panic!("`{line}` parsed: {c:?}"),
+            Err(e) => e.kind(),
+        }
+    }
+
+    #[test]
+    fn the_flag_definitions_are_consistent() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() -> Result<(), String> {
+        let c = parse("")?;
+        assert_eq!((c.hidden.clone(), c.latent), (vec![128, 64], 32));
+        assert_eq!(
+            (c.activation, c.output, c.init, c.loss),
+            (
+                Activation::Relu,
+                Activation::Sigmoid,
+                None,
+                Loss::BinaryCrossEntropy
+            )
+        );
+        assert_eq!(
+            (c.variant, c.optimizer, c.lr()),
+            (Variant::Plain, OptimizerKind::Adam, 1e-3)
+        );
+        assert_eq!(
+            (c.epochs, c.batch_size, c.seed, c.train_images),
+            (10, 256, 0, 60_000)
+        );
+        assert_eq!(
+            c.valid_fraction.to_bits(),
+            (5_000.0f64 / 60_000.0).to_bits()
+        );
+        assert_eq!((c.rho, c.beta, c.lambda, c.json), (0.05, 0.1, None, false));
+        assert_eq!(
+            (c.noise(), c.penalties().map_err(|e| e.to_string())?),
+            (None, vec![])
+        );
+        Ok(())
+    }
 
     #[test]
     fn flags_parse() -> Result<(), String> {
-        let c = parse_args(args(
-            "--hidden none --latent=16 --loss mse --optimizer sgd --json",
-        ))?
-        .ok_or("not help")?;
+        let c = parse("--hidden none --latent=16 --loss mse --optimizer sgd --json")?;
         assert!(c.hidden.is_empty());
         assert_eq!(
             (c.latent, c.loss, c.optimizer, c.json),
             (16, Loss::MeanSquaredError, OptimizerKind::Sgd, true)
         );
         assert_eq!(c.lr(), 0.1);
+        assert_eq!(parse("--hidden 128,64")?.hidden, vec![128, 64]);
         assert_eq!(
-            parse_args(args("--hidden 128,64"))?.ok_or("")?.hidden,
-            vec![128, 64]
+            parse("--epochs 3 --epochs 5")?.epochs,
+            5,
+            "the last value counts"
         );
-        assert!(parse_args(args("--bogus 1")).is_err());
-        assert!(parse_args(args("--epochs")).is_err());
-        assert!(parse_args(args("--help"))?.is_none());
-        let kl = parse_args(args("--variant sparse-kl --rho 0.1 --beta 3"))?.ok_or("")?;
+        assert_eq!(refused("--bogus 1"), ErrorKind::UnknownArgument);
+        assert_eq!(refused("--epochs"), ErrorKind::InvalidValue);
+        assert_eq!(refused("--epochs x"), ErrorKind::ValueValidation);
+        assert_eq!(refused("--help"), ErrorKind::DisplayHelp);
+        assert_eq!(refused("-h"), ErrorKind::DisplayHelp);
+        let kl = parse("--variant sparse-kl --rho 0.1 --beta 3")?;
         assert_eq!((kl.variant, kl.rho, kl.beta), (Variant::SparseKl, 0.1, 3.0));
         assert_eq!(kl.code_activation(), Activation::Sigmoid);
-        let d = parse_args(args("--variant denoising --noise masking:0.3"))?.ok_or("")?;
+        let d = parse("--variant denoising --noise masking:0.3")?;
         assert_eq!(d.noise(), Some(Noise::Masking { fraction: 0.3 }));
-        let d = parse_args(args("--variant denoising"))?.ok_or("")?;
+        let d = parse("--variant denoising")?;
         assert!(matches!(d.noise(), Some(Noise::Gaussian { std: 0.5, .. })));
-        assert!(parse_args(args("--variant bogus")).is_err());
-        assert!(parse_args(args("--noise gaussian")).is_err());
-        let bad = parse_args(args("--variant sparse-kl --rho 1.5"))?.ok_or("")?;
+        assert_eq!(refused("--variant bogus"), ErrorKind::InvalidValue);
+        assert_eq!(refused("--noise gaussian"), ErrorKind::ValueValidation);
+        let bad = parse("--variant sparse-kl --rho 1.5")?;
         assert!(bad.penalties().is_err());
+        assert_eq!(parse("--init glorot")?.init, Some(Init::GlorotUniform));
+        assert_eq!(
+            parse("--activation leaky-relu:0.2")?.activation,
+            Activation::LeakyRelu(0.2)
+        );
         Ok(())
     }
 
     #[test]
     fn noise_and_penalties_parse() -> Result<(), String> {
-        let c = parse_args(args(
-            "--noise masking:0.3 --penalty kl:0.05:3 --penalty l2-weights:1e-4",
-        ))?
-        .ok_or("not help")?;
+        let c = parse("--noise masking:0.3 --penalty kl:0.05:3 --penalty l2-weights:1e-4")?;
         assert_eq!(c.noise, Some(Noise::Masking { fraction: 0.3 }));
         let expected: Vec<Penalty> = vec![
             Penalty::kl_sparsity(0.05, 3.0)
@@ -722,22 +804,167 @@ mod tests {
             Penalty::l2_weights(1e-4).map_err(|e| e.to_string())?.into(),
         ];
         assert_eq!(c.penalties, expected);
-        assert!(parse_args(args("--noise masking")).is_err());
-        assert!(parse_args(args("--penalty kl:2:1")).is_err()); // rho outside (0, 1)
-        assert!(parse_args(args("--penalty kl:0.05")).is_err());
-        assert!(parse_args(args("--penalty bogus:1")).is_err());
+        for bad in [
+            "--noise masking",
+            "--noise masking:1.5",
+            "--noise gaussian:-1",
+            "--noise salt-pepper:NaN",
+            "--penalty kl:2:1", // rho outside (0, 1)
+            "--penalty kl:0.05",
+            "--penalty bogus:1",
+            "--penalty l2-weights:-1",
+            "--activation leaky-relu:NaN",
+        ] {
+            assert_eq!(refused(bad), ErrorKind::ValueValidation, "{bad}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn salt_pepper_noise_and_weight_decay() -> Result<(), String> {
+        for spelling in ["salt-pepper", "salt-and-pepper"] {
+            let c = parse(&format!("--noise {spelling}:0.2"))?;
+            assert_eq!(c.noise(), Some(Noise::SaltAndPepper { fraction: 0.2 }));
+        }
+        let c = parse("--variant sparse-l1 --penalty l1-activity:1e-3 --weight-decay 1e-5")?;
+        let expected: Vec<Penalty> = vec![
+            Penalty::l1_activity(1e-4)
+                .map_err(|e| e.to_string())?
+                .into(),
+            Penalty::l1_activity(1e-3)
+                .map_err(|e| e.to_string())?
+                .into(),
+            Penalty::l2_weights(1e-5).map_err(|e| e.to_string())?.into(),
+        ];
+        assert_eq!(c.penalties().map_err(|e| e.to_string())?, expected);
+        for bad in ["-1", "NaN"] {
+            let c = parse(&format!("--weight-decay {bad}"))?;
+            assert!(
+                matches!(c.penalties(), Err(Error::InvalidHyperparameter { .. })),
+                "{bad}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn absurd_sizes_are_errors_not_panics() -> Result<(), String> {
+        for line in [
+            "--latent 99999999999",
+            "--hidden 18446744073709551615",
+            "--hidden 4096,18446744073709551615",
+            "--hidden none --latent 18446744073709551615",
+        ] {
+            let result = parse(line)?.model();
+            assert!(
+                matches!(result, Err(Error::TooLarge { .. })),
+                "{line}: {result:?}"
+            );
+        }
+        assert!(matches!(
+            parse("--latent 0")?.model(),
+            Err(Error::InvalidHyperparameter { .. })
+        ));
+        assert_eq!(
+            refused("--latent 99999999999999999999999"),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(refused("--latent -1"), ErrorKind::ValueValidation);
+        Ok(())
+    }
+
+    /// Bad training values reach `fit` (as they would after loading MNIST) and come back as
+    /// errors, on a small model and a few rows.
+    #[test]
+    fn bad_training_values_are_errors_not_panics() -> Result<(), String> {
+        let train = Array2::<f32>::from_shape_fn((8, 784), |(i, j)| ((i + j) % 2) as f32);
+        for line in [
+            "--epochs 0",
+            "--batch-size 0",
+            "--lr -1",
+            "--lr NaN",
+            "--lr inf",
+            "--optimizer sgd --lr 0",
+            "--loss huber:-1 --output identity",
+            "--loss bce --output relu",
+        ] {
+            let c = parse(&format!("--hidden none --latent 2 --epochs 1 {line}"))?;
+            let mut ae = c.model().map_err(|e| e.to_string())?;
+            let result = match c.optimizer {
+                OptimizerKind::Adam => fit(&c, Adam::new(c.lr()).eps(1e-7), &mut ae, &train, &None),
+                _ => fit(&c, Sgd::new(c.lr()), &mut ae, &train, &None),
+            };
+            assert!(
+                matches!(
+                    result,
+                    Err(Error::InvalidHyperparameter { .. } | Error::InvalidConfig(_))
+                ),
+                "{line}: {result:?}"
+            );
+        }
+        for fraction in ["-0.1", "1", "NaN"] {
+            let c = parse(&format!("--valid-fraction {fraction}"))?;
+            assert!(
+                Split::new(100, c.valid_fraction, c.seed).is_err(),
+                "{fraction}"
+            );
+        }
         Ok(())
     }
 
     #[test]
     fn out_needs_the_viz_feature() -> Result<(), String> {
-        let parsed = parse_args(args("--out pics"));
+        let parsed = parse("--out pics");
         if cfg!(feature = "viz") {
-            assert_eq!(parsed?.ok_or("not help")?.out, Some(PathBuf::from("pics")));
+            assert_eq!(parsed?.out, Some(PathBuf::from("pics")));
         } else {
             let err = parsed.expect_err("--out without viz");
             assert!(err.contains("--features viz"), "{err}");
         }
         Ok(())
+    }
+
+    #[test]
+    fn every_flag_the_readme_mentions_parses() {
+        let mentions = cli::readme::mentions("mnist_ae");
+        // The extraction finds the flags of the "Kinds of autoencoder" section and of the
+        // picture command (continued over lines), and none of cargo's or the VAE's.
+        let flags: Vec<&str> = mentions
+            .iter()
+            .flat_map(|m| &m.args)
+            .filter(|a| a.starts_with("--"))
+            .map(String::as_str)
+            .collect();
+        for flag in [
+            "--weight-decay",
+            "--lambda",
+            "--noise",
+            "--valid-fraction",
+            "--penalty",
+            "--out",
+        ] {
+            assert!(flags.contains(&flag), "{flag} not found in {mentions:?}");
+        }
+        for flag in [
+            "--release",
+            "--features",
+            "--example",
+            "--warmup",
+            "--threads",
+        ] {
+            assert!(
+                !flags.contains(&flag),
+                "{flag} attributed to mnist_ae: {mentions:?}"
+            );
+        }
+        assert!(mentions
+            .iter()
+            .any(|m| m.args == ["--noise", "salt-pepper:F"]));
+        let failures = cli::readme::check::<Config>("mnist_ae");
+        assert!(
+            failures.is_empty(),
+            "README flags the parser refuses:\n{}",
+            failures.join("\n")
+        );
     }
 }

@@ -7,59 +7,53 @@
 //! cargo run --release --example mnist_deep -- --help
 //! ```
 //!
-//! MNIST is looked for in `$MNIST_DIR`, then `./data/mnist`, and downloaded into
-//! `./data/mnist` if missing (see `autoencoder::data::mnist`).
+//! MNIST is looked for in `$MNIST_DIR`, then `./data/mnist`, then `../shared/data/mnist`,
+//! and downloaded into `./data/mnist` if missing (see `autoencoder::data::mnist`).
 
 #[path = "support/cli.rs"]
 mod cli;
-use cli::parse_num;
 
+use std::process::ExitCode;
 use std::time::Instant;
 
 use autoencoder::data::{mnist, Mnist};
-use autoencoder::{Activation, Adam, Autoencoder, Loss, Trainer, Tying};
+use autoencoder::{Activation, Adam, Autoencoder, Error, Loss, Trainer, Tying};
+use clap::Parser;
 use ndarray::{s, Array2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-const USAGE: &str = "\
-Compare tied with untied weights (784-128-784 and 784-32-784), and greedy layer-wise
-pretraining + fine-tuning with training from scratch (784-128-64-32-64-128-784), on MNIST.
-
-Usage: cargo run --release --example mnist_deep -- [FLAGS]
-
-All models: ReLU hidden and code layers, sigmoid output, binary cross-entropy (mean per pixel),
-Adam lr 1e-3 eps 1e-7, batch 256, seed 0; figures on the 10,000 test images.
-Tying: each model trained --epochs epochs.
-Stacking: three stages 784-128-784 (BCE), 128-64-128 and 64-32-64 (ReLU output, MSE on the
-previous stage's codes), --epochs epochs each, stacked, then fine-tuned --epochs epochs;
-against the same deep model from scratch for 4 x --epochs epochs (equal total epochs).
-
-Flags
-  --epochs N           epochs per phase (see above)                       [5]
-  --train-images N     use the first N training images (all: 60000)      [60000]
-  --json               print one final line: a JSON object with the configuration and every figure
-  -h, --help           this text
-";
-
-/// Everything the command line sets. To add a flag: a field here, its default in
-/// `Default`, one arm in `parse_args`, a line in `USAGE`, and a key in `to_json`.
-#[derive(Debug, Clone)]
+// Everything the command line sets: this struct parses the flags and writes `--help` (the
+// doc comments are the help lines). To add a flag: a field here and a key in `to_json`.
+/// Compare tied with untied weights (784-128-784 and 784-32-784), and greedy layer-wise
+/// pretraining + fine-tuning with training from scratch (784-128-64-32-64-128-784), on MNIST.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "mnist_deep",
+    override_usage = "cargo run --release --example mnist_deep -- [OPTIONS]",
+    after_help = "All models: ReLU hidden and code layers, sigmoid output, binary cross-entropy \
+                  (mean per pixel),\nAdam lr 1e-3 eps 1e-7, batch 256, seed 0; figures on the \
+                  10,000 test images.\n\
+                  Tying: each model trained --epochs epochs.\n\
+                  Stacking: three stages 784-128-784 (BCE), 128-64-128 and 64-32-64 (ReLU output, \
+                  MSE on the\nprevious stage's codes), --epochs epochs each, stacked, then \
+                  fine-tuned --epochs epochs;\nagainst the same deep model from scratch for \
+                  4 x --epochs epochs (equal total epochs).",
+    // A repeated flag takes its last value; `--epochs -1` is a (refused) value, not a flag.
+    args_override_self = true,
+    allow_negative_numbers = true
+)]
 struct Config {
+    /// Epochs per phase (see below)
+    #[arg(long, value_name = "N", default_value_t = 5)]
     epochs: usize,
+    /// Use the first N training images (all: 60000)
+    #[arg(long, value_name = "N", default_value_t = 60_000)]
     train_images: usize,
+    /// Print one final line: JSON with the configuration and every figure
+    #[arg(long)]
     json: bool,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            epochs: 5,
-            train_images: 60_000,
-            json: false,
-        }
-    }
 }
 
 impl Config {
@@ -72,28 +66,28 @@ impl Config {
             "seed": SEED,
         })
     }
+
+    /// The from-scratch model's epochs, 4 x `--epochs`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidHyperparameter`] if that does not fit a `usize`.
+    fn scratch_epochs(&self) -> autoencoder::Result<usize> {
+        self.epochs
+            .checked_mul(4)
+            .ok_or_else(|| Error::InvalidHyperparameter {
+                name: "epochs",
+                value: self.epochs.to_string(),
+                expected: "at most usize::MAX / 4 (the model from scratch trains 4 x --epochs)",
+            })
+    }
 }
 
 const BATCH: usize = 256;
 const LR: f64 = 1e-3;
 const SEED: u64 = 0;
 
-/// Parses the flags (`--flag value` or `--flag=value`). `Ok(None)` means `--help`.
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, String> {
-    cli::parse_flags(args, Config::default(), |c, flag, value| {
-        match flag {
-            "--epochs" => c.epochs = parse_num(flag, &value()?)?,
-            "--train-images" => c.train_images = parse_num(flag, &value()?)?,
-            "--json" => c.json = true,
-            "-h" | "--help" => return Ok(false),
-            _ => return Err(format!("unknown flag `{flag}`")),
-        }
-        Ok(true)
-    })
-}
-
-fn main() {
-    cli::main_with(USAGE, parse_args, run);
+fn main() -> ExitCode {
+    cli::main_with(run)
 }
 
 /// Trains `model` on `train` for `epochs` epochs; returns the seconds spent.
@@ -132,6 +126,7 @@ fn relu_model(
 }
 
 fn run(c: &Config) -> autoencoder::Result<()> {
+    let scratch_epochs = c.scratch_epochs()?;
     let dir = mnist::locate()?;
     let data = Mnist::<f32>::load(&dir)?;
     let n = c.train_images.min(data.train_images.nrows());
@@ -207,7 +202,6 @@ fn run(c: &Config) -> autoencoder::Result<()> {
 
     // From scratch, same total epochs.
     let mut scratch = relu_model(784, &[128, 64], 32, Activation::Sigmoid, Tying::Untied)?;
-    let scratch_epochs = 4 * c.epochs;
     let scratch_seconds = train(&mut scratch, &x, bce, scratch_epochs)?;
     let scratch_bce = scratch.evaluate(test.view(), test.view(), bce)?;
     say(format!(
@@ -240,15 +234,65 @@ fn run(c: &Config) -> autoencoder::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cli::args;
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
+    fn refused(line: &str) -> ErrorKind {
+        match cli::parse::<Config>(line) {
+            Ok(c) => panic!("`{line}` parsed: {c:?}"),
+            Err(e) => e.kind(),
+        }
+    }
+
+    #[test]
+    fn the_flag_definitions_are_consistent() {
+        Config::command().debug_assert();
+    }
 
     #[test]
     fn flags_parse() -> Result<(), String> {
-        let c = parse_args(args("--epochs=2 --train-images 1000 --json"))?.ok_or("not help")?;
+        let c: Config =
+            cli::parse("--epochs=2 --train-images 1000 --json").map_err(|e| e.to_string())?;
         assert_eq!((c.epochs, c.train_images, c.json), (2, 1000, true));
-        assert!(parse_args(args("--bogus 1")).is_err());
-        assert!(parse_args(args("--epochs")).is_err());
-        assert!(parse_args(args("--help"))?.is_none());
+        let d: Config = cli::parse("").map_err(|e| e.to_string())?;
+        assert_eq!((d.epochs, d.train_images, d.json), (5, 60_000, false));
+        assert_eq!(refused("--bogus 1"), ErrorKind::UnknownArgument);
+        assert_eq!(refused("--epochs"), ErrorKind::InvalidValue);
+        assert_eq!(refused("--epochs -1"), ErrorKind::ValueValidation);
+        assert_eq!(refused("--help"), ErrorKind::DisplayHelp);
         Ok(())
+    }
+
+    #[test]
+    fn epochs_too_large_for_the_scratch_run_are_an_error() -> Result<(), String> {
+        let c: Config =
+            cli::parse(&format!("--epochs {}", usize::MAX)).map_err(|e| e.to_string())?;
+        assert!(matches!(
+            c.scratch_epochs(),
+            Err(Error::InvalidHyperparameter { .. })
+        ));
+        let c: Config = cli::parse("--epochs 3").map_err(|e| e.to_string())?;
+        assert_eq!(c.scratch_epochs().map_err(|e| e.to_string())?, 12);
+        Ok(())
+    }
+
+    #[test]
+    fn every_flag_the_readme_mentions_parses() {
+        let mentions = cli::readme::mentions("mnist_deep");
+        let flags: Vec<&str> = mentions
+            .iter()
+            .flat_map(|m| &m.args)
+            .filter(|a| a.starts_with("--"))
+            .map(String::as_str)
+            .collect();
+        for flag in ["--epochs", "--train-images", "--json"] {
+            assert!(flags.contains(&flag), "{flag} not found in {mentions:?}");
+        }
+        let failures = cli::readme::check::<Config>("mnist_deep");
+        assert!(
+            failures.is_empty(),
+            "README flags the parser refuses:\n{}",
+            failures.join("\n")
+        );
     }
 }

@@ -15,86 +15,127 @@
 //! cargo run --release --features viz --example mnist_vae -- --latent 2 --out pictures
 //! ```
 //!
-//! MNIST is looked for in `$MNIST_DIR`, then `./data/mnist`, and downloaded into
-//! `./data/mnist` if missing (see `autoencoder::data::mnist`).
+//! MNIST is looked for in `$MNIST_DIR`, then `./data/mnist`, then `../shared/data/mnist`,
+//! and downloaded into `./data/mnist` if missing (see `autoencoder::data::mnist`).
 
 #[path = "support/cli.rs"]
 mod cli;
-use cli::parse_num;
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Instant;
 
 use autoencoder::data::{mnist, Mnist, Split};
 use autoencoder::{Activation, Adam, Autoencoder, Loss, Penalty, Trainer};
+use clap::Parser;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-const USAGE: &str = "\
-Train a variational autoencoder on MNIST; report the test negative ELBO per image in nats.
-
-Usage: cargo run --release --example mnist_vae -- [FLAGS]
-
-Architecture (ReLU hidden layers, Gaussian code, sigmoid output)
-  --hidden N           encoder (and mirrored decoder) hidden width       [400]
-  --latent K           latent units (the code layer outputs mean and log-variance) [20]
-Training (binary cross-entropy summed over pixels + beta * KL(q(z|x) || N(0, I)), Adam eps 1e-7)
-  --beta X             KL weight (1: the ELBO; > 1: beta-VAE)             [1]
-  --warmup N           epochs over which beta rises linearly from beta/N  [0]
-  --lr X               learning rate                                      [1e-3]
-  --epochs N                                                              [10]
-  --batch-size N                                                          [128]
-  --seed N             seeds the weights, the split, the shuffling and eps [0]
-  --train-images N     use the first N training images (at most 55000)   [55000]
-                       (the first N + 5000 images are split at random: N train, 5000 validate)
-Output
-  --out DIR            write pictures into DIR (needs --features viz): samples.png,
-                       reconstructions.png; with --latent 2 also latent_map.png and
-                       latent_grid.png (decoded codes over [-2, 2] x [-2, 2])
-  --json               print one final line: a JSON object with the configuration and every final figure
-  -h, --help           this text
-
-The test figure is always the plain negative ELBO (beta 1), whatever --beta and --warmup.
-";
-
-/// Everything the command line sets. To add a flag: a field here, its default in
-/// `Default`, one arm in `parse_args`, a line in `USAGE`, and a key in `to_json`.
-#[derive(Debug, Clone)]
+// Everything the command line sets: this struct parses the flags and writes `--help` (the
+// doc comments are the help lines). To add a flag: a field here and a key in `to_json`.
+/// Train a variational autoencoder on MNIST; report the test negative ELBO per image in nats.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "mnist_vae",
+    override_usage = "cargo run --release --example mnist_vae -- [OPTIONS]",
+    after_help = "Architecture: ReLU hidden layers, Gaussian code, sigmoid output.\n\
+                  Training: binary cross-entropy summed over pixels + beta * KL(q(z|x) || N(0, I)), \
+                  Adam eps 1e-7.\n\
+                  The test figure is always the plain negative ELBO (beta 1), whatever --beta \
+                  and --warmup.",
+    // A repeated flag takes its last value; `--lr -1` is a (refused) value, not a flag.
+    args_override_self = true,
+    allow_negative_numbers = true
+)]
 struct Config {
+    /// Encoder (and mirrored decoder) hidden width
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 400,
+        help_heading = "Architecture"
+    )]
     hidden: usize,
+    /// Latent units (the code layer outputs their mean and log-variance)
+    #[arg(
+        long,
+        value_name = "K",
+        default_value_t = 20,
+        help_heading = "Architecture"
+    )]
     latent: usize,
+    /// KL weight (1: the ELBO; > 1: beta-VAE)
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 1.0,
+        help_heading = "Training"
+    )]
     beta: f64,
+    /// Epochs over which beta rises linearly from beta/N
+    #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Training")]
     warmup: usize,
+    /// Learning rate
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 1e-3,
+        help_heading = "Training"
+    )]
     lr: f64,
+    /// Epochs
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10,
+        help_heading = "Training"
+    )]
     epochs: usize,
+    /// Examples per batch
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 128,
+        help_heading = "Training"
+    )]
     batch_size: usize,
+    /// Seeds the weights, the split, the shuffling and eps
+    #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Training")]
     seed: u64,
+    /// Train on N images, at most 55000 (the first N + 5000 are split at random: N train,
+    /// 5000 validate)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 55_000,
+        help_heading = "Training"
+    )]
     train_images: usize,
+    /// Write samples.png, reconstructions.png (with --latent 2 also latent_map.png,
+    /// latent_grid.png over [-2, 2] x [-2, 2]) into DIR; needs --features viz
+    #[arg(long, value_name = "DIR", value_parser = cli::out_dir("mnist_vae"),
+          help_heading = "Output")]
     out: Option<PathBuf>,
+    /// Print one final line: JSON with the configuration and every final figure
+    #[arg(long, help_heading = "Output")]
     json: bool,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            hidden: 400,
-            latent: 20,
-            beta: 1.0,
-            warmup: 0,
-            lr: 1e-3,
-            epochs: 10,
-            batch_size: 128,
-            seed: 0,
-            train_images: 55_000,
-            out: None,
-            json: false,
-        }
-    }
-}
-
 impl Config {
+    /// The untrained VAE, seeded by `--seed`.
+    ///
+    /// # Errors
+    /// From the builder, e.g. [`autoencoder::Error::TooLarge`] for a width too large.
+    fn model(&self) -> autoencoder::Result<Autoencoder<f32>> {
+        Autoencoder::<f32>::builder(784)
+            .hidden(self.hidden, Activation::Relu)
+            .gaussian_latent(self.latent)
+            .output(Activation::Sigmoid)
+            .build(&mut ChaCha8Rng::seed_from_u64(self.seed))
+    }
+
     fn to_json(&self) -> serde_json::Value {
         json!({
             "hidden": self.hidden,
@@ -111,44 +152,23 @@ impl Config {
     }
 }
 
-/// Parses the flags (`--flag value` or `--flag=value`). `Ok(None)` means `--help`.
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, String> {
-    cli::parse_flags(args, Config::default(), |c, flag, value| {
-        match flag {
-            "--hidden" => c.hidden = parse_num(flag, &value()?)?,
-            "--latent" => c.latent = parse_num(flag, &value()?)?,
-            "--beta" => c.beta = parse_num(flag, &value()?)?,
-            "--warmup" => c.warmup = parse_num(flag, &value()?)?,
-            "--lr" => c.lr = parse_num(flag, &value()?)?,
-            "--epochs" => c.epochs = parse_num(flag, &value()?)?,
-            "--batch-size" => c.batch_size = parse_num(flag, &value()?)?,
-            "--seed" => c.seed = parse_num(flag, &value()?)?,
-            "--train-images" => c.train_images = parse_num(flag, &value()?)?,
-            "--json" => c.json = true,
-            "--out" if cfg!(feature = "viz") => c.out = Some(PathBuf::from(value()?)),
-            "--out" => {
-                return Err("--out needs the `viz` feature: cargo run --release \
-                            --features viz --example mnist_vae -- --out DIR"
-                    .into())
-            }
-            "-h" | "--help" => return Ok(false),
-            _ => return Err(format!("unknown flag `{flag}`")),
-        }
-        Ok(true)
-    })
-}
-
-fn main() {
-    cli::main_with(USAGE, parse_args, run);
+fn main() -> ExitCode {
+    cli::main_with(run)
 }
 
 fn run(c: &Config) -> autoencoder::Result<()> {
+    // The model and the KL term first: a bad size or value fails at once, not after loading.
+    let mut vae = c.model()?;
+    let kl = Penalty::gaussian_kl(c.beta)?.warmup(c.warmup);
     let dir = mnist::locate()?;
     let start = Instant::now();
     let data = Mnist::<f32>::load(&dir)?;
     // The first `train_images` + 5,000 images (at most 60,000), split at random.
     let n_valid = 5_000;
-    let n = c.train_images.min(data.train_images.nrows() - n_valid) + n_valid;
+    let n = c
+        .train_images
+        .saturating_add(n_valid)
+        .min(data.train_images.nrows());
     let split = Split::new(n, n_valid as f64 / n as f64, c.seed)?;
     let (train, valid) = split.apply(data.train_images.slice(ndarray::s![..n, ..]))?;
     let test = &data.test_images;
@@ -163,12 +183,6 @@ fn run(c: &Config) -> autoencoder::Result<()> {
         );
     }
 
-    let mut vae = Autoencoder::<f32>::builder(784)
-        .hidden(c.hidden, Activation::Relu)
-        .gaussian_latent(c.latent)
-        .output(Activation::Sigmoid)
-        .build(&mut ChaCha8Rng::seed_from_u64(c.seed))?;
-    let kl = Penalty::gaussian_kl(c.beta)?.warmup(c.warmup);
     if !c.json {
         let sizes: Vec<String> = vae.sizes().iter().map(|s| s.to_string()).collect();
         println!(
@@ -355,35 +369,102 @@ fn pictures(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cli::args;
+    use autoencoder::Error;
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
+    fn parse(line: &str) -> Result<Config, String> {
+        cli::parse(line).map_err(|e| cli::one_line(&e))
+    }
+
+    fn refused(line: &str) -> ErrorKind {
+        match cli::parse::<Config>(line) {
+            Ok(c) => panic!("`{line}` parsed: {c:?}"),
+            Err(e) => e.kind(),
+        }
+    }
+
+    #[test]
+    fn the_flag_definitions_are_consistent() {
+        Config::command().debug_assert();
+    }
 
     #[test]
     fn flags_parse() -> Result<(), String> {
-        let c = parse_args(args(
-            "--latent=2 --beta 4 --warmup 3 --lr 0.002 --batch-size 64 --json",
-        ))?
-        .ok_or("not help")?;
+        let c = parse("--latent=2 --beta 4 --warmup 3 --lr 0.002 --batch-size 64 --json")?;
         assert_eq!(
             (c.latent, c.beta, c.warmup, c.lr, c.batch_size, c.json),
             (2, 4.0, 3, 0.002, 64, true)
         );
         assert_eq!((c.hidden, c.epochs), (400, 10));
-        assert!(parse_args(args("--bogus 1")).is_err());
-        assert!(parse_args(args("--epochs")).is_err());
-        assert!(parse_args(args("--beta x")).is_err());
-        assert!(parse_args(args("--help"))?.is_none());
+        let d = parse("")?;
+        assert_eq!(
+            (
+                d.hidden,
+                d.latent,
+                d.beta,
+                d.warmup,
+                d.lr,
+                d.epochs,
+                d.batch_size,
+                d.seed,
+                d.train_images
+            ),
+            (400, 20, 1.0, 0, 1e-3, 10, 128, 0, 55_000)
+        );
+        assert_eq!(refused("--bogus 1"), ErrorKind::UnknownArgument);
+        assert_eq!(refused("--epochs"), ErrorKind::InvalidValue);
+        assert_eq!(refused("--beta x"), ErrorKind::ValueValidation);
+        assert_eq!(refused("--epochs -1"), ErrorKind::ValueValidation);
+        assert_eq!(refused("--help"), ErrorKind::DisplayHelp);
+        Ok(())
+    }
+
+    #[test]
+    fn absurd_values_are_errors_not_panics() -> Result<(), String> {
+        for line in ["--latent 99999999999", "--hidden 18446744073709551615"] {
+            let result = parse(line)?.model();
+            assert!(
+                matches!(result, Err(Error::TooLarge { .. })),
+                "{line}: {result:?}"
+            );
+        }
+        for beta in ["-1", "NaN"] {
+            let c = parse(&format!("--beta {beta}"))?;
+            assert!(Penalty::gaussian_kl(c.beta).is_err(), "{beta}");
+        }
         Ok(())
     }
 
     #[test]
     fn out_needs_the_viz_feature() -> Result<(), String> {
-        let parsed = parse_args(args("--out pics"));
+        let parsed = parse("--out pics");
         if cfg!(feature = "viz") {
-            assert_eq!(parsed?.ok_or("not help")?.out, Some(PathBuf::from("pics")));
+            assert_eq!(parsed?.out, Some(PathBuf::from("pics")));
         } else {
             let err = parsed.expect_err("--out without viz");
             assert!(err.contains("--features viz"), "{err}");
         }
         Ok(())
+    }
+
+    #[test]
+    fn every_flag_the_readme_mentions_parses() {
+        let mentions = cli::readme::mentions("mnist_vae");
+        let flags: Vec<&str> = mentions
+            .iter()
+            .flat_map(|m| &m.args)
+            .filter(|a| a.starts_with("--"))
+            .map(String::as_str)
+            .collect();
+        for flag in ["--warmup", "--beta", "--latent", "--out", "--train-images"] {
+            assert!(flags.contains(&flag), "{flag} not found in {mentions:?}");
+        }
+        let failures = cli::readme::check::<Config>("mnist_vae");
+        assert!(
+            failures.is_empty(),
+            "README flags the parser refuses:\n{}",
+            failures.join("\n")
+        );
     }
 }

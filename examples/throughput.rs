@@ -17,59 +17,67 @@
 //! and right after each workload, and the fraction of peak uses their mean, so both
 //! figures see the same load.
 
+#[path = "support/cli.rs"]
+mod cli;
+
+use std::process::ExitCode;
 use std::time::Instant;
 
-use autoencoder::{Activation, Adam, Autoencoder, Init, Loss, Trainer};
+use autoencoder::{Activation, Adam, Autoencoder, Error, Init, Loss, Trainer};
+use clap::{Parser, ValueEnum};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// Training throughput of the reference workloads of PERF.md beside the f32 GEMM peak
+/// (autoencoder::gemm, 1024^2) measured in the same run.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "throughput",
+    override_usage = "cargo run --release --example throughput -- [OPTIONS]",
+    after_help = "Each workload: f32, Glorot-uniform weights, Adam (lr 1e-3, eps 1e-7), batch 256, \
+                  binary cross-entropy,\none epoch = --rows samples of random data of MNIST's \
+                  shape; the figure is the median of --epochs\nepochs after a warm-up epoch.",
+    // A repeated flag takes its last value (`--workload` adds up); `--rows -5` is a
+    // (refused) value, not a flag.
+    args_override_self = true,
+    allow_negative_numbers = true
+)]
 struct Args {
+    /// Threads for the matrix products, 1 to 4 [default: one per core, at most 4;
+    /// AUTOENCODER_THREADS]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     threads: Option<usize>,
+    /// Timed epochs per workload (after one warm-up epoch)
+    #[arg(long, value_name = "E", default_value_t = 5, value_parser = at_least_one)]
     epochs: usize,
+    /// Samples per epoch
+    #[arg(long, value_name = "N", default_value_t = 60_000, value_parser = at_least_one)]
     rows: usize,
-    workloads: Vec<String>,
+    /// Workload to run (repeatable): shallow 784-32-784, deep 784-128-64-32-64-128-784,
+    /// wide 784-512-128-512-784
+    #[arg(long = "workload", value_name = "W", value_enum,
+          default_values = ["shallow", "deep", "wide"])]
+    workloads: Vec<WorkloadName>,
+    /// Print one JSON line with every figure instead of the table
+    #[arg(long)]
     json: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        threads: None,
-        epochs: 5,
-        rows: 60_000,
-        workloads: Vec::new(),
-        json: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| -> Result<usize, String> {
-            it.next()
-                .and_then(|v| v.parse().ok())
-                .filter(|&v: &usize| v >= 1)
-                .ok_or(format!("{name} needs a whole number >= 1"))
-        };
-        match arg.as_str() {
-            "--threads" => args.threads = Some(value("--threads")?),
-            "--epochs" => args.epochs = value("--epochs")?,
-            "--rows" => args.rows = value("--rows")?,
-            "--workload" => args.workloads.push(
-                it.next()
-                    .filter(|w| ["shallow", "deep", "wide"].contains(&w.as_str()))
-                    .ok_or("--workload needs shallow, deep or wide")?,
-            ),
-            "--json" => args.json = true,
-            "--help" | "-h" => {
-                return Err("usage: throughput [--threads N] [--epochs E] [--rows N] \
-                            [--workload shallow|deep|wide]... [--json]"
-                    .into())
-            }
-            other => return Err(format!("unknown argument {other}; try --help")),
-        }
-    }
-    if args.workloads.is_empty() {
-        args.workloads = vec!["shallow".into(), "deep".into(), "wide".into()];
-    }
-    Ok(args)
+/// `--workload`.
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+enum WorkloadName {
+    Shallow,
+    Deep,
+    Wide,
+}
+
+/// A whole number >= 1 (`--threads`, `--epochs`, `--rows`).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    s.parse()
+        .ok()
+        .filter(|&v: &usize| v >= 1)
+        .ok_or(format!("`{s}` is not a whole number >= 1"))
 }
 
 /// Median of `reps` timings of `c = a b` for `(m, k) @ (k, n)`, in GFLOP/s.
@@ -105,6 +113,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 struct Workload {
+    kind: WorkloadName,
     name: &'static str,
     hidden: &'static [usize],
     latent: usize,
@@ -112,16 +121,19 @@ struct Workload {
 
 const WORKLOADS: [Workload; 3] = [
     Workload {
+        kind: WorkloadName::Shallow,
         name: "shallow",
         hidden: &[],
         latent: 32,
     },
     Workload {
+        kind: WorkloadName::Deep,
         name: "deep",
         hidden: &[128, 64],
         latent: 32,
     },
     Workload {
+        kind: WorkloadName::Wide,
         name: "wide",
         hidden: &[512],
         latent: 128,
@@ -151,7 +163,7 @@ fn run(w: &Workload, data: &Array2<f32>, epochs: usize) -> autoencoder::Result<M
         .build(&mut rng)?;
     let history = Trainer::new(Adam::new(1e-3).eps(1e-7))
         .loss(Loss::BinaryCrossEntropy)
-        .epochs(epochs + 1)
+        .epochs(epochs.saturating_add(1))
         .batch_size(256)
         .seed(7)
         .fit(&mut ae, data.view(), None)?;
@@ -171,23 +183,48 @@ fn run(w: &Workload, data: &Array2<f32>, epochs: usize) -> autoencoder::Result<M
     })
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = parse_args()?;
+fn main() -> ExitCode {
+    cli::main_with(measure)
+}
+
+/// The random data set: `(rows, 784)`, checked against the crate's memory limit first.
+///
+/// # Errors
+/// [`Error::TooLarge`] if it would take more than [`autoencoder::memory_limit`] bytes.
+fn random_data(rows: usize) -> autoencoder::Result<Array2<f32>> {
+    let shape = vec![rows, 784];
+    let bytes = (rows as u128) * 784 * std::mem::size_of::<f32>() as u128;
+    let limit = autoencoder::memory_limit();
+    if bytes > u128::from(limit) {
+        return Err(Error::TooLarge {
+            what: "random data (--rows)",
+            shape,
+            element_bytes: std::mem::size_of::<f32>(),
+            bytes: Some(bytes),
+            limit,
+        });
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    Ok(Array2::<f32>::from_shape_fn((rows, 784), |_| {
+        rng.random::<f32>()
+    }))
+}
+
+fn measure(args: &Args) -> autoencoder::Result<()> {
     if let Some(n) = args.threads {
         autoencoder::set_threads(n)?;
     }
+    let data = random_data(args.rows)?;
     let threads = autoencoder::threads();
 
     gemm_gflops(1024, 1024, 1024, 5)?; // warm-up: worker threads, clock speed
     let peak_1024 = gemm_gflops(1024, 1024, 1024, 5)?;
     let peak_small = gemm_gflops(256, 784, 128, 5)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let data = Array2::<f32>::from_shape_fn((args.rows, 784), |_| rng.random::<f32>());
 
     let mut results = Vec::new();
     for w in WORKLOADS
         .iter()
-        .filter(|w| args.workloads.iter().any(|n| n == w.name))
+        .filter(|w| args.workloads.contains(&w.kind))
     {
         let before = gemm_gflops(1024, 1024, 1024, 3)?;
         let mut m = run(w, &data, args.epochs)?;
@@ -243,4 +280,91 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
+    fn refused(line: &str) -> ErrorKind {
+        match cli::parse::<Args>(line) {
+            Ok(a) => panic!("`{line}` parsed: {a:?}"),
+            Err(e) => e.kind(),
+        }
+    }
+
+    #[test]
+    fn the_flag_definitions_are_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_parse() -> Result<(), String> {
+        let a: Args = cli::parse("").map_err(|e| e.to_string())?;
+        assert_eq!(
+            (a.threads, a.epochs, a.rows, a.json),
+            (None, 5, 60_000, false)
+        );
+        use WorkloadName::*;
+        assert_eq!(a.workloads, [Shallow, Deep, Wide]);
+        let a: Args = cli::parse(
+            "--threads 1 --epochs=3 --rows 1000 --workload wide --workload shallow --json",
+        )
+        .map_err(|e| e.to_string())?;
+        assert_eq!(
+            (a.threads, a.epochs, a.rows, a.json),
+            (Some(1), 3, 1000, true)
+        );
+        assert_eq!(a.workloads, [Wide, Shallow]);
+        for bad in [
+            "--threads 0",
+            "--epochs 0",
+            "--rows 0",
+            "--rows -5",
+            "--workload huge",
+        ] {
+            assert!(
+                matches!(
+                    refused(bad),
+                    ErrorKind::ValueValidation | ErrorKind::InvalidValue
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(refused("--bogus"), ErrorKind::UnknownArgument);
+        assert_eq!(refused("--help"), ErrorKind::DisplayHelp);
+        Ok(())
+    }
+
+    #[test]
+    fn too_many_rows_are_an_error_not_an_abort() {
+        for rows in [usize::MAX, 1 << 40] {
+            assert!(
+                matches!(random_data(rows), Err(Error::TooLarge { .. })),
+                "{rows}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_flag_the_readme_mentions_parses() {
+        let mentions = cli::readme::mentions("throughput");
+        let flags: Vec<&str> = mentions
+            .iter()
+            .flat_map(|m| &m.args)
+            .filter(|a| a.starts_with("--"))
+            .map(String::as_str)
+            .collect();
+        for flag in ["--threads", "--workload", "--epochs", "--json"] {
+            assert!(flags.contains(&flag), "{flag} not found in {mentions:?}");
+        }
+        let failures = cli::readme::check::<Args>("throughput");
+        assert!(
+            failures.is_empty(),
+            "README flags the parser refuses:\n{}",
+            failures.join("\n")
+        );
+    }
 }

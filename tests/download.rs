@@ -1,5 +1,5 @@
 //! The MNIST download path against a local HTTP server on 127.0.0.1 that serves the real
-//! files (from `$MNIST_DIR`, default `../shared/data/mnist`) under `/good/`, corrupted
+//! files (found where the examples look, see `common::mnist_dir`) under `/good/`, corrupted
 //! copies (one byte changed) under `/bad/`, and 404 for anything else.
 #![cfg(feature = "download")]
 
@@ -81,7 +81,7 @@ fn entries(dir: &Path) -> Vec<String> {
 
 #[test]
 fn corrupt_and_missing_mirrors_are_skipped_and_good_files_verified() -> Result<()> {
-    let Some(src) = common::mnist_dir() else {
+    let Some(src) = common::mnist_dir()? else {
         return Ok(());
     };
     let url = serve(&src);
@@ -107,7 +107,7 @@ fn corrupt_and_missing_mirrors_are_skipped_and_good_files_verified() -> Result<(
 
 #[test]
 fn a_corrupted_copy_is_rejected_and_never_written() -> Result<()> {
-    let Some(src) = common::mnist_dir() else {
+    let Some(src) = common::mnist_dir()? else {
         return Ok(());
     };
     let url = serve(&src);
@@ -125,7 +125,7 @@ fn a_corrupted_copy_is_rejected_and_never_written() -> Result<()> {
 
 #[test]
 fn an_unreachable_mirror_fails_over_to_the_next() -> Result<()> {
-    let Some(src) = common::mnist_dir() else {
+    let Some(src) = common::mnist_dir()? else {
         return Ok(());
     };
     let url = serve(&src);

@@ -1,6 +1,7 @@
-//! The variants on real MNIST images (read from `MNIST_DIR`, default ../shared/data/mnist;
-//! skipped with a printed reason if the files are absent): denoising on held-out test
-//! images, and KL sparsity reaching its target.
+//! The variants on real MNIST images (found where the examples look; without them each
+//! test fails when `CI` is set and otherwise prints a visible SKIPPED line, see
+//! `common::mnist_dir`): denoising on held-out test images, and KL sparsity reaching its
+//! target.
 
 mod common;
 
@@ -17,7 +18,7 @@ fn psnr(a: &Array2<f32>, b: &Array2<f32>) -> f64 {
 
 #[test]
 fn denoising_gains_at_least_6_db_on_held_out_test_images() -> Result<()> {
-    let Some(dir) = common::mnist_dir() else {
+    let Some(dir) = common::mnist_dir()? else {
         return Ok(());
     };
     let data = Mnist::<f32>::load(&dir)?;
@@ -51,7 +52,7 @@ fn denoising_gains_at_least_6_db_on_held_out_test_images() -> Result<()> {
 
 #[test]
 fn kl_sparsity_on_mnist_reaches_rho() -> Result<()> {
-    let Some(dir) = common::mnist_dir() else {
+    let Some(dir) = common::mnist_dir()? else {
         return Ok(());
     };
     let data = Mnist::<f32>::load(&dir)?;

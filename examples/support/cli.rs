@@ -1,69 +1,390 @@
-//! Command-line plumbing shared by the MNIST examples (included with `#[path]`; not an
-//! example itself): number parsing and the `main` that prints usage and errors.
+//! Command-line plumbing shared by the examples (included with `#[path]`; not an example
+//! itself): the `main` that parses the flags with clap and turns the outcome into an exit
+//! code, and, for the examples' tests, a parser helper and the README's flag mentions.
+//!
+//! Each example declares its flags once, as a `#[derive(clap::Parser)]` struct: the same
+//! definitions parse the command line and write `--help`, so the two cannot drift apart.
 
-/// Parses `s` as a number for `flag`, with a message naming both.
-pub fn parse_num<N: std::str::FromStr>(flag: &str, s: &str) -> Result<N, String> {
-    s.parse()
-        .map_err(|_| format!("{flag}: `{s}` is not a valid number"))
-}
+use std::process::ExitCode;
 
-/// Parses the command line with `parse` (`Ok(None)` = `--help`: print `usage`), then calls
-/// `run`. Exit codes: 2 for bad flags, 1 for a failed run.
-pub fn main_with<C>(
-    usage: &str,
-    parse: impl FnOnce(Vec<String>) -> Result<Option<C>, String>,
-    run: impl FnOnce(&C) -> autoencoder::Result<()>,
-) {
-    let config = match parse(std::env::args().skip(1).collect()) {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            print!("{usage}");
-            return;
+use clap::Parser;
+
+/// Parses the command line into `C`, then calls `run`.
+///
+/// | outcome                         | output                               | exit code |
+/// | ------------------------------- | ------------------------------------ | --------- |
+/// | `-h` / `--help`                 | the usage, on standard output        | 0         |
+/// | a good run                      | the example's own                    | 0         |
+/// | an unknown flag or a bad value  | one line on standard error           | 2         |
+/// | a failed run                    | the crate's error, on standard error | 1         |
+pub fn main_with<C: Parser>(run: impl FnOnce(&C) -> autoencoder::Result<()>) -> ExitCode {
+    let config = match C::try_parse() {
+        Ok(c) => c,
+        // `--help` arrives as an "error" that is not one: print it, succeed.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("error: {e}\n(run with --help for the flags)");
-            std::process::exit(2);
+            eprintln!("{}", one_line(&e));
+            return ExitCode::from(2);
         }
     };
-    if let Err(e) = run(&config) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
-}
-
-/// Walks the flags (`--flag value` or `--flag=value`), calling `apply(config, flag, value)`
-/// for each; `value()` takes the flag's value. `apply` returns `Ok(false)` for `--help`,
-/// which makes this return `Ok(None)`.
-pub fn parse_flags<C>(
-    args: impl IntoIterator<Item = String>,
-    mut config: C,
-    mut apply: impl FnMut(
-        &mut C,
-        &str,
-        &mut dyn FnMut() -> Result<String, String>,
-    ) -> Result<bool, String>,
-) -> Result<Option<C>, String> {
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg, None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        if !apply(&mut config, &flag, &mut value)? {
-            return Ok(None);
+    match run(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
         }
     }
-    Ok(Some(config))
 }
 
-/// A command line split on spaces, as `parse_args` receives it (for the flag tests).
+/// The first line of clap's message (`error: invalid value 'x' for '--lr <X>': ...`), which
+/// says what was wrong, with the values a flag takes if clap knows them, but without the
+/// usage and tips clap appends on further lines.
+pub fn one_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or("error: bad command line");
+    match e.get(ContextKind::ValidValue) {
+        Some(ContextValue::Strings(values)) => format!(
+            "{first}: possible values {} (--help lists the flags)",
+            values.join(", ")
+        ),
+        _ => format!("{first} (--help lists the flags)"),
+    }
+}
+
+/// The value parser of `--out DIR` for `example`: the folder, or, without the `viz`
+/// feature, an error saying how to build with it.
+#[allow(dead_code)] // mnist_deep and throughput write no pictures
+pub fn out_dir(
+    example: &'static str,
+) -> impl Fn(&str) -> Result<std::path::PathBuf, String> + Clone + Send + Sync + 'static {
+    move |dir| {
+        if cfg!(feature = "viz") {
+            Ok(dir.into())
+        } else {
+            Err(format!(
+                "--out needs the `viz` feature: cargo run --release --features viz \
+                 --example {example} -- --out DIR"
+            ))
+        }
+    }
+}
+
+/// Parses `line`, split at spaces, as the example's flags (for the tests).
 #[cfg(test)]
-pub fn args(line: &str) -> Vec<String> {
-    line.split_whitespace().map(String::from).collect()
+pub fn parse<C: Parser>(line: &str) -> Result<C, clap::Error> {
+    C::try_parse_from(std::iter::once("example").chain(line.split_whitespace()))
+}
+
+/// The README's mentions of each example's flags, so a test can check that the example's
+/// parser accepts every one of them.
+#[cfg(test)]
+pub mod readme {
+    use clap::CommandFactory;
+
+    /// The README, as compiled in.
+    pub const README: &str = include_str!("../../README.md");
+
+    /// Cargo's own flags, named in prose ("with `--features viz`"); skipped with their value.
+    /// (In a `cargo ...` command, everything before its ` -- ` is skipped anyway.)
+    const CARGO_FLAGS: &[&str] = &[
+        "--release",
+        "--features",
+        "--example",
+        "--no-default-features",
+    ];
+
+    /// Values tried for the README's placeholders (`--seed N`, `--out DIR`,
+    /// `--noise masking:F`) and for the parser's own value names when the README gives none.
+    const SAMPLES: &[(&str, &str)] = &[
+        ("N", "2"),
+        ("E", "2"),
+        ("K", "2"),
+        ("X", "0.5"),
+        ("F", "0.3"),
+        ("STD", "0.5"),
+        ("L", "1e-4"),
+        ("DIR", "pictures"),
+        ("LIST", "128,64"),
+        ("S", "sigmoid"),
+        ("I", "glorot"),
+        ("V", "denoising"),
+        ("O", "sgd"),
+        ("P", "l2-weights:1e-4"),
+        ("W", "shallow"),
+        ("NOISE", "masking:0.3"),
+    ];
+
+    /// One place in the README that uses a flag of an example: the command line to try.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Mention {
+        /// Line number in README.md (from 1).
+        pub line: usize,
+        /// The flags and values, as the README writes them (placeholders not yet filled in).
+        pub args: Vec<String>,
+    }
+
+    /// A code span, a code-block line (joined over `\` continuations) or a stretch of prose,
+    /// with the line it starts on.
+    struct Piece {
+        line: usize,
+        text: String,
+        code: bool,
+    }
+
+    /// Every mention of `example`'s flags in the README.
+    ///
+    /// The README is cut into `## ` sections and each section into pieces. A piece that runs
+    /// the example (`--example NAME -- ARGS`) gives one mention, ARGS as a whole; any other
+    /// piece gives one mention per flag in it, with the words after it in the same code span
+    /// as its value (`--seed N`, `--noise gaussian:STD|masking:F`). A piece belongs to the
+    /// example it names, else to the nearest one named before it in its section, else to the
+    /// first one named after it there.
+    pub fn mentions(example: &str) -> Vec<Mention> {
+        let mut all = Vec::new();
+        for section in sections() {
+            let named: Vec<Option<String>> = section.iter().map(|p| example_of(&p.text)).collect();
+            for (i, piece) in section.iter().enumerate() {
+                let owner = named[..=i]
+                    .iter()
+                    .rev()
+                    .flatten()
+                    .next()
+                    .or_else(|| named[i..].iter().flatten().next());
+                // A flag in a section that names no example counts for every example, so
+                // that the test fails (and says where) unless each of them takes it.
+                if owner.is_some_and(|o| o != example) {
+                    continue;
+                }
+                all.extend(flags_in(piece));
+            }
+        }
+        all
+    }
+
+    /// The example a piece runs: the word after `--example`.
+    fn example_of(text: &str) -> Option<String> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let at = words.iter().position(|&w| w == "--example")?;
+        words.get(at + 1).map(|w| w.to_string())
+    }
+
+    /// The mentions in one piece.
+    fn flags_in(piece: &Piece) -> Vec<Mention> {
+        let words: Vec<&str> = piece.text.split_whitespace().collect();
+        let mention = |args: Vec<String>| Mention {
+            line: piece.line,
+            args,
+        };
+        if !piece.code {
+            // Prose outside code spans: bare `--flag` words, no value.
+            return words
+                .iter()
+                .filter_map(|w| {
+                    let w = w.trim_matches(|c: char| !(c.is_ascii_alphanumeric() || c == '-'));
+                    (is_flag(w) && !CARGO_FLAGS.contains(&w)).then(|| mention(vec![w.to_string()]))
+                })
+                .collect();
+        }
+        let args_from = match words.iter().position(|&w| w == "--") {
+            // `cargo ... -- ARGS`: only ARGS are the example's.
+            Some(at) if words.contains(&"cargo") => {
+                let args: Vec<String> = words[at + 1..].iter().map(|w| w.to_string()).collect();
+                return if args.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![mention(args)]
+                };
+            }
+            Some(at) => at + 1,
+            None if words.contains(&"cargo") => return Vec::new(),
+            None => 0,
+        };
+        let mut found = Vec::new();
+        let mut i = args_from;
+        while i < words.len() {
+            let w = words[i];
+            i += 1;
+            let value = words.get(i).filter(|v| !v.starts_with("--"));
+            if CARGO_FLAGS.contains(&w) {
+                i += usize::from(value.is_some() && w != "--release");
+                continue;
+            }
+            if !is_flag(w) {
+                continue;
+            }
+            match value {
+                // `--noise gaussian:STD|masking:F`: one mention per alternative.
+                Some(v) => {
+                    i += 1;
+                    for alternative in v.split('|') {
+                        found.push(mention(vec![w.to_string(), alternative.to_string()]));
+                    }
+                }
+                None => found.push(mention(vec![w.to_string()])),
+            }
+        }
+        found
+    }
+
+    fn is_flag(w: &str) -> bool {
+        w.len() > 2
+            && w.starts_with("--")
+            && w[2..].starts_with(|c: char| c.is_ascii_lowercase())
+            && w[2..]
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    }
+
+    /// The README cut into `## ` sections of pieces: code spans, code-block lines (a
+    /// trailing `\` joins the next line, a ` #` starts a comment) and the prose between.
+    fn sections() -> Vec<Vec<Piece>> {
+        let mut sections = vec![Vec::new()];
+        let mut in_block = false;
+        let mut in_span = false;
+        let mut text = String::new();
+        let mut start = 1;
+        let mut continued: Option<Piece> = None;
+        for (n, line) in README.lines().enumerate() {
+            let n = n + 1;
+            if line.trim_start().starts_with("```") {
+                in_block = !in_block;
+                continue;
+            }
+            if in_block {
+                let code = line.split(" #").next().unwrap_or("").trim_end();
+                let (code, more) = match code.strip_suffix('\\') {
+                    Some(c) => (c, true),
+                    None => (code, false),
+                };
+                let mut piece = continued.take().unwrap_or(Piece {
+                    line: n,
+                    text: String::new(),
+                    code: true,
+                });
+                piece.text.push(' ');
+                piece.text.push_str(code);
+                if more {
+                    continued = Some(piece);
+                } else {
+                    sections.last_mut().expect("one section").push(piece);
+                }
+                continue;
+            }
+            if line.starts_with("## ") && !in_span {
+                sections.push(Vec::new());
+                continue;
+            }
+            for (k, part) in line.split('`').enumerate() {
+                if k > 0 {
+                    // A backtick: the piece so far ends.
+                    let piece = Piece {
+                        line: start,
+                        text: std::mem::take(&mut text),
+                        code: in_span,
+                    };
+                    sections.last_mut().expect("one section").push(piece);
+                    in_span = !in_span;
+                    start = n;
+                }
+                text.push_str(part);
+            }
+            text.push(' ');
+        }
+        let last = sections.last_mut().expect("one section");
+        last.extend(continued);
+        last.push(Piece {
+            line: start,
+            text,
+            code: in_span,
+        });
+        sections
+    }
+
+    /// Fills in the placeholders of `args` (`N`, `gaussian:STD`) and gives a flag the README
+    /// names without a value (`--lambda`) a sample value for its value name.
+    fn concrete<C: CommandFactory>(args: &[String]) -> Result<Vec<String>, String> {
+        let command = C::command();
+        let sample = |name: &str| {
+            SAMPLES
+                .iter()
+                .find(|(p, _)| *p == name)
+                .map(|(_, v)| v.to_string())
+                .ok_or(format!(
+                    "no sample value for the placeholder `{name}`: add one to SAMPLES in \
+                     examples/support/cli.rs"
+                ))
+        };
+        let is_placeholder = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_uppercase());
+        let mut out = Vec::new();
+        for (i, a) in args.iter().enumerate() {
+            if a.starts_with("--") {
+                out.push(a.clone());
+                let arg = command
+                    .get_arguments()
+                    .find(|x| x.get_long() == a.strip_prefix("--"));
+                let given = args.get(i + 1).is_some_and(|v| !v.starts_with("--"));
+                if let Some(arg) = arg.filter(|x| x.get_action().takes_values() && !given) {
+                    let name = arg
+                        .get_value_names()
+                        .and_then(|n| n.first())
+                        .map(|n| n.to_string())
+                        .unwrap_or_default();
+                    out.push(sample(&name)?);
+                }
+            } else {
+                let parts: Result<Vec<String>, String> = a
+                    .split(':')
+                    .map(|p| {
+                        if is_placeholder(p) {
+                            sample(p)
+                        } else {
+                            Ok(p.to_string())
+                        }
+                    })
+                    .collect();
+                out.push(parts?.join(":"));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Parses every README mention of `example` with `C`; returns the failures, one line each.
+    ///
+    /// Without the `viz` feature, `--out` must fail with a message naming `--features viz`
+    /// (the README always says it needs that feature).
+    pub fn check<C: clap::Parser>(example: &str) -> Vec<String> {
+        let mut failures = Vec::new();
+        for m in mentions(example) {
+            let args = match concrete::<C>(&m.args) {
+                Ok(a) => a,
+                Err(e) => {
+                    failures.push(format!("README.md:{} {:?}: {e}", m.line, m.args));
+                    continue;
+                }
+            };
+            let parsed =
+                C::try_parse_from(std::iter::once(example.to_string()).chain(args.clone()));
+            let needs_viz = !cfg!(feature = "viz") && args.iter().any(|a| a == "--out");
+            match parsed {
+                Ok(_) if !needs_viz => {}
+                Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {}
+                Err(e) if needs_viz && e.to_string().contains("--features viz") => {}
+                Ok(_) => failures.push(format!(
+                    "README.md:{} {args:?}: --out accepted without the viz feature",
+                    m.line
+                )),
+                Err(e) => failures.push(format!(
+                    "README.md:{} {example} {}: {}",
+                    m.line,
+                    args.join(" "),
+                    super::one_line(&e)
+                )),
+            }
+        }
+        failures
+    }
 }

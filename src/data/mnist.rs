@@ -1,11 +1,14 @@
 //! MNIST: finding the four files, downloading them if missing (feature `download`, on by
 //! default), and loading them.
 //!
-//! Where the files are looked for, in order:
+//! Where the files are looked for, in order ([`search_dirs`]):
 //! 1. the folder in the environment variable `MNIST_DIR`, if set;
-//! 2. `./data/mnist` (relative to the working directory).
+//! 2. `./data/mnist` (relative to the working directory);
+//! 3. `../shared/data/mnist` (relative to the working directory): a data folder shared by
+//!    several checkouts side by side, as this project's development machines and CI keep it.
 //!
-//! If neither holds all four files, [`locate`] downloads the missing ones into
+//! The examples ([`locate`]) and the MNIST tests search the same list. If no folder holds
+//! all four files, [`locate`] downloads the missing ones into
 //! `./data/mnist` from the mirrors in the environment variable `MNIST_MIRRORS` (base URLs
 //! separated by spaces or commas; default [`DEFAULT_MIRRORS`]), trying each mirror in turn.
 //! Every download is checked against the file's known size and SHA-256 before it is written
@@ -26,6 +29,9 @@ pub const DIR_VAR: &str = "MNIST_DIR";
 pub const MIRRORS_VAR: &str = "MNIST_MIRRORS";
 /// Folder searched after `MNIST_DIR`, and where downloads go (relative to the working directory).
 pub const DEFAULT_DIR: &str = "data/mnist";
+/// Folder searched last (relative to the working directory): a data folder shared by
+/// checkouts side by side. Nothing is downloaded there.
+pub const SHARED_DIR: &str = "../shared/data/mnist";
 /// Mirrors used when `MNIST_MIRRORS` is not set: the copies PyTorch's torchvision and
 /// TensorFlow download from. Both serve the original gzipped files.
 pub const DEFAULT_MIRRORS: &[&str] = &[
@@ -160,11 +166,16 @@ pub fn missing_files(dir: &Path) -> Vec<MnistFile> {
         .collect()
 }
 
-/// The folders searched, in order: `$MNIST_DIR` if set, then `./data/mnist`.
+/// The folders searched, in order: `$MNIST_DIR` if set (and not empty), then
+/// `./data/mnist` ([`DEFAULT_DIR`]), then `../shared/data/mnist` ([`SHARED_DIR`]), the last
+/// two relative to the working directory.
 ///
 /// ```
+/// use std::path::Path;
 /// let dirs = autoencoder::data::mnist::search_dirs();
-/// assert_eq!(dirs.last().unwrap(), std::path::Path::new("data/mnist"));
+/// let n = dirs.len();
+/// assert_eq!(dirs[n - 2], Path::new("data/mnist"));
+/// assert_eq!(dirs[n - 1], Path::new("../shared/data/mnist"));
 /// ```
 pub fn search_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
@@ -172,6 +183,7 @@ pub fn search_dirs() -> Vec<PathBuf> {
         dirs.push(PathBuf::from(dir));
     }
     dirs.push(PathBuf::from(DEFAULT_DIR));
+    dirs.push(PathBuf::from(SHARED_DIR));
     dirs
 }
 
