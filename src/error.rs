@@ -149,6 +149,31 @@ pub enum Error {
         /// The limit in force, in bytes.
         limit: u64,
     },
+    /// A file's header claims more data than the memory limit allows
+    /// ([`crate::memory_limit`], raised with [`crate::set_memory_limit`]), as raw bytes or
+    /// as the array they become. Checked after the header, before any data are read.
+    #[error(
+        "{path}: its header claims {what} of shape {shape:?}, which would take {} of {} bytes \
+         each, over the memory limit of {limit} bytes; if the file is genuine and the machine has \
+         the memory, raise the limit with autoencoder::set_memory_limit, otherwise the header is \
+         corrupt: download the file again",
+        show_bytes(*.bytes),
+        element_bytes
+    )]
+    FileTooLarge {
+        /// The file concerned.
+        path: PathBuf,
+        /// What would be allocated, e.g. `"f32 pixels"`.
+        what: &'static str,
+        /// Its shape, as the header gives it.
+        shape: Vec<usize>,
+        /// Bytes per element.
+        element_bytes: usize,
+        /// The bytes it needs, `None` if the count overflows 128 bits.
+        bytes: Option<u128>,
+        /// The limit in force, in bytes.
+        limit: u64,
+    },
     /// A picture or plot could not be drawn (feature `viz`).
     #[error("cannot draw {what}: {reason}")]
     Plot {
