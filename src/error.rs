@@ -174,6 +174,16 @@ pub enum Error {
         /// The limit in force, in bytes.
         limit: u64,
     },
+    /// Finite data whose result cannot be represented in the element type: a column range
+    /// or variance past `f64::MAX`, a scaled value past `f32::MAX`, a gain that rounds to 0.
+    /// Refused rather than returned as an infinity, a NaN or a 0 that cannot be inverted.
+    #[error("{context}: {reason}")]
+    Unrepresentable {
+        /// What was being computed, e.g. `"Scaler::transform output"`.
+        context: &'static str,
+        /// Which value (row, column or component), what it came to, and what to do.
+        reason: String,
+    },
     /// A picture or plot could not be drawn (feature `viz`).
     #[error("cannot draw {what}: {reason}")]
     Plot {

@@ -1,0 +1,165 @@
+//! Extreme but finite inputs and parameters: every result is finite and right, or a typed
+//! error that names the culprit; never a panic, an infinity or a NaN from finite values.
+
+use std::fmt::Debug;
+
+use autoencoder::data::{Scaler, Scaling};
+use autoencoder::{Error, Result};
+use ndarray::{array, Array2};
+
+/// Asserts `result` is [`Error::Unrepresentable`] whose message contains each of `needles`.
+fn assert_unrepresentable<T: Debug>(result: Result<T>, needles: &[&str]) {
+    match result {
+        Err(e @ Error::Unrepresentable { .. }) => {
+            let message = e.to_string();
+            for needle in needles {
+                assert!(message.contains(needle), "`{message}` lacks `{needle}`");
+            }
+        }
+        other => panic!("expected Unrepresentable ({needles:?}), got {other:?}"),
+    }
+}
+
+/// Asserts `result` is [`Error::InvalidHyperparameter`] for `name`.
+fn assert_hyper<T: Debug>(result: Result<T>, name: &str) {
+    match result {
+        Err(Error::InvalidHyperparameter { name: n, .. }) => assert_eq!(n, name),
+        other => panic!("expected InvalidHyperparameter `{name}`, got {other:?}"),
+    }
+}
+
+/// The largest `|a - b|` over the elements, relative to `scale`.
+fn max_diff(a: &Array2<f64>, b: &Array2<f64>, scale: f64) -> f64 {
+    (a - b).iter().fold(0.0, |m, d| m.max(d.abs() / scale))
+}
+
+// ---- Scaler ----
+
+/// Column 0 spans -1e308..1e308 (`max - min` overflows), column 1 sits near 1e200 (its
+/// squares overflow), column 2 spans 1e-320 (`1 / range` overflows), column 3 is ordinary.
+/// Both scalings used to give NaN, infinities or a gain of 0 (whose inverse is NaN); now
+/// they map every column as they map ordinary data, and back.
+#[test]
+fn scaler_maps_columns_near_the_limits_of_f64() -> Result<()> {
+    let x = array![
+        [-1e308, 1e200, 0.0, 1.0],
+        [1e308, 3e200, 1e-320, 3.0],
+        [0.0, 2e200, 5e-321, 2.0],
+    ];
+    let minmax = Scaler::fit(x.view(), Scaling::MinMax { lo: -1.0, hi: 1.0 })?;
+    let y = minmax.transform(x.view())?;
+    let expected = array![
+        [-1.0, -1.0, -1.0, -1.0],
+        [1.0, 1.0, 1.0, 1.0],
+        [0.0, 0.0, 0.0, 0.0]
+    ];
+    assert!(max_diff(&y, &expected, 1.0) < 1e-15, "{y}");
+    let standard = Scaler::fit(x.view(), Scaling::Standard)?;
+    let z = standard.transform(x.view())?;
+    for (j, col) in z.columns().into_iter().enumerate() {
+        let mean = col.mean().expect("3 rows");
+        let var = col.mapv(|v| (v - mean).powi(2)).mean().expect("3 rows");
+        assert!(
+            mean.abs() < 1e-15 && (var - 1.0).abs() < 1e-14,
+            "column {j}: {col}"
+        );
+    }
+    // Back to the original units, to rounding of each column's magnitude.
+    for (scaler, y) in [(&minmax, &y), (&standard, &z)] {
+        let back = scaler.inverse_transform(y.view())?;
+        for j in 0..4 {
+            let magnitude = x.column(j).fold(0.0_f64, |m, v| m.max(v.abs()));
+            let err =
+                (&back.column(j) - &x.column(j)).fold(0.0_f64, |m, d| m.max(d.abs() / magnitude));
+            assert!(err < 1e-15, "{:?} column {j}: {back}", scaler.scaling());
+        }
+    }
+    // f32 data whose squares overflow f32 (but not f64) scale too.
+    let x32 = array![[1e30_f32, -3e38], [3e30, 3e38]];
+    let y32 = Scaler::fit(x32.view(), Scaling::Standard)?.transform(x32.view())?;
+    assert_eq!(y32, array![[-1.0_f32, -1.0], [1.0, 1.0]]);
+    Ok(())
+}
+
+/// Ordinary data scale to the same bits as the plain formulas: the power-of-two scaling
+/// changes no rounding.
+#[test]
+fn scaler_scaling_is_exact_on_ordinary_data() -> Result<()> {
+    let x = Array2::from_shape_fn((40, 3), |(i, j)| ((i * 7 + j * 3) % 11) as f64 * 0.37 - 1.1);
+    let y = Scaler::fit(x.view(), Scaling::MinMax { lo: 0.0, hi: 1.0 })?.transform(x.view())?;
+    let z = Scaler::fit(x.view(), Scaling::Standard)?.transform(x.view())?;
+    for j in 0..3 {
+        let col = x.column(j);
+        let (min, max) = col.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+        let gain = 1.0 / (max - min);
+        // Summed in order, as the scaler does (ndarray's `sum` adds in another order).
+        let mean = col.iter().sum::<f64>() / 40.0;
+        let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 40.0;
+        let std_gain = 1.0 / var.sqrt();
+        for i in 0..40 {
+            assert_eq!(y[[i, j]].to_bits(), ((x[[i, j]] - min) * gain).to_bits());
+            assert_eq!(
+                z[[i, j]].to_bits(),
+                ((x[[i, j]] - mean) * std_gain).to_bits()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What cannot be represented is refused, naming the parameter, or the column (and row).
+#[test]
+fn scaler_refuses_what_it_cannot_represent() -> Result<()> {
+    let x = array![[0.0, 0.0], [1.0, 4.0]];
+    // `hi - lo` past f64::MAX.
+    assert_hyper(
+        Scaler::fit(
+            x.view(),
+            Scaling::MinMax {
+                lo: -1e308,
+                hi: 1e308,
+            },
+        ),
+        "min-max range",
+    );
+    // A gain that rounds to 0 (its inverse would be NaN).
+    assert_unrepresentable(
+        Scaler::fit(
+            x.view(),
+            Scaling::MinMax {
+                lo: 0.0,
+                hi: 5e-324,
+            },
+        ),
+        &["Scaler::fit", "column 0"],
+    );
+    // Finite values the fitted map sends past f64::MAX, either way.
+    let tiny = Scaler::fit(
+        array![[0.0, 0.0], [1.0, 1e-300]].view(),
+        Scaling::MinMax { lo: -1.0, hi: 1.0 },
+    )?;
+    assert_unrepresentable(
+        tiny.transform(array![[0.5, 1e10]].view()),
+        &["transform output", "row 0, column 1", "f64"],
+    );
+    let huge = Scaler::fit(
+        array![[0.0], [1e300]].view(),
+        Scaling::MinMax { lo: -1.0, hi: 1.0 },
+    )?;
+    assert_unrepresentable(
+        huge.inverse_transform(array![[0.0], [1e300]].view()),
+        &["inverse_transform output", "row 1, column 0"],
+    );
+    // Past f32::MAX in an f32 output (2e40).
+    let small = Scaler::fit(
+        array![[0.0_f32], [1e-30]].view(),
+        Scaling::MinMax { lo: -1.0, hi: 1.0 },
+    )?;
+    assert_unrepresentable(
+        small.transform(array![[1e10_f32]].view()),
+        &["row 0, column 0", "f32"],
+    );
+    Ok(())
+}
