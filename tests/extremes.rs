@@ -4,7 +4,7 @@
 use std::fmt::Debug;
 
 use autoencoder::data::{Scaler, Scaling};
-use autoencoder::{Error, Result};
+use autoencoder::{Error, Pca, Result};
 use ndarray::{array, Array2};
 
 /// Asserts `result` is [`Error::Unrepresentable`] whose message contains each of `needles`.
@@ -161,5 +161,95 @@ fn scaler_refuses_what_it_cannot_represent() -> Result<()> {
         small.transform(array![[1e10_f32]].view()),
         &["row 0, column 0", "f32"],
     );
+    Ok(())
+}
+
+// ---- PCA ----
+
+/// 200 points near the plane spanned by (1, 2, 2) and (2, -2, 1), with a little of the
+/// normal (2, 1, -2).
+fn plane() -> Array2<f64> {
+    Array2::from_shape_fn((200, 3), |(i, j)| {
+        let (t, u, w) = (
+            (i as f64 * 0.37).sin(),
+            (i as f64 * 0.11).cos() * 0.5,
+            (i as f64 * 1.7).sin() * 0.01,
+        );
+        t * [1.0, 2.0, 2.0][j] / 3.0 + u * [2.0, -2.0, 1.0][j] / 3.0 + w * [2.0, 1.0, -2.0][j] / 3.0
+    })
+}
+
+/// Data spread to about 7e153: each squared deviation is about 1e307, so the covariance's
+/// sum over 200 rows used to overflow and give NaN components. Now the components are
+/// those of the unscaled data and the variances theirs times the scale squared; the same
+/// at the small end.
+#[test]
+fn pca_scales_data_near_the_limits_of_f64() -> Result<()> {
+    let x = plane();
+    let reference = Pca::fit(x.view(), 2)?;
+    for scale in [7e153, 1e-150] {
+        let big = &x * scale;
+        let pca = Pca::fit(big.view(), 2)?;
+        for c in 0..2 {
+            let (a, b) = (pca.components().column(c), reference.components().column(c));
+            let sign = a.dot(&b).signum();
+            let err = a
+                .iter()
+                .zip(b)
+                .fold(0.0_f64, |m, (a, b)| m.max((a - sign * b).abs()));
+            assert!(err < 1e-12, "scale {scale:e}, component {c}: {a} vs {b}");
+            let ratio =
+                pca.explained_variance()[c] / (reference.explained_variance()[c] * scale * scale);
+            assert!(
+                (ratio - 1.0).abs() < 1e-12,
+                "scale {scale:e}: variance ratio {ratio}"
+            );
+        }
+        let recon = pca.reconstruct(big.view())?;
+        assert!(max_diff(&recon, &big, scale) < 0.02, "scale {scale:e}");
+        assert!(pca.transform(big.view())?.iter().all(|v| v.is_finite()));
+    }
+    Ok(())
+}
+
+/// Data spread to 1e200: the variance (1e400) is past f64::MAX. It used to come back as
+/// NaN components; now it is refused.
+#[test]
+fn pca_refuses_a_variance_past_f64_max() {
+    let x = plane() * 1e200;
+    assert_unrepresentable(Pca::fit(x.view(), 2), &["Pca::fit", "component 0"]);
+}
+
+/// `transform` and `reconstruct` refuse NaN and infinities as `encode` does, and a
+/// coordinate past f64::MAX; a reconstruction that fits is still returned.
+#[test]
+fn pca_checks_its_input_and_output() -> Result<()> {
+    let pca = Pca::fit(plane().view(), 2)?;
+    for bad in [f64::NAN, f64::INFINITY] {
+        let mut x = plane();
+        x[[3, 1]] = bad;
+        for result in [pca.transform(x.view()), pca.reconstruct(x.view())] {
+            match result {
+                Err(Error::NonFiniteData {
+                    context, row, col, ..
+                }) => {
+                    assert_eq!((context, row, col), ("PCA input", 3, 1));
+                }
+                other => panic!("expected NonFiniteData for {bad}, got {other:?}"),
+            }
+        }
+    }
+    // A coordinate of about 2e308 on the first component is past f64::MAX, but the point's
+    // projection onto the plane, about (0.93, 1.07, 1.47) 1e308, is not.
+    let far = array![[1.2e308, 1.2e308, 1.2e308]];
+    assert_unrepresentable(
+        pca.transform(far.view()),
+        &["Pca::transform output", "row 0"],
+    );
+    let recon = pca.reconstruct(far.view())?;
+    assert!(recon.iter().all(|v| v.is_finite()), "{recon}");
+    let normal = array![2.0, 1.0, -2.0] / 3.0;
+    let off_plane = (&far.row(0) - &recon.row(0)).dot(&normal).abs();
+    assert!(off_plane > 0.9 * 1.2e308 / 3.0, "{recon}");
     Ok(())
 }
