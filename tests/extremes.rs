@@ -4,8 +4,13 @@
 use std::fmt::Debug;
 
 use autoencoder::data::{Scaler, Scaling};
-use autoencoder::{Error, Pca, Result};
-use ndarray::{array, Array2};
+use autoencoder::{
+    corrupt, Activation, Adam, Autoencoder, Dense, Error, Float, Init, Noise, Optimizer, Pca,
+    Result, Trainer,
+};
+use ndarray::{array, Array1, Array2};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 /// Asserts `result` is [`Error::Unrepresentable`] whose message contains each of `needles`.
 fn assert_unrepresentable<T: Debug>(result: Result<T>, needles: &[&str]) {
@@ -251,5 +256,138 @@ fn pca_checks_its_input_and_output() -> Result<()> {
     let normal = array![2.0, 1.0, -2.0] / 3.0;
     let off_plane = (&far.row(0) - &recon.row(0)).dot(&normal).abs();
     assert!(off_plane > 0.9 * 1.2e308 / 3.0, "{recon}");
+    Ok(())
+}
+
+// ---- Parameters in the element type ----
+
+fn rng() -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(0)
+}
+
+/// A small f32 or f64 model with `latent` as its code activation.
+fn model<T: Float>(latent: Activation) -> Result<Autoencoder<T>> {
+    Autoencoder::<T>::builder(4)
+        .latent(3, latent)
+        .output(Activation::Sigmoid)
+        .build(&mut rng())
+}
+
+fn data<T: Float>() -> Array2<T> {
+    Array2::from_shape_fn((16, 4), |(i, j)| T::cast(((i * 3 + j) % 5) as f64 / 4.0))
+}
+
+/// An ELU `alpha` of 1e300 is finite in f64 but infinite in f32, where the codes of
+/// negative inputs came out as -inf; 1e-50 is 0 in f32. A leaky ReLU `alpha` just below 1
+/// rounds to 1 in f32. Each is refused wherever an f32 layer is made, and accepted in f64.
+#[test]
+fn activation_parameters_are_checked_in_the_element_type() -> Result<()> {
+    let w32 = Array2::<f32>::ones((2, 2));
+    let b32 = Array1::<f32>::zeros(2);
+    let cases = [
+        (Activation::Elu(1e300), "elu alpha"),
+        (Activation::Elu(1e-50), "elu alpha"),
+        (Activation::LeakyRelu(1.0 - 1e-10), "leaky relu alpha"),
+    ];
+    for (activation, name) in cases {
+        assert_hyper(model::<f32>(activation), name);
+        assert_hyper(Dense::new(w32.clone(), b32.clone(), activation), name);
+        assert_hyper(
+            Dense::<f32>::random(2, 2, activation, Init::GlorotUniform, &mut rng()),
+            name,
+        );
+        assert_hyper(activation.validate_for::<f32>(), name);
+        // A layer saved in f64 and read as f32 goes through the same check.
+        let json = serde_json::to_string(&Dense::<f64>::new(
+            Array2::ones((2, 2)),
+            Array1::zeros(2),
+            activation,
+        )?)
+        .expect("a layer serializes");
+        assert!(
+            serde_json::from_str::<Dense<f32>>(&json).is_err(),
+            "{activation:?}"
+        );
+        // The same parameter is representable in f64, and gives finite codes there.
+        activation.validate_for::<f64>()?;
+        let codes = model::<f64>(activation)?.encode(data::<f64>().view())?;
+        assert!(codes.iter().all(|v| v.is_finite()), "{activation:?}");
+    }
+    Ok(())
+}
+
+/// Adam's `eps` of 1e-50 is 0 in f32: the first step divided 0 by 0 and training diverged
+/// with NaN. Now refused before training, by name; in f64 it is a valid eps. The same for
+/// a learning rate that is 0 in f32.
+#[test]
+fn adam_parameters_are_checked_in_the_element_type() -> Result<()> {
+    for (adam, name) in [
+        (Adam::<f32>::new(1e-3).eps(1e-50), "eps"),
+        (Adam::<f32>::new(1e-50), "lr"),
+        (Adam::<f32>::new(1e300), "lr"),
+    ] {
+        assert_hyper(Optimizer::<f32>::validate(&adam), name);
+        let mut ae = model::<f32>(Activation::Sigmoid)?;
+        let fit = Trainer::new(adam)
+            .epochs(1)
+            .fit(&mut ae, data::<f32>().view(), None);
+        assert_hyper(fit, name);
+    }
+    let mut ae = model::<f64>(Activation::Sigmoid)?;
+    let history = Trainer::new(Adam::<f64>::new(1e-3).eps(1e-50))
+        .epochs(2)
+        .fit(&mut ae, data::<f64>().view(), None)?;
+    assert!(history.epochs.iter().all(|e| e.train_loss.is_finite()));
+    Ok(())
+}
+
+/// Gaussian noise: a `std` of 1e300 is infinite in f32 (inputs became infinities or NaN),
+/// a clip range of `(inf, inf)` turned every input into an infinity, and one of `±1e39`
+/// is infinite in f32. Refused by `corrupt` and by the trainer, by name.
+#[test]
+fn noise_parameters_are_checked_in_the_element_type() -> Result<()> {
+    let std = Noise::Gaussian {
+        std: 1e300,
+        clip: None,
+    };
+    let clip = |lo: f64, hi: f64| Noise::Gaussian {
+        std: 0.1,
+        clip: Some((lo, hi)),
+    };
+    let cases = [
+        (std, "gaussian noise std"),
+        (clip(-1e39, 1e39), "gaussian noise clip"),
+        (clip(f64::INFINITY, f64::INFINITY), "gaussian noise clip"),
+        (
+            clip(f64::NEG_INFINITY, f64::INFINITY),
+            "gaussian noise clip",
+        ),
+    ];
+    for (noise, name) in cases {
+        assert_hyper(noise.validate_for::<f32>(), name);
+        assert_hyper(corrupt(data::<f32>().view(), noise, &mut rng()), name);
+        let mut ae = model::<f32>(Activation::Sigmoid)?;
+        let fit = Trainer::new(Adam::new(1e-3)).epochs(1).noise(noise).fit(
+            &mut ae,
+            data::<f32>().view(),
+            None,
+        );
+        assert_hyper(fit, name);
+    }
+    // Infinite bounds are refused in f64 too; finite ones past f32's range are not.
+    assert_hyper(
+        clip(f64::INFINITY, f64::INFINITY).validate(),
+        "gaussian noise clip",
+    );
+    clip(-1e39, 1e39).validate_for::<f64>()?;
+    // A std that is finite in f64 but whose samples can overflow: the sum saturates at
+    // f64::MAX rather than becoming an infinity.
+    let huge = Noise::Gaussian {
+        std: 1e308,
+        clip: None,
+    };
+    let noisy = corrupt(data::<f64>().view(), huge, &mut rng())?;
+    assert!(noisy.iter().all(|v| v.is_finite()), "{noisy}");
+    assert!(noisy.iter().any(|v| v.abs() == f64::MAX), "{noisy}");
     Ok(())
 }

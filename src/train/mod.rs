@@ -872,7 +872,7 @@ impl<O> Trainer<O> {
             )?;
         }
         if let Some(noise) = self.noise {
-            noise.validate()?;
+            noise.validate_for::<T>()?;
         }
         self.loss.validate(model.output_activation())?;
         for penalty in &self.penalties {
