@@ -71,6 +71,47 @@ impl Activation {
         }
     }
 
+    /// Checks the activation's parameter as [`Activation::validate`] does, and that it stays
+    /// in range once converted to the element type `T`: an ELU `alpha` of `1e300` is finite
+    /// in `f64` but infinite in `f32` (codes of `-inf`), `1e-50` is 0 in `f32`, and a leaky
+    /// ReLU `alpha` of `1 - 1e-10` rounds to 1. Models check their layers with it when built
+    /// ([`crate::AutoencoderBuilder::build`], [`crate::Dense::new`], [`crate::Dense::random`]).
+    ///
+    /// ```
+    /// use autoencoder::{Activation, Error};
+    /// assert!(Activation::Elu(1e300).validate_for::<f64>().is_ok());
+    /// let err = Activation::Elu(1e300).validate_for::<f32>().unwrap_err();
+    /// assert!(matches!(err, Error::InvalidHyperparameter { name: "elu alpha", .. }));
+    /// ```
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidHyperparameter`] if `alpha` is out of range, in `f64` or in `T`.
+    pub fn validate_for<T: Float>(&self) -> Result<()> {
+        self.validate()?;
+        match *self {
+            Activation::LeakyRelu(alpha) => {
+                let a = T::cast(alpha);
+                check_range(
+                    "leaky relu alpha",
+                    alpha,
+                    a >= T::zero() && a < T::one(),
+                    "a value in [0, 1) that stays below 1 in the element type",
+                )
+            }
+            Activation::Elu(alpha) => {
+                let a = T::cast(alpha);
+                check_range(
+                    "elu alpha",
+                    alpha,
+                    a > T::zero() && a.is_finite(),
+                    "a value > 0 that stays finite and > 0 in the element type \
+                     (f32: about 1.4e-45 to 3.4e38)",
+                )
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Whether every output lies strictly inside `(0, 1)` (sigmoid only), as a KL sparsity
     /// penalty requires.
     pub fn is_in_unit_interval(&self) -> bool {

@@ -149,6 +149,41 @@ pub enum Error {
         /// The limit in force, in bytes.
         limit: u64,
     },
+    /// A file's header claims more data than the memory limit allows
+    /// ([`crate::memory_limit`], raised with [`crate::set_memory_limit`]), as raw bytes or
+    /// as the array they become. Checked after the header, before any data are read.
+    #[error(
+        "{path}: its header claims {what} of shape {shape:?}, which would take {} of {} bytes \
+         each, over the memory limit of {limit} bytes; if the file is genuine and the machine has \
+         the memory, raise the limit with autoencoder::set_memory_limit, otherwise the header is \
+         corrupt: download the file again",
+        show_bytes(*.bytes),
+        element_bytes
+    )]
+    FileTooLarge {
+        /// The file concerned.
+        path: PathBuf,
+        /// What would be allocated, e.g. `"f32 pixels"`.
+        what: &'static str,
+        /// Its shape, as the header gives it.
+        shape: Vec<usize>,
+        /// Bytes per element.
+        element_bytes: usize,
+        /// The bytes it needs, `None` if the count overflows 128 bits.
+        bytes: Option<u128>,
+        /// The limit in force, in bytes.
+        limit: u64,
+    },
+    /// Finite data whose result cannot be represented in the element type: a column range
+    /// or variance past `f64::MAX`, a scaled value past `f32::MAX`, a gain that rounds to 0.
+    /// Refused rather than returned as an infinity, a NaN or a 0 that cannot be inverted.
+    #[error("{context}: {reason}")]
+    Unrepresentable {
+        /// What was being computed, e.g. `"Scaler::transform output"`.
+        context: &'static str,
+        /// Which value (row, column or component), what it came to, and what to do.
+        reason: String,
+    },
     /// A picture or plot could not be drawn (feature `viz`).
     #[error("cannot draw {what}: {reason}")]
     Plot {

@@ -4,13 +4,19 @@ use ndarray::{s, Array1, Array2, ArrayView2, Zip};
 
 use crate::budget::check_elements;
 use crate::compute::product;
-use crate::data::{check_rows, check_width};
+use crate::data::{check_finite, check_rows, check_width, power_of_two_below};
 use crate::error::{Error, Result};
 use crate::float::Float;
 
 /// PCA fitted on a data set: its mean and its top `k` principal directions, computed
 /// exactly (in `f64`) from the eigenvectors of the covariance matrix (Householder
 /// tridiagonalization and implicit QL).
+///
+/// Everything is computed in units of `s`, the power of two below the data's largest `|x|`:
+/// dividing by it is exact, so the results are those of the plain formulas to the bit, but
+/// no sum or square overflows, even for data near `f64::MAX`. What cannot be represented
+/// (a variance past `f64::MAX`, a coordinate of far-out data) is an error, never an
+/// infinity or NaN.
 ///
 /// A linear autoencoder with `k` code units and squared-error loss can at best match PCA
 /// with `k` components, so this is the reference for reconstruction quality.
@@ -27,7 +33,8 @@ use crate::float::Float;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Pca {
-    mean: Array1<f64>,               // (d)
+    scale: f64,                      // s, a power of two: the data's largest |x| in [s, 2s)
+    mean: Array1<f64>,               // (d), in units of s
     components: Array2<f64>,         // (d, k), orthonormal columns, by decreasing variance
     explained_variance: Array1<f64>, // (k)
 }
@@ -37,7 +44,10 @@ impl Pca {
     ///
     /// # Errors
     /// [`Error::EmptyData`] for no rows or columns; [`Error::InvalidHyperparameter`] unless
-    /// `1 <= k <= d`; [`Error::NonFiniteData`] for NaN or infinity.
+    /// `1 <= k <= d`; [`Error::NonFiniteData`] for NaN or infinity; [`Error::TooLarge`] if
+    /// the `(d, d)` covariance exceeds [`crate::memory_limit`]; [`Error::Unrepresentable`]
+    /// if a component's variance exceeds `f64::MAX` (data spread past about `1e154`: scale
+    /// them first, e.g. with [`crate::data::Scaler`]).
     pub fn fit<T: Float>(x: ArrayView2<T>, k: usize) -> Result<Pca> {
         check_rows(x, None, "PCA data")?;
         let d = x.ncols();
@@ -49,17 +59,29 @@ impl Pca {
                 "a count in 1..=d (the data's width)",
             ));
         }
-        let (values, vectors) = symmetric_eigen(covariance(x, &mean_of(x)));
+        let scale = power_of_two_below(x.iter().fold(0.0, |m, v| m.max(v.as_f64().abs())));
+        let mean = mean_of(x, scale);
+        let (values, vectors) = symmetric_eigen(covariance(x, &mean, scale));
         let mut order: Vec<usize> = (0..d).collect();
         order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
-        let mean = mean_of(x);
         let mut components = Array2::zeros((d, k));
         let mut explained_variance = Array1::zeros(k);
         for (c, &i) in order.iter().take(k).enumerate() {
             components.column_mut(c).assign(&vectors.column(i));
-            explained_variance[c] = values[i];
+            explained_variance[c] = values[i] * scale * scale;
+            if !explained_variance[c].is_finite() {
+                return Err(Error::Unrepresentable {
+                    context: "Pca::fit",
+                    reason: format!(
+                        "the variance along component {c} is {:e} x {scale:e}^2, past f64::MAX; \
+                         scale the data first (e.g. data::Scaler with Scaling::Standard)",
+                        values[i]
+                    ),
+                });
+            }
         }
         Ok(Pca {
+            scale,
             mean,
             components,
             explained_variance,
@@ -81,38 +103,74 @@ impl Pca {
         &self.explained_variance
     }
 
-    /// Coordinates of each row of `x` `(n, d)` on the components: `(n, k)`.
+    /// Coordinates of each row of `x` `(n, d)` on the components: `(n, k)`,
+    /// `(x - mean) components`.
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] if `x` is not `d` wide.
+    /// [`Error::ShapeMismatch`] if `x` is not `d` wide; [`Error::NonFiniteData`] for NaN or
+    /// infinity; [`Error::Unrepresentable`] for a coordinate past `f64::MAX`.
     pub fn transform<T: Float>(&self, x: ArrayView2<T>) -> Result<Array2<f64>> {
-        check_width(x, self.mean.len(), "PCA input")?;
-        Ok((&x.mapv(|v| v.as_f64()) - &self.mean).dot(&self.components))
+        let (coords, t) = self.project(x)?;
+        finite_or_refuse(coords * t, "Pca::transform output")
     }
 
-    /// The projection of each row of `x` onto the component subspace, `(n, d)`.
+    /// The projection of each row of `x` onto the component subspace, `(n, d)`:
+    /// `mean + (x - mean) components components^T`.
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] if `x` is not `d` wide.
+    /// As [`Pca::transform`].
     pub fn reconstruct<T: Float>(&self, x: ArrayView2<T>) -> Result<Array2<f64>> {
-        Ok(self.transform(x)?.dot(&self.components.t()) + &self.mean)
+        let (coords, t) = self.project(x)?;
+        let mean = &self.mean * (self.scale / t);
+        finite_or_refuse(
+            (coords.dot(&self.components.t()) + mean) * t,
+            "Pca::reconstruct output",
+        )
+    }
+
+    /// The coordinates of `x` `(n, d)` in units of `t`, `(n, k)`, and `t`, after the input
+    /// checks: `t` is the power of two below the largest `|x|`, or `s` if that is larger, so
+    /// that no step overflows for inputs far from the fitted data.
+    fn project<T: Float>(&self, x: ArrayView2<T>) -> Result<(Array2<f64>, f64)> {
+        check_width(x, self.mean.len(), "PCA input")?;
+        check_finite(x, "PCA input")?;
+        let t =
+            power_of_two_below(x.iter().fold(0.0, |m, v| m.max(v.as_f64().abs()))).max(self.scale);
+        let mut centered = x.mapv(|v| v.as_f64() / t); // (n, d), in units of t
+        centered -= &(&self.mean * (self.scale / t));
+        Ok((centered.dot(&self.components), t))
     }
 }
 
-/// Column means of `x` `(n, d)`, in `f64`.
-fn mean_of<T: Float>(x: ArrayView2<T>) -> Array1<f64> {
+/// `a`, or [`Error::Unrepresentable`] naming its first non-finite value.
+fn finite_or_refuse(a: Array2<f64>, context: &'static str) -> Result<Array2<f64>> {
+    match check_finite(a.view(), context) {
+        Err(Error::NonFiniteData { row, col, .. }) => Err(Error::Unrepresentable {
+            context,
+            reason: format!(
+                "row {row}, column {col} is past f64::MAX; the input lies far outside the data \
+                 PCA was fitted on"
+            ),
+        }),
+        _ => Ok(a),
+    }
+}
+
+/// Column means of `x` `(n, d)` in units of `scale`, in `f64`.
+fn mean_of<T: Float>(x: ArrayView2<T>, scale: f64) -> Array1<f64> {
     let mut sum = Array1::<f64>::zeros(x.ncols());
     for row in x.rows() {
         Zip::from(&mut sum)
             .and(row)
-            .for_each(|s, &v| *s += v.as_f64());
+            .for_each(|s, &v| *s += v.as_f64() / scale);
     }
     sum / x.nrows() as f64
 }
 
-/// Covariance `1/n (x - mean)^T (x - mean)`, `(d, d)`, in `f64`, accumulated over chunks of
-/// rows so that no `f64` copy of the whole of `x` is made.
-fn covariance<T: Float>(x: ArrayView2<T>, mean: &Array1<f64>) -> Array2<f64> {
+/// Covariance `1/n (x/scale - mean)^T (x/scale - mean)`, `(d, d)`, in `f64` and units of
+/// `scale^2`, accumulated over chunks of rows so that no `f64` copy of the whole of `x` is
+/// made.
+fn covariance<T: Float>(x: ArrayView2<T>, mean: &Array1<f64>, scale: f64) -> Array2<f64> {
     const CHUNK: usize = 2048;
     let (n, d) = x.dim();
     let mut cov = Array2::<f64>::zeros((d, d));
@@ -123,7 +181,7 @@ fn covariance<T: Float>(x: ArrayView2<T>, mean: &Array1<f64>) -> Array2<f64> {
         Zip::from(&mut c)
             .and(x.slice(s![start..start + rows, ..]))
             .and_broadcast(mean)
-            .for_each(|c, &v, &m| *c = v.as_f64() - m);
+            .for_each(|c, &v, &m| *c = v.as_f64() / scale - m);
         product(1.0 / n as f64, &c.t(), &c.view(), 1.0, &mut cov.view_mut());
     }
     cov

@@ -7,7 +7,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::budget::check_elements;
-use crate::data::{check_finite, check_rows, check_width};
+use crate::data::{check_finite, check_rows, check_width, power_of_two_below};
 use crate::error::check_range;
 use crate::{Error, Float, Result};
 
@@ -170,10 +170,16 @@ pub enum Scaling {
 }
 
 /// A per-column affine map fitted on a data set, and its inverse:
-/// `y = (x - shift) * gain + base`, `x = (y - base) / gain + shift`, computed in `f64`.
+/// `y = (x / s - shift) * gain + base`, `x = ((y - base) / gain + shift) * s`, computed in
+/// `f64`, where `s` is a power of two near the column's largest `|x|`. Dividing by a power of
+/// two is exact, so the result is the plain `(x - min) * gain + lo` to the bit, but no step
+/// overflows: a column spanning `-1e308..1e308`, whose range `max - min` is past `f64::MAX`,
+/// or one spanning `1e-320`, whose `1 / range` is, scale like any other.
 ///
 /// Fit it on the training set only, then apply the same map to validation and test data;
 /// use [`Scaler::inverse_transform`] to bring reconstructions back to the original units.
+/// A value the map sends past what the output type holds (data far outside the fitted
+/// range, or past `f32::MAX` for `f32`) is an error, never an infinity.
 ///
 /// ```
 /// use autoencoder::data::{Scaler, Scaling};
@@ -192,8 +198,9 @@ pub enum Scaling {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scaler {
     scaling: Scaling,
-    shift: Array1<f64>, // (d)
-    gain: Array1<f64>,  // (d), never 0
+    scale: Array1<f64>, // (d), s: a power of two, the column's largest |x| in [s, 2s)
+    shift: Array1<f64>, // (d), in units of s
+    gain: Array1<f64>,  // (d), in units of 1/s, normal (never 0, subnormal or infinite)
     base: f64,
 }
 
@@ -202,49 +209,72 @@ impl Scaler {
     ///
     /// # Errors
     /// [`Error::EmptyData`] for no rows or columns; [`Error::NonFiniteData`] for NaN or
-    /// infinity; [`Error::InvalidHyperparameter`] unless `lo < hi`, both finite.
+    /// infinity; [`Error::InvalidHyperparameter`] unless `lo < hi`, both finite, with
+    /// `hi - lo` finite; [`Error::Unrepresentable`], naming the column, if a column's gain
+    /// would be infinite, 0 or subnormal in `f64` (only for a `[lo, hi]` near `f64`'s limits).
     pub fn fit<T: Float>(x: ArrayView2<T>, scaling: Scaling) -> Result<Scaler> {
         check_rows(x, None, "data to fit a scaler on")?;
         let (n, d) = x.dim();
+        let mut scale = Array1::ones(d);
         let mut shift = Array1::zeros(d);
         let mut gain = Array1::ones(d);
         let base = match scaling {
             Scaling::MinMax { lo, hi } => {
-                if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+                if !(lo.is_finite() && hi.is_finite() && lo < hi && (hi - lo).is_finite()) {
                     return Err(Error::hyper(
                         "min-max range",
                         format!("[{lo}, {hi}]"),
-                        "finite lo < hi",
+                        "finite lo < hi, with hi - lo finite",
                     ));
                 }
-                for (j, col) in x.columns().into_iter().enumerate() {
-                    let (min, max) = col
-                        .iter()
-                        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-                            (a.min(v.as_f64()), b.max(v.as_f64()))
-                        });
+                lo
+            }
+            Scaling::Standard => 0.0,
+        };
+        for (j, col) in x.columns().into_iter().enumerate() {
+            let (min, max) = col
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                    (a.min(v.as_f64()), b.max(v.as_f64()))
+                });
+            let s = power_of_two_below(min.abs().max(max.abs()));
+            scale[j] = s;
+            // In units of s every value lies in (-2, 2): no sum or square below overflows.
+            match scaling {
+                Scaling::MinMax { lo, hi } => {
+                    let (min, max) = (min / s, max / s);
                     shift[j] = min;
                     if max > min {
                         gain[j] = (hi - lo) / (max - min);
                     }
                 }
-                lo
-            }
-            Scaling::Standard => {
-                for (j, col) in x.columns().into_iter().enumerate() {
-                    let mean = col.iter().map(|v| v.as_f64()).sum::<f64>() / n as f64;
-                    let var =
-                        col.iter().map(|v| (v.as_f64() - mean).powi(2)).sum::<f64>() / n as f64;
+                Scaling::Standard => {
+                    let mean = col.iter().map(|v| v.as_f64() / s).sum::<f64>() / n as f64;
+                    let var = col
+                        .iter()
+                        .map(|v| (v.as_f64() / s - mean).powi(2))
+                        .sum::<f64>()
+                        / n as f64;
                     shift[j] = mean;
                     if var > 0.0 {
                         gain[j] = 1.0 / var.sqrt();
                     }
                 }
-                0.0
             }
-        };
+            if !gain[j].is_normal() {
+                return Err(Error::Unrepresentable {
+                    context: "Scaler::fit",
+                    reason: format!(
+                        "column {j} (values in [{min:e}, {max:e}]) needs a gain of {:e} (per {s:e}), \
+                         which f64 cannot hold or invert; use a [lo, hi] further from f64's limits",
+                        gain[j]
+                    ),
+                });
+            }
+        }
         Ok(Scaler {
             scaling,
+            scale,
             shift,
             gain,
             base,
@@ -261,43 +291,67 @@ impl Scaler {
         self.shift.len()
     }
 
-    /// `y = (x - shift) * gain + base` for each row of `x` `(n, d)`.
+    /// `y = (x / s - shift) * gain + base` for each row of `x` `(n, d)`.
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] if `x` is not `d` wide; [`Error::NonFiniteData`] for NaN or
-    /// infinity.
+    /// infinity; [`Error::Unrepresentable`], naming the row and column, for a value the map
+    /// sends past what `T` holds.
     pub fn transform<T: Float>(&self, x: ArrayView2<T>) -> Result<Array2<T>> {
-        self.map(x, "Scaler::transform input", |v, shift, gain, base| {
-            (v - shift) * gain + base
-        })
+        self.map(
+            x,
+            ["Scaler::transform input", "Scaler::transform output"],
+            |v, s, shift, gain, base| (v / s - shift) * gain + base,
+        )
     }
 
-    /// The inverse, `x = (y - base) / gain + shift`, for each row of `y` `(n, d)`.
+    /// The inverse, `x = ((y - base) / gain + shift) * s`, for each row of `y` `(n, d)`.
     ///
     /// # Errors
     /// As [`Scaler::transform`].
     pub fn inverse_transform<T: Float>(&self, y: ArrayView2<T>) -> Result<Array2<T>> {
         self.map(
             y,
-            "Scaler::inverse_transform input",
-            |v, shift, gain, base| (v - base) / gain + shift,
+            [
+                "Scaler::inverse_transform input",
+                "Scaler::inverse_transform output",
+            ],
+            |v, s, shift, gain, base| ((v - base) / gain + shift) * s,
         )
     }
 
+    /// Applies `f(v, s, shift, gain, base)` to each value; `context` names the input and
+    /// the output in errors.
     fn map<T: Float>(
         &self,
         x: ArrayView2<T>,
-        context: &'static str,
-        f: impl Fn(f64, f64, f64, f64) -> f64,
+        context: [&'static str; 2],
+        f: impl Fn(f64, f64, f64, f64, f64) -> f64,
     ) -> Result<Array2<T>> {
-        check_width(x, self.n_features(), context)?;
-        check_finite(x, context)?;
+        check_width(x, self.n_features(), context[0])?;
+        check_finite(x, context[0])?;
         let mut out = x.to_owned();
         for mut row in out.rows_mut() {
             Zip::from(&mut row)
+                .and(&self.scale)
                 .and(&self.shift)
                 .and(&self.gain)
-                .for_each(|v, &shift, &gain| *v = T::cast(f(v.as_f64(), shift, gain, self.base)));
+                .for_each(|v, &s, &shift, &gain| {
+                    *v = T::cast(f(v.as_f64(), s, shift, gain, self.base));
+                });
+        }
+        // Finite input can still leave the range of `T`: data far outside the fitted range,
+        // or a [lo, hi] past f32::MAX.
+        if let Err(Error::NonFiniteData { row, col, .. }) = check_finite(out.view(), context[1]) {
+            return Err(Error::Unrepresentable {
+                context: context[1],
+                reason: format!(
+                    "row {row}, column {col}: {:e} lies too far outside the data the scaler \
+                     was fitted on to map within the finite values of {}",
+                    x[[row, col]].as_f64(),
+                    T::NAME
+                ),
+            });
         }
         Ok(out)
     }

@@ -11,10 +11,16 @@
 //! | then | the product of the dimensions, in bytes, row-major |
 //!
 //! MNIST images are `idx3` (`n, rows, cols`) and labels `idx1` (`n`). A file starting with
-//! the gzip magic `1f 8b` is decompressed on the fly. The header is checked before any
-//! allocation: the claimed size must fit the file (for gzip, the deflate format's maximum
-//! ratio of 1032:1 bounds what a file of that size can hold), and the data must end exactly
-//! where the header says.
+//! the gzip magic `1f 8b` is decompressed on the fly.
+//!
+//! A header's claim alone never allocates anything. After the header, the claimed size must
+//! fit the file (for gzip, the deflate format's maximum ratio of 1032:1 bounds what a file
+//! of that size can hold) and the memory limit ([`crate::memory_limit`]), both as raw bytes
+//! and as the array they become; then the buffer grows with the data that actually arrive
+//! (doubling from 64 KiB, never past the claim), so a file that ends early costs memory in
+//! proportion to what it holds. The data must end exactly where the header says. The memory
+//! limit is what bounds a gzip bomb: a small file that truly expands to gigabytes is
+//! refused before its data are read unless the caller raised the limit.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -23,10 +29,13 @@ use std::path::Path;
 use flate2::read::MultiGzDecoder;
 use ndarray::{Array1, Array2};
 
+use crate::budget::check_buffer;
 use crate::{Error, Float, Result};
 
 /// The most bytes deflate can expand one input byte to (a 258-byte match per 2 bits).
 const MAX_GZIP_RATIO: u64 = 1032;
+/// The first step of the data buffer's growth; each next step doubles what has arrived.
+const FIRST_CHUNK: usize = 1 << 16;
 /// The element-type byte for unsigned bytes, the only type MNIST uses.
 const TYPE_U8: u8 = 0x08;
 /// The path errors name for data read from memory.
@@ -41,7 +50,9 @@ const BYTES: &str = "<bytes>";
 /// [`Error::Io`] if the file cannot be opened or read; [`Error::Format`] if it is not an
 /// unsigned-byte IDX file with 3 dimensions, a row or column count is 0, the dimensions
 /// overflow, the file is shorter or longer than the header says, or the gzip data are
-/// corrupt. Each message names the file and what to do.
+/// corrupt; [`Error::FileTooLarge`] if the header claims more bytes, or more `T` pixels, than
+/// [`crate::memory_limit`] allows (checked before the data are read). Each message names the
+/// file and what to do.
 ///
 /// ```no_run
 /// use autoencoder::data::idx;
@@ -79,7 +90,16 @@ pub fn images_from_bytes<T: Float>(bytes: &[u8]) -> Result<Array2<T>> {
 
 /// Reads an image file from `source` (of `source_len` bytes); `path` names it in errors.
 fn images<T: Float>(source: impl Read, source_len: u64, path: &Path) -> Result<Array2<T>> {
-    let (dims, bytes) = read_u8(source, source_len, path, 3, "images (idx3)")?;
+    let what = Claim {
+        name: "images (idx3)",
+        array: if T::NAME == "f32" {
+            "f32 pixels"
+        } else {
+            "f64 pixels"
+        },
+        element_bytes: std::mem::size_of::<T>(),
+    };
+    let (dims, bytes) = read_u8(source, source_len, path, 3, what)?;
     let (n, rows, cols) = (dims[0], dims[1], dims[2]);
     if rows == 0 || cols == 0 {
         return Err(format_error(
@@ -146,7 +166,12 @@ pub fn labels_from_bytes(bytes: &[u8]) -> Result<Array1<u8>> {
 
 /// Reads a label file from `source` (of `source_len` bytes); `path` names it in errors.
 fn labels(source: impl Read, source_len: u64, path: &Path) -> Result<Array1<u8>> {
-    let (_, bytes) = read_u8(source, source_len, path, 1, "labels (idx1)")?;
+    let what = Claim {
+        name: "labels (idx1)",
+        array: "labels",
+        element_bytes: 1,
+    };
+    let (_, bytes) = read_u8(source, source_len, path, 1, what)?;
     Ok(Array1::from(bytes))
 }
 
@@ -164,6 +189,16 @@ fn open(path: &Path) -> Result<(BufReader<File>, u64)> {
     Ok((BufReader::new(file), file_len))
 }
 
+/// What a caller of [`read_u8`] reads, for messages and the memory limit.
+struct Claim {
+    /// The kind of file, e.g. `"images (idx3)"`.
+    name: &'static str,
+    /// The array the bytes become, e.g. `"f32 pixels"`.
+    array: &'static str,
+    /// Bytes per element of that array.
+    element_bytes: usize,
+}
+
 /// Reads an unsigned-byte IDX file with `ndim` dimensions from `file`, which holds
 /// `file_len` bytes: its dimensions and its data. `path` names the file in errors.
 fn read_u8(
@@ -171,8 +206,9 @@ fn read_u8(
     file_len: u64,
     path: &Path,
     ndim: usize,
-    what: &str,
+    claim: Claim,
 ) -> Result<(Vec<usize>, Vec<u8>)> {
+    let what = claim.name;
     let mut magic = [0u8; 2];
     let got = read_full(&mut file, &mut magic).map_err(|e| read_error(path, false, e))?;
     let gzipped = got == 2 && magic == [0x1f, 0x8b];
@@ -246,7 +282,8 @@ fn read_u8(
             )
         })?;
     let header_len = 4 + 4 * ndim as u64;
-    // The most data this file can hold, so a corrupt header cannot make us allocate more.
+    // The most data this file can hold: a header that claims more is corrupt. A quick first
+    // refusal; what bounds memory is the limit below and the buffer's growth with the data.
     let capacity = if gzipped {
         file_len.saturating_mul(MAX_GZIP_RATIO)
     } else {
@@ -262,17 +299,43 @@ fn read_u8(
             ),
         ));
     }
-    let mut data = Vec::with_capacity(len as usize);
-    let got = reader
-        .by_ref()
-        .take(len)
-        .read_to_end(&mut data)
-        .map_err(read_err)?;
-    if (got as u64) < len {
-        return Err(format_error(
-            path,
-            format!("truncated: the header {dims:?} promises {len} bytes of data but only {got} follow; download the file again"),
-        ));
+    // The memory limit, on the raw bytes and on the array they become, before any data.
+    let too_large = |e| match e {
+        Error::TooLarge {
+            what,
+            shape,
+            element_bytes,
+            bytes,
+            limit,
+        } => Error::FileTooLarge {
+            path: path.to_path_buf(),
+            what,
+            shape,
+            element_bytes,
+            bytes,
+            limit,
+        },
+        other => other,
+    };
+    check_buffer("raw data", &dims, 1).map_err(too_large)?;
+    check_buffer(claim.array, &dims, claim.element_bytes).map_err(too_large)?;
+    let len = len as usize; // fits: checked against usize above
+                            // Grow with the data that arrive, never from the claim alone: a file that ends early
+                            // costs at most twice what it holds plus the first chunk.
+    let mut data: Vec<u8> = Vec::new();
+    while data.len() < len {
+        let filled = data.len();
+        let next = len.min(filled + filled.max(FIRST_CHUNK));
+        data.reserve_exact(next - filled);
+        data.resize(next, 0);
+        let got = read_full(&mut reader, &mut data[filled..]).map_err(read_err)?;
+        if filled + got < next {
+            let got = filled + got;
+            return Err(format_error(
+                path,
+                format!("truncated: the header {dims:?} promises {len} bytes of data but only {got} follow; download the file again"),
+            ));
+        }
     }
     let mut extra = [0u8; 1];
     if read_full(&mut reader, &mut extra).map_err(read_err)? > 0 {

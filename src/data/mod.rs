@@ -81,3 +81,16 @@ pub(crate) fn value_range<T: Float>(x: ArrayView2<T>) -> (T, T) {
     };
     it.fold((first, first), |(lo, hi), v| (lo.min(v), hi.max(v)))
 }
+
+/// The power of two `2^e` with `2^e <= m < 2^(e + 1)`, for finite `m > 0` (subnormal
+/// included), read off the bits; 1 for `m = 0`. Dividing by it is exact (short of
+/// underflow), so data divided by the power of two below their largest `|x|` lie in
+/// `(-2, 2)`, where sums and squares cannot overflow, and give the same bits, scaled.
+pub(crate) fn power_of_two_below(m: f64) -> f64 {
+    let bits = m.to_bits();
+    match (bits >> 52) & 0x7ff {
+        _ if m == 0.0 => 1.0,
+        0 => f64::from_bits(1 << (63 - bits.leading_zeros())), // subnormal: its top bit
+        exponent => f64::from_bits(exponent << 52),
+    }
+}

@@ -6,7 +6,7 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::data::value_range;
-use crate::error::{check_non_negative, check_range};
+use crate::error::check_range;
 use crate::{Error, Float, Result};
 
 /// A corruption process `q(x~ | x)`, applied element-wise to the input only; the target
@@ -14,7 +14,7 @@ use crate::{Error, Float, Result};
 ///
 /// | variant | `x~` |
 /// | --- | --- |
-/// | `Gaussian { std, clip }` | `x + std * N(0, 1)`, then clamped to `clip = Some((lo, hi))` if given |
+/// | `Gaussian { std, clip }` | `x + std * N(0, 1)`, then clamped to `clip = Some((lo, hi))` if given, else to the finite values of the element type |
 /// | `Masking { fraction }` | each element independently set to 0 with probability `fraction` |
 /// | `SaltAndPepper { fraction }` | each element independently, with probability `fraction`, set to the data's minimum or maximum (each with probability 1/2) |
 ///
@@ -27,7 +27,7 @@ pub enum Noise {
     Gaussian {
         /// Standard deviation, `>= 0`.
         std: f64,
-        /// Range to clamp the result to, e.g. `Some((0.0, 1.0))`; `lo <= hi`.
+        /// Range to clamp the result to, e.g. `Some((0.0, 1.0))`; finite `lo <= hi`.
         clip: Option<(f64, f64)>,
     },
     /// Masking noise: zero a fraction of the inputs.
@@ -46,18 +46,45 @@ impl Noise {
     /// Checks the parameters.
     ///
     /// # Errors
-    /// [`Error::InvalidHyperparameter`] for `std < 0`, a fraction outside `[0, 1]`, NaN, or
-    /// a clip range with `lo > hi`.
+    /// [`Error::InvalidHyperparameter`] for a `std` that is not finite and `>= 0`, a fraction
+    /// outside `[0, 1]`, NaN, or a clip range that is not finite `lo <= hi` (a clip to
+    /// `(inf, inf)` would turn every input into an infinity).
     pub fn validate(&self) -> Result<()> {
+        self.validate_for::<f64>()
+    }
+
+    /// Checks the parameters as [`Noise::validate`] does, and that they stay in range once
+    /// converted to the element type `T`: a `std` of `1e300` or a clip bound of `1e39` is
+    /// finite in `f64` but infinite in `f32`. The trainer and [`corrupt`] check with it.
+    ///
+    /// ```
+    /// use autoencoder::{Error, Noise};
+    /// let noise = Noise::Gaussian { std: 1e300, clip: None };
+    /// assert!(noise.validate_for::<f64>().is_ok());
+    /// assert!(matches!(
+    ///     noise.validate_for::<f32>(),
+    ///     Err(Error::InvalidHyperparameter { name: "gaussian noise std", .. })
+    /// ));
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Noise::validate`], in `T`.
+    pub fn validate_for<T: Float>(&self) -> Result<()> {
         match *self {
             Noise::Gaussian { std, clip } => {
-                check_non_negative("gaussian noise std", std)?;
+                check_range(
+                    "gaussian noise std",
+                    std,
+                    std >= 0.0 && T::cast(std).is_finite(),
+                    "a value >= 0 that stays finite in the element type (f32: up to 3.4e38)",
+                )?;
                 if let Some((lo, hi)) = clip {
-                    if lo.is_nan() || hi.is_nan() || lo > hi {
+                    let (l, h) = (T::cast(lo), T::cast(hi));
+                    if !(l.is_finite() && h.is_finite() && l <= h) {
                         return Err(Error::hyper(
                             "gaussian noise clip",
                             format!("({lo}, {hi})"),
-                            "lo <= hi",
+                            "lo <= hi, both finite in the element type (f32: within 3.4e38)",
                         ));
                     }
                 }
@@ -93,7 +120,8 @@ impl Noise {
         match *self {
             Noise::Gaussian { std, clip } => {
                 let std = T::cast(std);
-                let (lo, hi) = clip.map_or((T::neg_infinity(), T::infinity()), |(l, h)| {
+                // Without a clip range, the finite values of T: a sum that overflows saturates.
+                let (lo, hi) = clip.map_or((T::min_value(), T::max_value()), |(l, h)| {
                     (T::cast(l), T::cast(h))
                 });
                 Zip::from(out).and(clean).for_each(|o, &x| {
@@ -143,14 +171,14 @@ impl Noise {
 /// ```
 ///
 /// # Errors
-/// [`Error::InvalidHyperparameter`] as [`Noise::validate`]; [`Error::NonFiniteData`] if `x`
-/// holds NaN or infinity.
+/// [`Error::InvalidHyperparameter`] as [`Noise::validate_for`] in `T`;
+/// [`Error::NonFiniteData`] if `x` holds NaN or infinity.
 pub fn corrupt<T: Float, R: Rng + ?Sized>(
     x: ArrayView2<T>,
     noise: Noise,
     rng: &mut R,
 ) -> Result<Array2<T>> {
-    noise.validate()?;
+    noise.validate_for::<T>()?;
     super::check_finite(x, "corrupt input")?;
     let mut out = Array2::zeros(x.dim());
     noise.apply(x, out.view_mut(), value_range(x), rng);

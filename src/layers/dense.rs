@@ -76,7 +76,7 @@ impl<T: Float> Dense<T> {
                 found: format!("weights {:?}, bias ({})", weights.dim(), bias.len()),
             });
         }
-        activation.validate()?;
+        activation.validate_for::<T>()?;
         check_finite(weights.view(), "Dense weights")?;
         check_finite(bias.view().insert_axis(Axis(0)), "Dense bias")?;
         Ok(Dense {
@@ -108,7 +108,7 @@ impl<T: Float> Dense<T> {
                 found: format!("({n_in}, {n_out})"),
             });
         }
-        activation.validate()?;
+        activation.validate_for::<T>()?;
         check_elements::<T>("layer weights", &[n_in, n_out])?;
         Ok(Dense {
             weights: init.weights(n_in, n_out, rng),

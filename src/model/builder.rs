@@ -258,7 +258,7 @@ impl<T: Float> AutoencoderBuilder<T> {
             if n == 0 {
                 return Err(Error::hyper("layer width", 0, "at least 1 unit"));
             }
-            activation.validate()?;
+            activation.validate_for::<T>()?;
         }
         // Every size is checked before the first weight is drawn.
         let code_width = if self.gaussian {

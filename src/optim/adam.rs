@@ -103,6 +103,14 @@ impl<T: Float> Optimizer<T> for Adam<T> {
 
     fn validate(&self) -> Result<()> {
         check_positive("lr", self.lr)?;
+        // Each must also stay normal (finite, not 0, not subnormal) in T: eps = 1e-50 is 0 in
+        // f32, and the first step would then divide 0 by 0.
+        check_range(
+            "lr",
+            self.lr,
+            T::cast(self.lr).is_normal(),
+            "a value > 0 that stays finite and normal in the element type (f32: 1.2e-38 to 3.4e38)",
+        )?;
         check_range(
             "beta1",
             self.beta1,
@@ -116,6 +124,12 @@ impl<T: Float> Optimizer<T> for Adam<T> {
             "a value in [0, 1)",
         )?;
         check_positive("eps", self.eps)?;
+        check_range(
+            "eps",
+            self.eps,
+            T::cast(self.eps).is_normal(),
+            "a value > 0 that stays finite and normal in the element type (f32: 1.2e-38 to 3.4e38)",
+        )?;
         if let WeightDecay::Decoupled(lambda) = self.weight_decay {
             check_non_negative("weight decay", lambda)?;
         }

@@ -460,7 +460,7 @@ impl<O> Trainer<O> {
             )?;
         }
         if let Some(noise) = self.noise {
-            noise.validate()?;
+            noise.validate_for::<T>()?;
         }
         model.check_objective(self.loss, &self.penalties)?;
         model.check_targets(train, self.loss, "training data")?;
