@@ -64,15 +64,15 @@ pub fn mnist_dir() -> autoencoder::Result<Option<std::path::PathBuf>> {
         if let Some(set) = set.filter(|d| std::path::Path::new(d) != dir) {
             static NOTE: std::sync::Once = std::sync::Once::new();
             NOTE.call_once(|| {
-                use std::io::Write;
-                let _ = writeln!(
-                    std::io::stderr().lock(),
+                let line = format!(
                     "note: {}={} does not hold the MNIST files; the tests use {}, the next \
-                     place the examples look too",
+                     place the examples look too\n",
                     mnist::DIR_VAR,
                     set.to_string_lossy(),
                     dir.display()
                 );
+                use std::io::Write;
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
             });
         }
         return Ok(Some(dir.clone()));
@@ -108,12 +108,14 @@ pub fn mnist_dir() -> autoencoder::Result<Option<std::path::PathBuf>> {
         .name()
         .unwrap_or("an MNIST test")
         .to_string();
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr().lock(),
+    let line = format!(
         "SKIPPED {test}: MNIST not found in {looked} (relative to {cwd}); {what_to_do} \
-         (with CI set this fails instead)"
+         (with CI set this fails instead)\n"
     );
+    // One write of the whole line: standard error is unbuffered, and a `writeln!` of a
+    // format string writes piece by piece, between the harness's own lines.
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
     Ok(None)
 }
 
