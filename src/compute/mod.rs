@@ -4,6 +4,8 @@
 //! - `gemm.rs`: [`gemm`], `C = alpha A B + beta C`, packed and blocked (BLIS), split over
 //!   the pool's threads when large, allocation-free after a thread's first product; the
 //!   crate's layers call it without the shape check (`product`).
+//! - `kernel.rs`: the product's micro-kernels, one tile of `C` each: AVX2 + FMA, and
+//!   portable.
 //! - `threads.rs`: the pool ([`set_threads`], [`threads`], [`MAX_THREADS`]) and element-wise
 //!   work over a batch cut into 8 fixed blocks of rows (`for_each_block`, `row_blocks`, ...).
 //! - `pack.rs`: each thread's packing buffer, used by the product and reserved by the pool
@@ -21,6 +23,7 @@
 //! else here is internal.
 
 mod gemm;
+mod kernel;
 mod pack;
 mod simd;
 mod sum;
