@@ -5,24 +5,35 @@
 //! Two kernels of the same shape (`f32`: 6 x 16, `f64`: 6 x 8): the AVX2 + FMA one, picked
 //! at run time when the CPU has both, and a portable one that runs elsewhere.
 
+use super::fma::FusedMulAdd;
 use crate::float::Float;
 
 /// Micro-kernel: `C[i, j] = alpha * sum_p a[i, p] b[p, j] + beta * C[i, j]` over one tile.
 /// `a` is a sliver with strides `(ars, acs)` (packed: `(1, MR)`), `b` a packed sliver
-/// `(kc, NR)`; `beta == 0` writes without reading `C`. The final scaling is a multiply then
-/// an add (never fused), the same in every kernel and in the edge-tile path.
+/// `(kc, NR)`; `beta == 0` writes without reading `C`. Every kernel rounds the same way, so
+/// all give the same bits: the sum is a chain of fused multiply-adds in increasing `p` from
+/// zero, `acc = a[i, p] b[p, j] + acc` rounded once per step; the final scaling is a
+/// multiply then an add (never fused), as in the edge-tile path of `gemm.rs`.
 pub(super) type Kernel<T> =
     unsafe fn(usize, *const T, isize, isize, *const T, T, T, *mut T, isize, isize);
 
 /// The micro-kernel for `T`: the AVX2 + FMA one when the CPU has both, else the portable
 /// one; tiles of 6 x 16 (`f32`) or 6 x 8 (`f64`), two 256-bit vectors wide.
 pub(super) fn kernel<T: Float>() -> Kernel<T> {
-    let portable: Kernel<T> = if is_f32::<T>() {
-        kernel_portable::<T, 6, 16>
+    simd_kernel::<T>()
+        .unwrap_or_else(|| for_type(kernel_portable::<f32, 6, 16>, kernel_portable::<f64, 6, 8>))
+}
+
+/// `f32_kernel` or `f64_kernel`, whichever is `T`'s.
+fn for_type<T: Float>(f32_kernel: Kernel<f32>, f64_kernel: Kernel<f64>) -> Kernel<T> {
+    let kernel: *const () = if is_f32::<T>() {
+        f32_kernel as *const ()
     } else {
-        kernel_portable::<T, 6, 8>
+        f64_kernel as *const ()
     };
-    simd_kernel::<T>().unwrap_or(portable)
+    // SAFETY: `T` is `f32` exactly when `is_f32` (Float is sealed to f32 and f64), so the
+    // chosen kernel's signature is `Kernel<T>`.
+    unsafe { std::mem::transmute::<*const (), Kernel<T>>(kernel) }
 }
 
 /// Whether `T` is `f32` (`Float` is sealed to `f32` and `f64`).
@@ -36,14 +47,7 @@ fn simd_kernel<T: Float>() -> Option<Kernel<T>> {
     if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
         return None;
     }
-    let fast: *const () = if is_f32::<T>() {
-        avx2::kernel_f32 as *const ()
-    } else {
-        avx2::kernel_f64 as *const ()
-    };
-    // SAFETY: `T` is `f32` exactly when `is_f32` (Float is sealed to f32 and f64), so the
-    // chosen kernel's signature is `Kernel<T>`.
-    Some(unsafe { std::mem::transmute::<*const (), Kernel<T>>(fast) })
+    Some(for_type(avx2::kernel_f32, avx2::kernel_f64))
 }
 
 /// No SIMD kernel off x86-64: the portable one runs.
@@ -52,13 +56,17 @@ fn simd_kernel<T: Float>() -> Option<Kernel<T>> {
     None
 }
 
-/// The portable micro-kernel (see [`Kernel`]): plain multiplies and adds over an
-/// `MR x NR` accumulator.
+/// The portable micro-kernel (see [`Kernel`]): the arithmetic of the AVX2 + FMA kernel in
+/// plain code, so that both give the same bits. Each element of the tile accumulates
+/// `acc = a[i, p] b[p, j] + acc`, rounded once (a fused multiply-add, [`FusedMulAdd`]), for
+/// `p = 0, 1, ..., kc - 1` in order, from `acc = 0`; then `C[i, j] = acc alpha`, or
+/// `C[i, j] = acc alpha + C[i, j] beta` (multiplies, then an add: three roundings) when
+/// `beta != 0`.
 ///
 /// # Safety
 /// See [`Kernel`]: slivers of `kc` steps, a tile of `C` at `c` with strides `(rsc, csc)`.
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn kernel_portable<T: Float, const MR: usize, const NR: usize>(
+pub(super) unsafe fn kernel_portable<T: Float + FusedMulAdd, const MR: usize, const NR: usize>(
     kc: usize,
     a: *const T,
     ars: isize,
@@ -78,7 +86,7 @@ pub(super) unsafe fn kernel_portable<T: Float, const MR: usize, const NR: usize>
             for (i, row) in acc.iter_mut().enumerate() {
                 let ai = *a.offset(i as isize * ars + p as isize * acs);
                 for (j, cell) in row.iter_mut().enumerate() {
-                    *cell += ai * *bp.add(j);
+                    *cell = ai.fused_mul_add(*bp.add(j), *cell);
                 }
             }
         }
@@ -197,4 +205,108 @@ mod avx2 {
         _mm256_mul_pd,
         _mm256_add_pd
     );
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// One tile through `kernel`: `a` read with strides `(ars, acs)`, `C` with `(rsc, csc)`,
+    /// starting from `c0`; returns the tile's bits in row-major order.
+    #[allow(clippy::too_many_arguments)]
+    fn tile<T: Float, const MR: usize, const NR: usize>(
+        kernel: Kernel<T>,
+        kc: usize,
+        a: &[T],
+        (ars, acs): (isize, isize),
+        b: &[T],
+        (alpha, beta): (T, T),
+        c0: &[T],
+        (rsc, csc): (isize, isize),
+    ) -> Vec<T> {
+        let mut c = c0.to_vec();
+        // SAFETY: `a` holds MR x kc elements at those strides, `b` kc x NR, `c` MR x NR.
+        unsafe {
+            kernel(
+                kc,
+                a.as_ptr(),
+                ars,
+                acs,
+                b.as_ptr(),
+                alpha,
+                beta,
+                c.as_mut_ptr(),
+                rsc,
+                csc,
+            )
+        };
+        (0..MR * NR)
+            .map(|t| c[(t / NR) * rsc as usize + (t % NR) * csc as usize])
+            .collect()
+    }
+
+    /// The portable kernel computes the AVX2 + FMA kernel's bits: every sliver layout, both
+    /// ways of writing `C`, alpha and beta, inner lengths from 0 up, on values whose sums
+    /// round differently with and without fusing.
+    fn same_bits_as_avx2<T: Float, const MR: usize, const NR: usize>(
+        portable: Kernel<T>,
+        avx2: Kernel<T>,
+        bits: impl Fn(T) -> u64,
+    ) -> usize {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut differ = 0;
+        for kc in [0, 1, 2, 7, 64, 255, 300] {
+            let a: Vec<T> = (0..MR * kc.max(1))
+                .map(|_| T::cast(rng.random_range(-1.0..1.0)))
+                .collect();
+            let b: Vec<T> = (0..kc.max(1) * NR)
+                .map(|_| T::cast(rng.random_range(-1.0..1.0)))
+                .collect();
+            let c0: Vec<T> = (0..MR * NR)
+                .map(|_| T::cast(rng.random_range(-1.0..1.0)))
+                .collect();
+            // Packed (1, MR), and read in place from a row-major (MR, kc) block.
+            for a_strides in [(1, MR as isize), (kc.max(1) as isize, 1)] {
+                // Row-major (contiguous rows), and column-major (the strided store).
+                for c_strides in [(NR as isize, 1), (1, MR as isize)] {
+                    for scale in [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.25)] {
+                        let scale = (T::cast(scale.0), T::cast(scale.1));
+                        let run =
+                            |k| tile::<T, MR, NR>(k, kc, &a, a_strides, &b, scale, &c0, c_strides);
+                        let (p, v) = (run(portable), run(avx2));
+                        differ += p
+                            .iter()
+                            .zip(&v)
+                            .filter(|(p, v)| bits(**p) != bits(**v))
+                            .count();
+                    }
+                }
+            }
+        }
+        differ
+    }
+
+    #[test]
+    fn portable_kernel_has_the_bits_of_the_avx2_kernel() {
+        if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
+            eprintln!("SKIPPED: this CPU has no AVX2 + FMA kernel to compare with");
+            return;
+        }
+        let f32_differ =
+            same_bits_as_avx2::<f32, 6, 16>(kernel_portable::<f32, 6, 16>, avx2::kernel_f32, |v| {
+                v.to_bits().into()
+            });
+        let f64_differ = same_bits_as_avx2::<f64, 6, 8>(
+            kernel_portable::<f64, 6, 8>,
+            avx2::kernel_f64,
+            f64::to_bits,
+        );
+        assert_eq!(
+            (f32_differ, f64_differ),
+            (0, 0),
+            "elements that differ, f32 and f64"
+        );
+    }
 }

@@ -22,6 +22,7 @@
 //! it, and a user who wants a matrix product that allocates nothing can call it. Everything
 //! else here is internal.
 
+mod fma;
 mod gemm;
 mod kernel;
 mod pack;
