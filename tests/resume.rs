@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use autoencoder::{
-    Activation, Adam, Autoencoder, Checkpoint, EarlyStopping, Loss, Noise, Optimizer, Penalty,
-    Schedule, Sgd, StopReason, Trainer, Tying,
+    Activation, Adam, Autoencoder, Checkpoint, EarlyStopping, Error, Loss, Noise, Optimizer,
+    Penalty, Schedule, Sgd, StopReason, Trainer, Tying,
 };
 use common::param_bits;
 use ndarray::Array2;
@@ -427,5 +427,70 @@ fn a_refused_resume_leaves_the_callers_model_untouched() -> TestResult {
     );
     assert_eq!(mine.sizes(), before.sizes());
     assert_eq!(mine.layers()[0].weights(), before.layers()[0].weights());
+    Ok(())
+}
+
+#[test]
+fn a_validation_loss_that_overflows_stops_the_run_and_is_never_checkpointed() -> TestResult {
+    let dir = scratch("valid-overflow");
+    let path = dir.join("run.ckpt");
+    // Finite f32 values whose squared error overflows f32: the validation loss is not
+    // finite in every epoch. It used to count as the best epoch each time (NaN compares
+    // false), so early stopping never fired, and the checkpoints held it as `null` and
+    // could not be loaded.
+    let huge = valid().mapv(|v| 1e25 + v);
+    let mut ae = model()?;
+    let before = param_bits(&ae);
+    let err = trainer()?
+        .early_stopping(EarlyStopping::new(2))
+        .checkpoint(&path, 1)
+        .fit(&mut ae, data().view(), Some(huge.view()))
+        .expect_err("the validation loss is not finite");
+    assert!(
+        matches!(
+            err,
+            Error::Diverged { epoch: 0, what: "validation loss", value, .. } if !value.is_finite()
+        ),
+        "{err}"
+    );
+    // Nothing was recorded or written, and the model holds the epoch's finite weights.
+    assert!(!path.exists());
+    assert_ne!(param_bits(&ae), before);
+    assert!(ae
+        .layers()
+        .iter()
+        .all(|l| l.weights().iter().all(|w| w.is_finite())));
+
+    // From a resumed run: the checkpoint of the good epochs is left as it was.
+    trainer()?.epochs(2).checkpoint(&path, 1).fit(
+        &mut model()?,
+        data().view(),
+        Some(valid().view()),
+    )?;
+    let good = fs::read(&path)?;
+    let mut resumed = model()?;
+    let err = trainer()?
+        .checkpoint(&path, 1)
+        .resume(
+            &mut resumed,
+            Checkpoint::load(&path)?,
+            data().view(),
+            Some(huge.view()),
+        )
+        .expect_err("the validation loss is not finite");
+    assert!(
+        matches!(
+            err,
+            Error::Diverged {
+                epoch: 2,
+                what: "validation loss",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(fs::read(&path)?, good);
+    assert_eq!(Checkpoint::<f32>::load(&path)?.epoch(), 2);
+    fs::remove_dir_all(dir)?;
     Ok(())
 }
