@@ -118,6 +118,50 @@ impl<T: Float> Checkpoint<T> {
         &self.optimizer
     }
 
+    /// Saves the checkpoint to `path`, atomically (as [`Autoencoder::save`]): the same
+    /// bytes as [`Checkpoint::to_bytes`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the path and the step that failed; as [`Checkpoint::to_bytes`].
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let bytes = self.to_bytes()?;
+        write_atomic(path.as_ref(), |file| file.write_all(&bytes))
+    }
+
+    /// The bytes of the checkpoint file, as the trainer writes them: the same for the same
+    /// checkpoint, so a loaded checkpoint gives back the bytes of its file. (Two checkpoints
+    /// of one run differ only in the wall-clock timings of their history, and so in their
+    /// checksum.)
+    ///
+    /// ```
+    /// use autoencoder::{Activation, Adam, Autoencoder, Checkpoint, Trainer};
+    /// use ndarray::Array2;
+    /// use rand::SeedableRng;
+    /// # fn main() -> autoencoder::Result<()> {
+    /// # let dir = std::env::temp_dir().join(format!("ae-doc-ckpt-bytes-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// let path = dir.join("run.ckpt");
+    /// let x = Array2::from_shape_fn((32, 6), |(i, j)| ((i + j) % 4) as f32 / 4.0);
+    /// let mut ae = Autoencoder::<f32>::builder(6)
+    ///     .latent(2, Activation::Tanh)
+    ///     .build(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1))?;
+    /// Trainer::new(Adam::new(1e-2))
+    ///     .epochs(2)
+    ///     .checkpoint(&path, 1)
+    ///     .fit(&mut ae, x.view(), None)?;
+    /// let checkpoint = Checkpoint::<f32>::load(&path)?;
+    /// assert_eq!(checkpoint.to_bytes()?, std::fs::read(&path).unwrap());
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if the optimizer's state does not fit the model, or its
+    /// buffer names do not suit tensor names.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        checkpoint_bytes(&self.model, &self.optimizer, &self.state)
+    }
+
     /// Takes the checkpoint apart, for the trainer.
     pub(crate) fn into_parts(self) -> (Autoencoder<T>, OptimizerState<T>, RunState<T>) {
         (self.model, self.optimizer, self.state)
