@@ -646,7 +646,7 @@ fn malformed_training_state_is_refused() -> TestResult {
             }),
         ),
     ];
-    for (what, edit) in edits {
+    for (what, edit) in edits.into_iter().chain(bad_buffer_names()) {
         let file = rebuild(&ckpt, |m, t| edit(m, t));
         let result = Checkpoint::<f32>::from_bytes(&file);
         assert!(
@@ -656,6 +656,22 @@ fn malformed_training_state_is_refused() -> TestResult {
     }
     fs::remove_dir_all(dir)?;
     Ok(())
+}
+
+/// Optimizer buffers named so that the checkpoint could not be saved again.
+fn bad_buffer_names() -> Vec<(&'static str, Edit)> {
+    ["", "m.x", "m v"]
+        .into_iter()
+        .map(|name| {
+            let edit: Edit = Box::new(move |m, _| {
+                let mut training: serde_json::Value =
+                    serde_json::from_str(&m["training"]).expect("json");
+                training["optimizer"]["buffers"] = serde_json::json!(["m", "v", name]);
+                m.insert("training".into(), training.to_string());
+            });
+            ("buffer name", edit)
+        })
+        .collect()
 }
 
 #[test]

@@ -18,6 +18,8 @@ use crate::io::{FORMAT_NAME, FORMAT_VERSION};
 pub(super) struct TensorList {
     dtype: Dtype,
     tensors: Vec<(String, Vec<usize>, Dtype, Vec<u8>)>,
+    /// The first non-finite value pushed: tensor name, flat index, value.
+    non_finite: Option<(String, usize, f64)>,
 }
 
 /// The most header bytes safetensors readers accept.
@@ -28,10 +30,12 @@ impl TensorList {
         TensorList {
             dtype: dtype_of::<T>(),
             tensors: Vec::new(),
+            non_finite: None,
         }
     }
 
-    /// Adds a float tensor.
+    /// Adds a float tensor. A non-finite value is remembered, and [`TensorList::serialize`]
+    /// then refuses to write the file (a reader would refuse it).
     pub(super) fn push<T: Float>(
         &mut self,
         name: String,
@@ -39,8 +43,11 @@ impl TensorList {
         values: impl Iterator<Item = T>,
     ) {
         let mut bytes = Vec::new();
-        for v in values {
+        for (i, v) in values.enumerate() {
             let v = v.as_f64();
+            if !v.is_finite() && self.non_finite.is_none() {
+                self.non_finite = Some((name.clone(), i, v));
+            }
             if self.dtype == Dtype::F32 {
                 bytes.extend_from_slice(&(v as f32).to_le_bytes());
             } else {
@@ -66,9 +73,15 @@ impl TensorList {
     /// multiple of 8 bytes.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] if the header exceeds the 100 MB safetensors allows (never
-    /// for real models).
+    /// [`Error::InvalidConfig`] if a value is NaN or infinite (the file could not be
+    /// loaded), or the header exceeds the 100 MB safetensors allows (never for real models).
     pub(super) fn serialize(mut self, mut metadata: BTreeMap<String, String>) -> Result<Vec<u8>> {
+        if let Some((name, i, v)) = &self.non_finite {
+            return Err(Error::InvalidConfig(format!(
+                "cannot save: tensor `{name}` holds the non-finite value {v} at flat index {i}, \
+                 and a file holding it could not be loaded; nothing was written"
+            )));
+        }
         metadata.insert(CHECKSUM_KEY.into(), checksum::placeholder());
         self.tensors.sort_by(|a, b| {
             let size = |d: Dtype| d.bitsize();
@@ -420,6 +433,19 @@ fn check_offsets(bytes: &[u8]) -> std::result::Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_finite_values_are_never_written() {
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let mut tensors = TensorList::new::<f64>();
+            tensors.push("layers.0.bias".into(), vec![3], [0.5, bad, 1.0].into_iter());
+            let result = tensors.serialize(BTreeMap::new());
+            assert!(
+                matches!(&result, Err(Error::InvalidConfig(m)) if m.contains("layers.0.bias") && m.contains("index 1")),
+                "{result:?}"
+            );
+        }
+    }
 
     #[test]
     fn written_files_are_valid_safetensors_with_a_checksum() -> Result<()> {

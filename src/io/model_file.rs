@@ -59,8 +59,8 @@ impl<T: Float> Autoencoder<T> {
     /// The bytes [`Autoencoder::save`] writes: the same for the same model, in any process.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] if the model is too large for a safetensors header (never
-    /// for real models).
+    /// [`Error::InvalidConfig`] if a weight is NaN or infinite (the file could not be
+    /// loaded), or the model is too large for a safetensors header (never for real models).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let mut tensors = TensorList::new::<T>();
         tensors.push_model("", self);

@@ -364,7 +364,8 @@ impl<O> Trainer<O> {
     /// run, whatever ended it (`stop`, or all epochs done).
     ///
     /// # Errors
-    /// [`Error::Io`] if the file cannot be written.
+    /// [`Error::Io`] if the file cannot be written; [`Error::InvalidConfig`] if the state
+    /// holds a NaN or infinite value (then nothing is written: the file could not load).
     fn checkpoint_if_due<T: Float>(
         &self,
         model: &Autoencoder<T>,
