@@ -2,6 +2,7 @@
 //! weights of an uninterrupted run, bit for bit, also across processes.
 
 mod common;
+mod sealing;
 
 use std::fs;
 use std::ops::ControlFlow;
@@ -9,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use autoencoder::{
-    Activation, Adam, Autoencoder, Checkpoint, EarlyStopping, Loss, Noise, Optimizer, Penalty,
-    Schedule, Sgd, StopReason, Trainer, Tying,
+    Activation, Adam, Autoencoder, Checkpoint, EarlyStopping, Error, Loss, Noise, Optimizer,
+    Penalty, Schedule, Sgd, StopReason, Trainer, Tying,
 };
 use common::param_bits;
 use ndarray::Array2;
@@ -427,5 +428,129 @@ fn a_refused_resume_leaves_the_callers_model_untouched() -> TestResult {
     );
     assert_eq!(mine.sizes(), before.sizes());
     assert_eq!(mine.layers()[0].weights(), before.layers()[0].weights());
+    Ok(())
+}
+
+/// `bytes`, a checkpoint, with the optimizer's step count set to `steps` (and the checksum
+/// written anew): the state of a very long run, or a crafted one.
+fn with_steps(bytes: &[u8], steps: u64) -> Vec<u8> {
+    use safetensors::tensor::TensorView;
+    use safetensors::SafeTensors;
+    let (_, header) = SafeTensors::read_metadata(bytes).expect("valid checkpoint");
+    let mut meta = header.metadata().clone().expect("metadata");
+    let mut training: serde_json::Value =
+        serde_json::from_str(&meta["training"]).expect("training JSON");
+    training["optimizer"]["steps"] = steps.into();
+    meta.insert("training".into(), training.to_string());
+    let parsed = SafeTensors::deserialize(bytes).expect("valid checkpoint");
+    let tensors: Vec<(String, TensorView)> = parsed.tensors();
+    let mut out = safetensors::serialize(tensors, Some(meta)).expect("serializable");
+    assert!(sealing::reseal(&mut out));
+    out
+}
+
+#[test]
+fn adam_resumes_from_step_counts_near_u64_max_and_past_2_pow_31() -> TestResult {
+    let dir = scratch("adam-steps");
+    let path = dir.join("run.ckpt");
+    let mut ae = model()?;
+    trainer()?
+        .epochs(1)
+        .checkpoint(&path, 1)
+        .fit(&mut ae, data().view(), Some(valid().view()))?;
+    let bytes = fs::read(&path)?;
+    // 6 steps per epoch (90 rows in batches of 16), 2 epochs: the count reaches u64::MAX
+    // after 2 steps and stays (debug builds used to panic on the overflow); from 2^31 - 3
+    // it passes 2^31 (where `powi`'s i32 exponent used to wrap to a negative one).
+    for (start, end) in [(u64::MAX - 2, u64::MAX), ((1 << 31) - 3, (1 << 31) + 9)] {
+        let crafted = dir.join(format!("crafted-{start}.ckpt"));
+        fs::write(&crafted, with_steps(&bytes, start))?;
+        let checkpoint = Checkpoint::<f32>::load(&crafted)?;
+        assert_eq!(checkpoint.optimizer_state().steps(), start);
+        let mut resumed = model()?;
+        let history = trainer()?.epochs(3).checkpoint(&crafted, 1).resume(
+            &mut resumed,
+            checkpoint,
+            data().view(),
+            Some(valid().view()),
+        )?;
+        assert_eq!(history.epochs.len(), 3);
+        assert!(history.epochs.iter().all(|e| e.train_loss.is_finite()));
+        let last = Checkpoint::<f32>::load(&crafted)?;
+        assert_eq!(last.optimizer_state().steps(), end);
+        assert!(resumed
+            .layers()
+            .iter()
+            .all(|l| l.weights().iter().all(|w| w.is_finite())));
+        // With beta^t = 0 the bias correction is gone: the steps are plain Adam steps of
+        // size about lr, so the weights moved, but not far.
+        assert_ne!(param_bits(&resumed), param_bits(&ae));
+    }
+    fs::remove_dir_all(dir)?;
+    Ok(())
+}
+
+#[test]
+fn a_validation_loss_that_overflows_stops_the_run_and_is_never_checkpointed() -> TestResult {
+    let dir = scratch("valid-overflow");
+    let path = dir.join("run.ckpt");
+    // Finite f32 values whose squared error overflows f32: the validation loss is not
+    // finite in every epoch. It used to count as the best epoch each time (NaN compares
+    // false), so early stopping never fired, and the checkpoints held it as `null` and
+    // could not be loaded.
+    let huge = valid().mapv(|v| 1e25 + v);
+    let mut ae = model()?;
+    let before = param_bits(&ae);
+    let err = trainer()?
+        .early_stopping(EarlyStopping::new(2))
+        .checkpoint(&path, 1)
+        .fit(&mut ae, data().view(), Some(huge.view()))
+        .expect_err("the validation loss is not finite");
+    assert!(
+        matches!(
+            err,
+            Error::Diverged { epoch: 0, what: "validation loss", value, .. } if !value.is_finite()
+        ),
+        "{err}"
+    );
+    // Nothing was recorded or written, and the model holds the epoch's finite weights.
+    assert!(!path.exists());
+    assert_ne!(param_bits(&ae), before);
+    assert!(ae
+        .layers()
+        .iter()
+        .all(|l| l.weights().iter().all(|w| w.is_finite())));
+
+    // From a resumed run: the checkpoint of the good epochs is left as it was.
+    trainer()?.epochs(2).checkpoint(&path, 1).fit(
+        &mut model()?,
+        data().view(),
+        Some(valid().view()),
+    )?;
+    let good = fs::read(&path)?;
+    let mut resumed = model()?;
+    let err = trainer()?
+        .checkpoint(&path, 1)
+        .resume(
+            &mut resumed,
+            Checkpoint::load(&path)?,
+            data().view(),
+            Some(huge.view()),
+        )
+        .expect_err("the validation loss is not finite");
+    assert!(
+        matches!(
+            err,
+            Error::Diverged {
+                epoch: 2,
+                what: "validation loss",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(fs::read(&path)?, good);
+    assert_eq!(Checkpoint::<f32>::load(&path)?.epoch(), 2);
+    fs::remove_dir_all(dir)?;
     Ok(())
 }

@@ -18,7 +18,7 @@ use crate::io::model_file::metadata;
 use crate::layers::ParamKind;
 use crate::model::Autoencoder;
 use crate::optim::OptimizerState;
-use crate::train::history::History;
+use crate::train::history::{EpochRecord, History};
 use crate::train::state::{RunSettings, RunState};
 
 /// The training state, as saved in the metadata key `training` of a checkpoint (JSON).
@@ -118,6 +118,51 @@ impl<T: Float> Checkpoint<T> {
         &self.optimizer
     }
 
+    /// Saves the checkpoint to `path`, atomically (as [`Autoencoder::save`]): the same
+    /// bytes as [`Checkpoint::to_bytes`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the path and the step that failed; as [`Checkpoint::to_bytes`].
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let bytes = self.to_bytes()?;
+        write_atomic(path.as_ref(), |file| file.write_all(&bytes))
+    }
+
+    /// The bytes of the checkpoint file, as the trainer writes them: the same for the same
+    /// checkpoint, so a loaded checkpoint gives back the bytes of its file. (Two checkpoints
+    /// of one run differ only in the wall-clock timings of their history, and so in their
+    /// checksum.)
+    ///
+    /// ```
+    /// use autoencoder::{Activation, Adam, Autoencoder, Checkpoint, Trainer};
+    /// use ndarray::Array2;
+    /// use rand::SeedableRng;
+    /// # fn main() -> autoencoder::Result<()> {
+    /// # let dir = std::env::temp_dir().join(format!("ae-doc-ckpt-bytes-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// let path = dir.join("run.ckpt");
+    /// let x = Array2::from_shape_fn((32, 6), |(i, j)| ((i + j) % 4) as f32 / 4.0);
+    /// let mut ae = Autoencoder::<f32>::builder(6)
+    ///     .latent(2, Activation::Tanh)
+    ///     .build(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1))?;
+    /// Trainer::new(Adam::new(1e-2))
+    ///     .epochs(2)
+    ///     .checkpoint(&path, 1)
+    ///     .fit(&mut ae, x.view(), None)?;
+    /// let checkpoint = Checkpoint::<f32>::load(&path)?;
+    /// assert_eq!(checkpoint.to_bytes()?, std::fs::read(&path).unwrap());
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if a value is NaN or infinite (weights, optimizer state,
+    /// a loss, rate or timing in the history): the file could not be loaded, so none is
+    /// made.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        checkpoint_bytes(&self.model, &self.optimizer, &self.state)
+    }
+
     /// Takes the checkpoint apart, for the trainer.
     pub(crate) fn into_parts(self) -> (Autoencoder<T>, OptimizerState<T>, RunState<T>) {
         (self.model, self.optimizer, self.state)
@@ -125,6 +170,10 @@ impl<T: Float> Checkpoint<T> {
 }
 
 /// Writes a checkpoint to `path` atomically.
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be written; [`Error::InvalidConfig`] if a value is NaN
+/// or infinite (nothing is written then: the file could not be loaded).
 pub(crate) fn save_checkpoint<T: Float>(
     path: &Path,
     model: &Autoencoder<T>,
@@ -140,6 +189,7 @@ fn checkpoint_bytes<T: Float>(
     optimizer: &OptimizerState<T>,
     state: &RunState<T>,
 ) -> Result<Vec<u8>> {
+    check_finite_state(&state.history, state.best.as_ref().map(|b| b.0))?;
     let mut tensors = TensorList::new::<T>();
     tensors.push_model("", model);
     if let Some((_, _, best)) = &state.best {
@@ -168,6 +218,57 @@ fn checkpoint_bytes<T: Float>(
     tensors.serialize(meta)
 }
 
+/// Refuses a training state that JSON cannot hold: a NaN or infinite loss, rate or timing
+/// would be written as `null`, and the checkpoint would not load (or, for the optional
+/// validation loss, load as another history).
+///
+/// # Errors
+/// [`Error::InvalidConfig`] naming the value.
+fn check_finite_state(history: &History, best_loss: Option<f64>) -> Result<()> {
+    let refuse = |what: String, value: f64| {
+        Err(Error::InvalidConfig(format!(
+            "cannot write the checkpoint: {what} is {value}, which a checkpoint cannot hold \
+             (its JSON has no NaN or infinity, and the file would not load); nothing was written"
+        )))
+    };
+    if let Some(loss) = best_loss.filter(|l| !l.is_finite()) {
+        return refuse("the best loss".into(), loss);
+    }
+    for record in &history.epochs {
+        // Every field, so that a new one cannot be forgotten here.
+        let EpochRecord {
+            epoch,
+            train_loss,
+            train_reconstruction,
+            train_penalties,
+            valid_loss,
+            lr,
+            seconds,
+            samples_per_second,
+        } = record;
+        let values = [
+            ("train_loss", *train_loss),
+            ("train_reconstruction", *train_reconstruction),
+            ("lr", *lr),
+            ("seconds", *seconds),
+            ("samples_per_second", *samples_per_second),
+        ]
+        .into_iter()
+        .chain(valid_loss.map(|v| ("valid_loss", v)))
+        .chain(
+            train_penalties
+                .iter()
+                .map(|&p| ("a train_penalties entry", p)),
+        );
+        for (name, value) in values {
+            if !value.is_finite() {
+                return refuse(format!("`{name}` of epoch {epoch}"), value);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Adds the optimizer's buffers as tensors `optimizer.{buffer}.{parameter}` (buffers not
 /// created yet are left out); returns the buffer names, in order.
 fn push_optimizer<T: Float>(
@@ -177,11 +278,10 @@ fn push_optimizer<T: Float>(
 ) -> Result<Vec<String>> {
     let mut buffer_names = Vec::new();
     for (buffer, per_param) in optimizer.buffers() {
-        let valid_name = !buffer.is_empty()
-            && buffer
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid_name || buffer_names.contains(buffer) || per_param.len() > names.len() {
+        if !valid_buffer_name(buffer)
+            || buffer_names.contains(buffer)
+            || per_param.len() > names.len()
+        {
             return Err(Error::InvalidConfig(format!(
                 "cannot checkpoint optimizer `{}`: buffer `{buffer}` has a duplicate or \
                  invalid name (use [A-Za-z0-9_]) or more tensors ({}) than the model ({})",
@@ -211,6 +311,11 @@ fn push_optimizer<T: Float>(
         }
     }
     Ok(buffer_names)
+}
+
+/// An optimizer buffer's name can be part of tensor names: `[A-Za-z0-9_]+`.
+fn valid_buffer_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Names and shapes of the trainable parameter tensors, in the optimizer's order (layer by
@@ -293,6 +398,12 @@ fn read_optimizer<T: Float>(
     for buffer in &meta.buffers {
         if !seen.insert(buffer.as_str()) {
             return Err(reader.fail(format!("optimizer buffer `{buffer}` is listed twice")));
+        }
+        if !valid_buffer_name(buffer) {
+            // The writer refuses such names: a checkpoint that loads also saves.
+            return Err(reader.fail(format!(
+                "optimizer buffer name `{buffer}` is not made of [A-Za-z0-9_]"
+            )));
         }
         let mut per_param = Vec::with_capacity(names.len());
         for (name, shape) in names {
@@ -380,4 +491,68 @@ fn rng_from(meta: &RngMeta) -> std::result::Result<ChaCha8Rng, String> {
     rng.set_stream(meta.stream);
     rng.set_word_pos(word_pos);
     Ok(rng)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activation::Activation;
+    use crate::optim::{Adam, Optimizer};
+    use crate::train::history::StopReason;
+
+    fn record(epoch: usize, valid_loss: Option<f64>) -> EpochRecord {
+        EpochRecord {
+            epoch,
+            train_loss: 0.5,
+            train_reconstruction: 0.5,
+            train_penalties: vec![],
+            valid_loss,
+            lr: 1e-3,
+            seconds: 0.1,
+            samples_per_second: 100.0,
+        }
+    }
+
+    /// A state after one epoch with validation loss `valid` and best loss `best`.
+    fn state(valid: f64, best: f64) -> Result<(Autoencoder<f64>, RunState<f64>)> {
+        let model = Autoencoder::<f64>::builder(3)
+            .latent(2, Activation::Tanh)
+            .build(&mut ChaCha8Rng::seed_from_u64(0))?;
+        let state = RunState {
+            settings: None,
+            epoch: 1,
+            rng: ChaCha8Rng::seed_from_u64(1),
+            order: vec![1, 0],
+            history: History {
+                epochs: vec![record(0, Some(valid))],
+                penalty_names: vec![],
+                best_epoch: Some(0),
+                stop: StopReason::Completed,
+            },
+            best: Some((best, 0, model.clone())),
+            since_best: 0,
+        };
+        Ok((model, state))
+    }
+
+    #[test]
+    fn non_finite_training_state_is_never_written() -> Result<()> {
+        let optimizer = Adam::<f64>::new(1e-3).state();
+        let (model, good) = state(0.25, 0.25)?;
+        checkpoint_bytes(&model, &optimizer, &good)?;
+        for (valid, best, what) in [
+            (f64::NAN, 0.25, "valid_loss"),
+            (0.25, f64::NAN, "best loss"),
+            (0.25, f64::INFINITY, "best loss"),
+            (f64::NEG_INFINITY, 0.25, "valid_loss"),
+        ] {
+            let (model, bad) = state(valid, best)?;
+            let result = checkpoint_bytes(&model, &optimizer, &bad);
+            assert!(
+                matches!(&result, Err(Error::InvalidConfig(m)) if m.contains(what)),
+                "{valid} {best}: {result:?}"
+            );
+        }
+        Ok(())
+    }
 }

@@ -1,7 +1,7 @@
 //! The safetensors container: writing a list of tensors with metadata, and the checked
 //! reader every load goes through.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::Path;
 
@@ -11,22 +11,31 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::io::checksum::{self, CHECKSUM_KEY};
 use crate::io::{FORMAT_NAME, FORMAT_VERSION};
 
-/// Tensors to write: name, shape, little-endian bytes.
+/// Tensors to write: name, shape, element type, little-endian bytes.
 pub(super) struct TensorList {
     dtype: Dtype,
     tensors: Vec<(String, Vec<usize>, Dtype, Vec<u8>)>,
+    /// The first non-finite value pushed: tensor name, flat index, value.
+    non_finite: Option<(String, usize, f64)>,
 }
+
+/// The most header bytes safetensors readers accept.
+const MAX_HEADER: usize = 100_000_000;
 
 impl TensorList {
     pub(super) fn new<T: Float>() -> Self {
         TensorList {
             dtype: dtype_of::<T>(),
             tensors: Vec::new(),
+            non_finite: None,
         }
     }
 
+    /// Adds a float tensor. A non-finite value is remembered, and [`TensorList::serialize`]
+    /// then refuses to write the file (a reader would refuse it).
     pub(super) fn push<T: Float>(
         &mut self,
         name: String,
@@ -34,11 +43,15 @@ impl TensorList {
         values: impl Iterator<Item = T>,
     ) {
         let mut bytes = Vec::new();
-        for v in values {
+        for (i, v) in values.enumerate() {
+            let v = v.as_f64();
+            if !v.is_finite() && self.non_finite.is_none() {
+                self.non_finite = Some((name.clone(), i, v));
+            }
             if self.dtype == Dtype::F32 {
-                bytes.extend_from_slice(&(v.as_f64() as f32).to_le_bytes());
+                bytes.extend_from_slice(&(v as f32).to_le_bytes());
             } else {
-                bytes.extend_from_slice(&v.as_f64().to_le_bytes());
+                bytes.extend_from_slice(&v.to_le_bytes());
             }
         }
         self.tensors.push((name, shape, self.dtype, bytes));
@@ -53,16 +66,58 @@ impl TensorList {
             .push((name.to_string(), vec![values.len()], Dtype::U64, bytes));
     }
 
-    pub(super) fn serialize(self, metadata: HashMap<String, String>) -> Result<Vec<u8>> {
-        let views = self
-            .tensors
-            .iter()
-            .map(|(name, shape, dtype, bytes)| {
-                TensorView::new(*dtype, shape.clone(), bytes).map(|v| (name.clone(), v))
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .and_then(|views| safetensors::serialize(views, Some(metadata)));
-        views.map_err(|e| Error::InvalidConfig(format!("cannot encode the tensors: {e}")))
+    /// The file: a safetensors container holding the tensors and `metadata` plus its
+    /// checksum. The same tensors and metadata always give the same bytes: metadata keys in
+    /// sorted order, tensors ordered by element size (8-byte types first, so every tensor
+    /// starts aligned) and then by name, compact JSON, the header padded with spaces to a
+    /// multiple of 8 bytes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if a value is NaN or infinite (the file could not be
+    /// loaded), or the header exceeds the 100 MB safetensors allows (never for real models).
+    pub(super) fn serialize(mut self, mut metadata: BTreeMap<String, String>) -> Result<Vec<u8>> {
+        if let Some((name, i, v)) = &self.non_finite {
+            return Err(Error::InvalidConfig(format!(
+                "cannot save: tensor `{name}` holds the non-finite value {v} at flat index {i}, \
+                 and a file holding it could not be loaded; nothing was written"
+            )));
+        }
+        metadata.insert(CHECKSUM_KEY.into(), checksum::placeholder());
+        self.tensors.sort_by(|a, b| {
+            let size = |d: Dtype| d.bitsize();
+            size(b.2).cmp(&size(a.2)).then_with(|| a.0.cmp(&b.0))
+        });
+        let mut header = format!("{{\"__metadata__\":{}", to_json(&metadata)?);
+        let mut offset = 0;
+        for (name, shape, dtype, bytes) in &self.tensors {
+            let elements: usize = shape.iter().product();
+            debug_assert_eq!(elements * dtype.bitsize() / 8, bytes.len(), "{name}");
+            let end = offset + bytes.len();
+            header += &format!(
+                ",{}:{{\"dtype\":{},\"shape\":{},\"data_offsets\":[{offset},{end}]}}",
+                to_json(name)?,
+                to_json(dtype)?,
+                to_json(shape)?,
+            );
+            offset = end;
+        }
+        header.push('}');
+        let padded = header.len().next_multiple_of(8);
+        if padded > MAX_HEADER {
+            return Err(Error::InvalidConfig(format!(
+                "cannot encode the tensors: the file header would take {padded} bytes, over the \
+                 {MAX_HEADER} safetensors allows"
+            )));
+        }
+        let mut bytes = Vec::with_capacity(8 + padded + offset);
+        bytes.extend_from_slice(&(padded as u64).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.resize(8 + padded, b' ');
+        for (_, _, _, data) in &self.tensors {
+            bytes.extend_from_slice(data);
+        }
+        checksum::seal(&mut bytes);
+        Ok(bytes)
     }
 }
 
@@ -115,17 +170,25 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// Parses the container and checks format, version, content and element type.
+    /// Checks the checksum, parses the container, and checks format, version, content and
+    /// element type.
+    ///
+    /// The checksum comes first, before any parsing: a file that has one is refused on any
+    /// change to its bytes, whatever the change would have made of it. A file without one
+    /// is read only if it says it is of format version 1 (written before checksums).
     pub(super) fn open(bytes: &'a [u8], path: &'a Path, content: &str) -> Result<Self> {
         let fail = |reason: String| Error::Format {
             path: path.to_path_buf(),
             reason,
         };
+        let sealed = checksum::verify(bytes)
+            .map_err(|reason| fail(format!("{reason}{}", container_problem(bytes))))?;
         check_offsets(bytes).map_err(&fail)?;
         let not_safetensors = |e: safetensors::SafeTensorError| {
             fail(format!(
-                "not a readable safetensors file ({e}); the file may be truncated or not a model \
-                 saved by this crate: save it again with Autoencoder::save"
+                "not a readable safetensors file ({e}), and no checksum was found in it; the \
+                 file may be damaged, truncated or not a model saved by this crate: save it \
+                 again with Autoencoder::save"
             ))
         };
         let (_, header) = SafeTensors::read_metadata(bytes).map_err(not_safetensors)?;
@@ -138,7 +201,7 @@ impl<'a> Reader<'a> {
             )));
         }
         let version = meta.get("format_version").map(String::as_str).unwrap_or("");
-        match version.parse::<u64>() {
+        let version = match version.parse::<u64>() {
             Ok(v) if v > u64::from(FORMAT_VERSION) => {
                 return Err(Error::UnsupportedVersion {
                     path: path.to_path_buf(),
@@ -146,10 +209,28 @@ impl<'a> Reader<'a> {
                     supported: FORMAT_VERSION,
                 })
             }
-            Ok(v) if v >= 1 => {}
+            Ok(v) if v >= 1 => v,
             _ => {
                 return Err(fail(format!(
                     "format_version `{version}` is not a version number >= 1"
+                )))
+            }
+        };
+        match (sealed, meta.get(CHECKSUM_KEY)) {
+            (Some(checked), Some(stored)) if checked == *stored => {}
+            (None, None) if version == 1 => {} // written before checksums
+            (None, None) => {
+                return Err(fail(format!(
+                    "no checksum: files of format version {version} carry one in the metadata \
+                     entry `{CHECKSUM_KEY}`, and this one has lost it; the file is damaged: \
+                     restore it from a copy or save it again"
+                )))
+            }
+            (_, stored) => {
+                return Err(fail(format!(
+                    "the metadata entry `{CHECKSUM_KEY}` ({stored:?}) is not the `sha256:` and \
+                     64 lowercase hexadecimal digits the file was checked against; the file is \
+                     damaged: restore it from a copy or save it again"
                 )))
             }
         }
@@ -279,6 +360,31 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// What else is wrong with a file whose checksum does not match, for the message: that it
+/// is truncated, not a safetensors file, or not marked as one of this crate's; empty if
+/// nothing else is.
+fn container_problem(bytes: &[u8]) -> String {
+    if let Err(reason) = check_offsets(bytes) {
+        return format!(" ({reason})");
+    }
+    match SafeTensors::read_metadata(bytes) {
+        Err(e) => {
+            format!(" (its safetensors container is broken too, {e}: the file may be truncated)")
+        }
+        Ok((_, header))
+            if header
+                .metadata()
+                .as_ref()
+                .and_then(|m| m.get("format"))
+                .map(String::as_str)
+                != Some(FORMAT_NAME) =>
+        {
+            format!(" (and its metadata has no `format: {FORMAT_NAME}`: it may not be a file saved by this crate)")
+        }
+        Ok(_) => String::new(),
+    }
+}
+
 /// Checks, before the safetensors parser sees them, that every tensor's `data_offsets` lie
 /// within the file. safetensors 0.8 adds the largest offset to the header length unchecked,
 /// so forged offsets near `usize::MAX` overflow (a panic in builds with overflow checks,
@@ -327,6 +433,51 @@ fn check_offsets(bytes: &[u8]) -> std::result::Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_finite_values_are_never_written() {
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let mut tensors = TensorList::new::<f64>();
+            tensors.push("layers.0.bias".into(), vec![3], [0.5, bad, 1.0].into_iter());
+            let result = tensors.serialize(BTreeMap::new());
+            assert!(
+                matches!(&result, Err(Error::InvalidConfig(m)) if m.contains("layers.0.bias") && m.contains("index 1")),
+                "{result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn written_files_are_valid_safetensors_with_a_checksum() -> Result<()> {
+        let mut tensors = TensorList::new::<f32>();
+        tensors.push("b".into(), vec![2, 3], (0..6).map(|i| i as f32));
+        tensors.push_indices("a", &[2, 0, 1]);
+        tensors.push("a.f32".into(), vec![1], [7.5f32].into_iter());
+        let meta = BTreeMap::from([
+            ("z".to_string(), "last".to_string()),
+            ("a".into(), "1".into()),
+        ]);
+        let bytes = tensors.serialize(meta)?;
+        let parsed = SafeTensors::deserialize(&bytes).expect("safetensors reads it");
+        assert_eq!(parsed.tensor("a").expect("a").dtype(), Dtype::U64);
+        assert_eq!(parsed.tensor("b").expect("b").shape(), &[2, 3]);
+        let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+        assert_eq!(n % 8, 0);
+        let header = std::str::from_utf8(&bytes[8..8 + n]).expect("utf-8");
+        // Sorted metadata, the U64 tensor (8-byte elements) first, then by name.
+        let order = [
+            "\"a\":\"1\"",
+            "\"checksum\"",
+            "\"z\"",
+            "\"a\":{",
+            "\"a.f32\"",
+            "\"b\"",
+        ];
+        let at: Vec<usize> = order.iter().map(|k| header.find(k).expect(k)).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{header}");
+        assert!(checksum::verify(&bytes).expect("matches").is_some());
+        Ok(())
+    }
 
     #[test]
     fn forged_offsets_past_the_end_are_refused() {

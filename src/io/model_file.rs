@@ -1,7 +1,7 @@
 //! Model files: `Autoencoder::save` / `load` and their in-memory forms, and the
 //! architecture the metadata records.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -24,8 +24,10 @@ impl<T: Float> Autoencoder<T> {
     /// renamed over `path`. If anything fails, a previous file at `path` is left intact.
     ///
     /// The file is a safetensors file; tensor `layers.{i}.weight` has shape `(n_in, n_out)`
-    /// and `layers.{i}.bias` shape `(n_out)` for layer `i` (encoder first). See
-    /// `docs/format.md`, which also shows how to rebuild the network in NumPy.
+    /// and `layers.{i}.bias` shape `(n_out)` for layer `i` (encoder first). Its metadata
+    /// holds a checksum of the whole file, which loading checks. The same model always
+    /// saves to the same bytes. See `docs/format.md`, which also shows how to rebuild the
+    /// network and check the checksum in NumPy.
     ///
     /// ```
     /// use autoencoder::{Activation, Autoencoder};
@@ -47,17 +49,18 @@ impl<T: Float> Autoencoder<T> {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Io`] naming the path and the step that failed (create, write, sync, rename).
+    /// [`Error::Io`] naming the path and the step that failed (create, write, sync, rename);
+    /// as [`Autoencoder::to_bytes`].
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let bytes = self.to_bytes()?;
         write_atomic(path.as_ref(), |file| file.write_all(&bytes))
     }
 
-    /// The bytes [`Autoencoder::save`] writes.
+    /// The bytes [`Autoencoder::save`] writes: the same for the same model, in any process.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] if the model is too large for a safetensors header (never
-    /// for real models).
+    /// [`Error::InvalidConfig`] if a weight is NaN or infinite (the file could not be
+    /// loaded), or the model is too large for a safetensors header (never for real models).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let mut tensors = TensorList::new::<T>();
         tensors.push_model("", self);
@@ -74,7 +77,8 @@ impl<T: Float> Autoencoder<T> {
     /// # Errors
     /// [`Error::Io`] if the file cannot be read; [`Error::UnsupportedVersion`] if a newer
     /// version of the crate wrote it; [`Error::ElementType`] as above; [`Error::Format`]
-    /// for anything else wrong: not a safetensors file, truncated, not a model file (e.g. a
+    /// for anything else wrong: a checksum that does not match the bytes (any byte changed
+    /// since the save), not a safetensors file, truncated, not a model file (e.g. a
     /// checkpoint), an invalid architecture, a missing, extra or wrongly shaped tensor, a
     /// NaN or infinite weight.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
@@ -102,9 +106,12 @@ impl<T: Float> Autoencoder<T> {
     }
 }
 
-/// The metadata every file has.
-pub(super) fn metadata<T: Float>(content: &str, model: &Autoencoder<T>) -> HashMap<String, String> {
-    HashMap::from([
+/// The metadata every file has (the checksum is added when the file is written).
+pub(super) fn metadata<T: Float>(
+    content: &str,
+    model: &Autoencoder<T>,
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
         ("format".to_string(), FORMAT_NAME.to_string()),
         ("format_version".to_string(), FORMAT_VERSION.to_string()),
         ("content".to_string(), content.to_string()),

@@ -136,14 +136,16 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         Ok(())
     }
 
+    /// Counts the step; the count stops at `u64::MAX` (where `beta^t` is long 0) instead
+    /// of wrapping.
     fn begin_step(&mut self) {
-        self.t += 1;
+        self.t = self.t.saturating_add(1);
     }
 
     fn update(&mut self, index: usize, param: &mut [T], grad: &[T], kind: ParamKind, lr: f64) {
-        let t = self.t.max(1) as i32;
-        let bias1 = 1.0 - self.beta1.powi(t);
-        let bias2_sqrt = (1.0 - self.beta2.powi(t)).sqrt();
+        let (beta1_t, beta2_t) = (power(self.beta1, self.t), power(self.beta2, self.t));
+        let bias1 = 1.0 - beta1_t;
+        let bias2_sqrt = (1.0 - beta2_t).sqrt();
         let (b1, b2) = (T::cast(self.beta1), T::cast(self.beta2));
         let (one_b1, one_b2) = (T::cast(1.0 - self.beta1), T::cast(1.0 - self.beta2));
         let step = T::cast(lr / bias1);
@@ -205,6 +207,16 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         }
         (self.t, self.m, self.v) = (state.steps(), m, v);
         Ok(())
+    }
+}
+
+/// `beta^t` for the step count `t` (taken as at least 1): `powi` while `t` fits an `i32`
+/// (the bits every earlier result was computed with), `powf` past it, where `powi`'s
+/// exponent would wrap to a negative one.
+fn power(beta: f64, t: u64) -> f64 {
+    match i32::try_from(t.max(1)) {
+        Ok(t) => beta.powi(t),
+        Err(_) => beta.powf(t as f64),
     }
 }
 

@@ -165,7 +165,9 @@ impl<O> Trainer<O> {
     ///
     /// # Errors
     /// [`Error::Diverged`] if a step fails or the weights are no longer finite; the model
-    /// then holds the weights of the start of the epoch.
+    /// then holds the weights of the start of the epoch. [`Error::Diverged`] with `what`
+    /// `"validation loss"` if the validation loss is NaN or infinite; the model then holds
+    /// the epoch's (finite) weights, and the epoch is not recorded.
     fn epoch<T: Float>(
         &mut self,
         model: &mut Autoencoder<T>,
@@ -193,6 +195,17 @@ impl<O> Trainer<O> {
             Some(v) => Some(model.evaluate_checked(v, v, self.loss, work.batch_size)),
             None => None,
         };
+        // A non-finite validation loss (the loss overflowed on the validation data, or the
+        // outputs did) is never an epoch's result: it would count as the best epoch (NaN
+        // compares false) and a checkpoint could not hold it.
+        if let Some(value) = valid_loss.filter(|v| !v.is_finite()) {
+            return Err(Error::Diverged {
+                epoch,
+                batch: work.n_batches - 1,
+                what: "validation loss",
+                value,
+            });
+        }
         let n = train.nrows();
         let (sum_recon, sum_penalties) = (work.sum_recon, &work.sum_penalties);
         let train_penalties: Vec<f64> = sum_penalties.iter().map(|s| s / n as f64).collect();
@@ -309,13 +322,14 @@ impl<O> Trainer<O> {
         state.history.epochs.push(record);
 
         let min_delta = self.early_stopping.map_or(0.0, |e| e.min_delta);
+        // Written as "improves", so that a NaN never counts as the best.
         match &mut state.best {
-            Some((best_loss, _, _)) if monitored >= *best_loss - min_delta => state.since_best += 1,
-            Some((best_loss, best_epoch, best_model)) => {
+            Some((best_loss, best_epoch, best_model)) if monitored < *best_loss - min_delta => {
                 (*best_loss, *best_epoch) = (monitored, epoch);
                 best_model.copy_params_from(model);
                 state.since_best = 0;
             }
+            Some(_) => state.since_best += 1,
             None => state.best = Some((monitored, epoch, model.clone())),
         }
         state.history.best_epoch = state.best.as_ref().map(|b| b.1);
@@ -350,7 +364,8 @@ impl<O> Trainer<O> {
     /// run, whatever ended it (`stop`, or all epochs done).
     ///
     /// # Errors
-    /// [`Error::Io`] if the file cannot be written.
+    /// [`Error::Io`] if the file cannot be written; [`Error::InvalidConfig`] if the state
+    /// holds a NaN or infinite value (then nothing is written: the file could not load).
     fn checkpoint_if_due<T: Float>(
         &self,
         model: &Autoencoder<T>,
