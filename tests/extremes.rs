@@ -391,3 +391,42 @@ fn noise_parameters_are_checked_in_the_element_type() -> Result<()> {
     assert!(noisy.iter().any(|v| v.abs() == f64::MAX), "{noisy}");
     Ok(())
 }
+
+// ---- ln_fast ----
+
+/// `ln_fast` outside the positive finite numbers gives `ln`'s own values, in f32 (the
+/// polynomial) as in f64 (std). `ln_fast(NaN)` used to be 89.1 in f32, `ln_fast(inf)` 88.7,
+/// `ln_fast(0)` -88.0 and `ln_fast(-1)` 0: finite values where `ln` has none.
+#[test]
+fn ln_fast_gives_ln_special_values() {
+    let cases: [(f64, f64); 8] = [
+        (f64::NAN, f64::NAN),
+        (f64::INFINITY, f64::INFINITY),
+        (f64::NEG_INFINITY, f64::NAN),
+        (0.0, f64::NEG_INFINITY),
+        (-0.0, f64::NEG_INFINITY),
+        (-1.0, f64::NAN),
+        (-1e-30, f64::NAN),
+        (1.0, 0.0),
+    ];
+    for (x, expected) in cases {
+        for (got, name) in [((x as f32).ln_fast() as f64, "f32"), (x.ln_fast(), "f64")] {
+            assert!(
+                got.to_bits() == expected.to_bits() || (got.is_nan() && expected.is_nan()),
+                "{name} ln_fast({x}) = {got}, expected {expected}"
+            );
+        }
+        // Exactly as std's ln in f32 too.
+        let std = (x as f32).ln();
+        let fast = (x as f32).ln_fast();
+        assert!(
+            fast == std || (fast.is_nan() && std.is_nan()),
+            "ln_fast({x}) = {fast}, ln = {std}"
+        );
+    }
+    // The ends of the normal range stay accurate.
+    for x in [f32::MIN_POSITIVE, f32::MAX, 1e-30, 1e30] {
+        let err = (x.ln_fast() as f64 - (x as f64).ln()).abs() / (x as f64).ln().abs();
+        assert!(err < 3e-7, "ln_fast({x}): relative error {err}");
+    }
+}
