@@ -5,10 +5,10 @@ use std::fmt::Debug;
 
 use autoencoder::data::{Scaler, Scaling};
 use autoencoder::{
-    corrupt, Activation, Adam, Autoencoder, Dense, Error, Float, Init, Noise, Optimizer, Pca,
+    corrupt, Activation, Adam, Autoencoder, Dense, Error, Float, Init, Loss, Noise, Optimizer, Pca,
     Result, Trainer,
 };
-use ndarray::{array, Array1, Array2};
+use ndarray::{array, Array1, Array2, Zip};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -389,5 +389,158 @@ fn noise_parameters_are_checked_in_the_element_type() -> Result<()> {
     let noisy = corrupt(data::<f64>().view(), huge, &mut rng())?;
     assert!(noisy.iter().all(|v| v.is_finite()), "{noisy}");
     assert!(noisy.iter().any(|v| v.abs() == f64::MAX), "{noisy}");
+    Ok(())
+}
+
+// ---- ln_fast ----
+
+/// `ln_fast` outside the positive finite numbers gives `ln`'s own values, in f32 (the
+/// polynomial) as in f64 (std). `ln_fast(NaN)` used to be 89.1 in f32, `ln_fast(inf)` 88.7,
+/// `ln_fast(0)` -88.0 and `ln_fast(-1)` 0: finite values where `ln` has none.
+#[test]
+fn ln_fast_gives_ln_special_values() {
+    let cases: [(f64, f64); 8] = [
+        (f64::NAN, f64::NAN),
+        (f64::INFINITY, f64::INFINITY),
+        (f64::NEG_INFINITY, f64::NAN),
+        (0.0, f64::NEG_INFINITY),
+        (-0.0, f64::NEG_INFINITY),
+        (-1.0, f64::NAN),
+        (-1e-30, f64::NAN),
+        (1.0, 0.0),
+    ];
+    for (x, expected) in cases {
+        for (got, name) in [((x as f32).ln_fast() as f64, "f32"), (x.ln_fast(), "f64")] {
+            assert!(
+                got.to_bits() == expected.to_bits() || (got.is_nan() && expected.is_nan()),
+                "{name} ln_fast({x}) = {got}, expected {expected}"
+            );
+        }
+        // Exactly as std's ln in f32 too.
+        let std = (x as f32).ln();
+        let fast = (x as f32).ln_fast();
+        assert!(
+            fast == std || (fast.is_nan() && std.is_nan()),
+            "ln_fast({x}) = {fast}, ln = {std}"
+        );
+    }
+    // The ends of the normal range stay accurate.
+    for x in [f32::MIN_POSITIVE, f32::MAX, 1e-30, 1e30] {
+        let err = (x.ln_fast() as f64 - (x as f64).ln()).abs() / (x as f64).ln().abs();
+        assert!(err < 3e-7, "ln_fast({x}): relative error {err}");
+    }
+}
+
+// ---- Loss::value_and_grad ----
+
+/// The public `Loss::value_and_grad` computed binary cross-entropy's fused sigmoid gradient
+/// `a - x` whatever output activation it was given (wrong for any other), and panicked on
+/// mismatched shapes. Now it checks, as the trainer does once per run.
+#[test]
+fn value_and_grad_refuses_what_its_formulas_do_not_cover() -> Result<()> {
+    let z: Array2<f64> = array![[-1.0, 0.5, 2.0], [0.0, 1.5, -2.5]];
+    let x: Array2<f64> = array![[0.0, 1.0, 1.0], [0.5, 0.0, 1.0]];
+    let mut d = Array2::zeros((2, 3));
+    for loss in [Loss::BinaryCrossEntropy, Loss::BinaryCrossEntropySum] {
+        for activation in [
+            Activation::Relu,
+            Activation::Identity,
+            Activation::Tanh,
+            Activation::Softplus,
+        ] {
+            let a = activation.apply(z.view());
+            let result =
+                loss.value_and_grad(z.view(), a.view(), x.view(), activation, d.view_mut());
+            match result {
+                Err(Error::InvalidConfig(message)) => {
+                    assert!(message.contains("sigmoid"), "{message}")
+                }
+                other => panic!("{loss:?} with {activation:?}: {other:?}"),
+            }
+        }
+    }
+    // With a sigmoid: the value and the fused gradient (sigmoid(z) - x) / (batch n).
+    let a = Activation::Sigmoid.apply(z.view());
+    let bce = Loss::BinaryCrossEntropy;
+    let value = bce.value_and_grad(
+        z.view(),
+        a.view(),
+        x.view(),
+        Activation::Sigmoid,
+        d.view_mut(),
+    )?;
+    let expected = Zip::from(&a)
+        .and(&x)
+        .fold(0.0, |s: f64, &a: &f64, &x: &f64| {
+            s - (x * a.ln() + (1.0 - x) * (1.0 - a).ln())
+        })
+        / 6.0;
+    assert!((value - expected).abs() < 1e-12, "{value} vs {expected}");
+    assert!(max_diff(&d, &((&a - &x) / 6.0), 1.0) < 1e-15, "{d}");
+    // Other losses take any activation: MSE through ReLU is 2 (a - x) / (batch n) * relu'(z).
+    let a = Activation::Relu.apply(z.view());
+    Loss::MeanSquaredError.value_and_grad(
+        z.view(),
+        a.view(),
+        x.view(),
+        Activation::Relu,
+        d.view_mut(),
+    )?;
+    let expected =
+        Zip::from(&a)
+            .and(&x)
+            .and(&z)
+            .map_collect(|&a, &x, &z| if z > 0.0 { 2.0 * (a - x) / 6.0 } else { 0.0 });
+    assert_eq!(d, expected);
+    // Shapes, emptiness, targets and parameters.
+    let a = Activation::Sigmoid.apply(z.view());
+    let mut wide = Array2::zeros((2, 4));
+    let shape = bce.value_and_grad(
+        z.view(),
+        a.view(),
+        x.view(),
+        Activation::Sigmoid,
+        wide.view_mut(),
+    );
+    assert!(
+        matches!(shape, Err(Error::ShapeMismatch { .. })),
+        "{shape:?}"
+    );
+    let short = x.slice(ndarray::s![..1, ..]);
+    let shape = bce.value_and_grad(z.view(), a.view(), short, Activation::Sigmoid, d.view_mut());
+    assert!(
+        matches!(shape, Err(Error::ShapeMismatch { .. })),
+        "{shape:?}"
+    );
+    let none = Array2::<f64>::zeros((0, 3));
+    let mut d0 = none.clone();
+    let empty = bce.value_and_grad(
+        none.view(),
+        none.view(),
+        none.view(),
+        Activation::Sigmoid,
+        d0.view_mut(),
+    );
+    assert!(matches!(empty, Err(Error::EmptyData { .. })), "{empty:?}");
+    let outside = x.mapv(|v| v + 0.75);
+    let targets = bce.value_and_grad(
+        z.view(),
+        a.view(),
+        outside.view(),
+        Activation::Sigmoid,
+        d.view_mut(),
+    );
+    assert!(
+        matches!(targets, Err(Error::InvalidConfig(_))),
+        "{targets:?}"
+    );
+    let huber = Loss::Huber(f64::NAN).value_and_grad(
+        z.view(),
+        a.view(),
+        x.view(),
+        Activation::Sigmoid,
+        d.view_mut(),
+    );
+    assert_hyper(huber, "huber delta");
     Ok(())
 }

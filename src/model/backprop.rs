@@ -128,7 +128,7 @@ impl<T: Float> Autoencoder<T> {
         terms.reset(penalties.len());
         let last = self.layers.len() - 1;
         let ws = &mut self.ws;
-        terms.reconstruction = loss.value_and_grad(
+        terms.reconstruction = loss.value_and_grad_unchecked(
             ws.z[last].slice(s![..rows, ..]),
             ws.a[last].slice(s![..rows, ..]),
             target,

@@ -137,9 +137,74 @@ impl Loss {
         sum / self.divisor(batch, n)
     }
 
-    /// The loss value, and `dL/dz` of the output layer written into `d_z` `(batch, n)`,
-    /// through the output `activation` (fused for binary cross-entropy).
+    /// The loss value, and `dL/dz` of the output layer written into `d_z` (overwritten, not
+    /// accumulated), for output pre-activation `z`, output `a = s(z)` of the output
+    /// `activation` `s`, and `target`, all `(batch, n)`: `dL/dz = dL/da * s'(z)`, fused for
+    /// binary cross-entropy into `(a - target) / (batch n)` (or `/ batch` for the sum form),
+    /// which holds only for a sigmoid output, so any other activation is refused.
+    ///
+    /// Checks its arguments on every call (constant work, plus one pass over `target` for
+    /// binary cross-entropy); the trainer validates once per run and calls the unchecked
+    /// form.
+    ///
+    /// ```
+    /// use autoencoder::{Activation, Error, Loss};
+    /// use ndarray::{array, Array2};
+    /// # fn main() -> autoencoder::Result<()> {
+    /// let z = array![[0.0, 2.0]];
+    /// let a = Activation::Sigmoid.apply(z.view());
+    /// let target = array![[1.0, 1.0]];
+    /// let mut d_z = Array2::zeros((1, 2));
+    /// let bce = Loss::BinaryCrossEntropy;
+    /// let value = bce.value_and_grad(z.view(), a.view(), target.view(), Activation::Sigmoid, d_z.view_mut())?;
+    /// assert!((value - (2f64.ln() + (1.0 + (-2f64).exp()).ln()) / 2.0).abs() < 1e-12);
+    /// assert_eq!(d_z, (&a - &target) / 2.0); // sigmoid(z) - x, over batch n
+    /// // The fused gradient is a sigmoid's: with any other output activation, an error.
+    /// let relu = bce.value_and_grad(z.view(), a.view(), target.view(), Activation::Relu, d_z.view_mut());
+    /// assert!(matches!(relu, Err(Error::InvalidConfig(_))));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for binary cross-entropy with an output activation other
+    /// than [`Activation::Sigmoid`] or a target outside `[0, 1]`;
+    /// [`Error::InvalidHyperparameter`] for a Huber `delta` that is not finite and `> 0`;
+    /// [`Error::ShapeMismatch`] unless `z`, `a`, `target` and `d_z` have one shape;
+    /// [`Error::EmptyData`] for no rows or columns.
     pub fn value_and_grad<T: Float>(
+        &self,
+        z: ArrayView2<T>,
+        a: ArrayView2<T>,
+        target: ArrayView2<T>,
+        activation: Activation,
+        d_z: ArrayViewMut2<T>,
+    ) -> Result<f64> {
+        self.validate(activation)?;
+        let shape = target.dim();
+        if z.dim() != shape || a.dim() != shape || d_z.dim() != shape {
+            return Err(Error::ShapeMismatch {
+                context: "Loss::value_and_grad",
+                expected: format!("z, a and d_z of the target's shape {shape:?}"),
+                found: format!("z {:?}, a {:?}, d_z {:?}", z.dim(), a.dim(), d_z.dim()),
+            });
+        }
+        if shape.0 == 0 || shape.1 == 0 {
+            return Err(Error::EmptyData {
+                context: "Loss::value_and_grad target",
+                rows: shape.0,
+                cols: shape.1,
+            });
+        }
+        self.validate_targets(target, "the target")?;
+        Ok(self.value_and_grad_unchecked(z, a, target, activation, d_z))
+    }
+
+    /// [`Loss::value_and_grad`] without its checks, for the training step: the caller has
+    /// validated the loss against the output activation ([`Loss::validate`]) and the shapes.
+    ///
+    /// # Panics
+    /// If the shapes differ (an internal invariant).
+    pub(crate) fn value_and_grad_unchecked<T: Float>(
         &self,
         z: ArrayView2<T>,
         a: ArrayView2<T>,
@@ -385,7 +450,7 @@ mod fused_tests {
             Loss::Huber(0.3),
         ] {
             let mut d = Array2::zeros((7, 37));
-            let fused = loss.value_and_grad(
+            let fused = loss.value_and_grad_unchecked(
                 z.view(),
                 a.view(),
                 x.view(),
