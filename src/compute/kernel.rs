@@ -6,6 +6,8 @@
 //! at run time when the CPU has both, and a portable one that runs elsewhere.
 
 use super::fma::FusedMulAdd;
+#[cfg(target_arch = "x86_64")]
+use super::simd::avx2_fma;
 use crate::float::Float;
 
 /// Micro-kernel: `C[i, j] = alpha * sum_p a[i, p] b[p, j] + beta * C[i, j]` over one tile.
@@ -41,10 +43,11 @@ pub(super) fn is_f32<T: Float>() -> bool {
     std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
 }
 
-/// The AVX2 + FMA kernel for `T`, when the CPU has both.
+/// The AVX2 + FMA kernel for `T`, when the CPU has both and the portable kernels are not
+/// forced.
 #[cfg(target_arch = "x86_64")]
 fn simd_kernel<T: Float>() -> Option<Kernel<T>> {
-    if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
+    if !avx2_fma() {
         return None;
     }
     Some(for_type(avx2::kernel_f32, avx2::kernel_f64))
@@ -308,5 +311,103 @@ mod tests {
             (0, 0),
             "elements that differ, f32 and f64"
         );
+    }
+}
+
+/// The whole product (blocking, packing, edge tiles, threads) on the default and on the
+/// forced-portable path.
+#[cfg(all(test, target_arch = "x86_64"))]
+mod product_tests {
+    use crate::compute::{gemm, kernels, set_kernels, Kernels};
+    use crate::error::Result;
+    use crate::float::Float;
+    use ndarray::Array2;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Restores the kernels in use when dropped, also when a test fails.
+    struct Restore(Kernels);
+
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            set_kernels(self.0);
+        }
+    }
+
+    /// `C = alpha op(A) op(B) + beta C` for shapes off the tile and block sizes (the last
+    /// large enough to split over threads), `A` and `B` plain and transposed, three
+    /// alpha/beta pairs (beta = 0 over a `C` of NaN, not read), once with `kernels`; the
+    /// results' bits, in order.
+    fn products<T: Float>(kernels: Kernels, bits: impl Fn(T) -> u64) -> Result<Vec<u64>> {
+        set_kernels(kernels);
+        let mut rng = ChaCha8Rng::seed_from_u64(17);
+        let mut out = Vec::new();
+        let shapes = [
+            (1, 1, 1),
+            (7, 257, 17),
+            (97, 300, 5),
+            (5, 17, 300),
+            (13, 0, 9),
+            (40, 1030, 30),
+            (301, 517, 45),
+        ];
+        for (m, k, n) in shapes {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let mut random = |shape| {
+                    Array2::from_shape_simple_fn(shape, || T::cast(rng.random_range(-1.0..1.0)))
+                };
+                let a_store = random(if ta { (k, m) } else { (m, k) });
+                let b_store = random(if tb { (n, k) } else { (k, n) });
+                let c0 = random((m, n));
+                let a = if ta { a_store.t() } else { a_store.view() };
+                let b = if tb { b_store.t() } else { b_store.view() };
+                for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.25)] {
+                    let mut c = if beta == 0.0 {
+                        c0.mapv(|_| T::nan())
+                    } else {
+                        c0.clone()
+                    };
+                    gemm(T::cast(alpha), &a, &b, T::cast(beta), &mut c.view_mut())?;
+                    out.extend(c.iter().map(|&v| bits(v)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Same products, same bits, whichever kernels run; and the switch switches.
+    #[test]
+    fn products_have_the_same_bits_on_the_portable_path() -> Result<()> {
+        let _restore = Restore(kernels());
+        for (kernels, want_simd) in [(Kernels::Portable, false), (Kernels::Fastest, true)] {
+            set_kernels(kernels);
+            let simd = want_simd
+                && std::is_x86_feature_detected!("avx2")
+                && std::is_x86_feature_detected!("fma");
+            assert_eq!(super::simd_kernel::<f32>().is_some(), simd, "{kernels:?}");
+            assert_eq!(super::simd_kernel::<f64>().is_some(), simd, "{kernels:?}");
+        }
+        let f32_bits = |v: f32| u64::from(v.to_bits());
+        let (fast, portable) = (
+            products(Kernels::Fastest, f32_bits)?,
+            products(Kernels::Portable, f32_bits)?,
+        );
+        let differ = fast.iter().zip(&portable).filter(|(f, p)| f != p).count();
+        assert_eq!(
+            (differ, fast.len()),
+            (0, portable.len()),
+            "f32 elements that differ, of"
+        );
+        let (fast, portable) = (
+            products(Kernels::Fastest, f64::to_bits)?,
+            products(Kernels::Portable, f64::to_bits)?,
+        );
+        let differ = fast.iter().zip(&portable).filter(|(f, p)| f != p).count();
+        assert_eq!(
+            (differ, fast.len()),
+            (0, portable.len()),
+            "f64 elements that differ, of"
+        );
+        Ok(())
     }
 }
