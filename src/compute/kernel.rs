@@ -85,12 +85,10 @@ pub(super) unsafe fn kernel_portable<T: Float + FusedMulAdd, const MR: usize, co
     for p in 0..kc {
         // SAFETY: step p of both slivers.
         unsafe {
-            let bp = b.add(p * NR);
+            let bp = &*b.add(p * NR).cast::<[T; NR]>();
             for (i, row) in acc.iter_mut().enumerate() {
                 let ai = *a.offset(i as isize * ars + p as isize * acs);
-                for (j, cell) in row.iter_mut().enumerate() {
-                    *cell = ai.fused_mul_add(*bp.add(j), *cell);
-                }
+                T::fused_row(ai, bp, row);
             }
         }
     }
