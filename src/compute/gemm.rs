@@ -27,7 +27,7 @@
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use super::kernel::{is_f32, kernel, Kernel};
-use super::pack::{with_packing_buffer, PACK_BYTES};
+use super::pack::{pack, with_packing_buffer, PACK_BYTES};
 #[cfg(not(feature = "blas"))]
 use super::threads::{run_parallel, threads};
 use crate::error::{Error, Result};
@@ -376,53 +376,9 @@ unsafe fn blocks<T: Float, const MR: usize, const NR: usize>(
     }
 }
 
-/// Packs `rows x kc` of a matrix `M` into slivers of `R` rows, `out[s][p][i] =
-/// M[s * R + i, p]`, padding the last sliver's missing rows with zeros. Packs `A` (`M = A`,
-/// `R = MR`) and `B` (`M = B^T`, `R = NR`: strides swapped).
-///
-/// # Safety
-/// The block is inside `M`; `out` holds `ceil(rows / R) * R * kc` elements.
-unsafe fn pack<T: Float, const R: usize>(
-    rows: usize,
-    kc: usize,
-    m: *const T,
-    rs: isize,
-    cs: isize,
-    out: *mut T,
-) {
-    for s in 0..rows.div_ceil(R) {
-        let dst = out.wrapping_add(s * R * kc);
-        let live = R.min(rows - s * R);
-        let src = m.wrapping_offset((s * R) as isize * rs);
-        // SAFETY: reads inside the block, writes inside the sliver.
-        unsafe {
-            if live == R && rs == 1 {
-                // The sliver's R elements at each p are contiguous: plain copies.
-                for p in 0..kc {
-                    let col = src.offset(p as isize * cs);
-                    for i in 0..R {
-                        *dst.add(p * R + i) = *col.add(i);
-                    }
-                }
-            } else {
-                for p in 0..kc {
-                    for i in 0..R {
-                        *dst.add(p * R + i) = if i < live {
-                            *src.offset(i as isize * rs + p as isize * cs)
-                        } else {
-                            T::zero()
-                        };
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compute::kernel::kernel_portable;
     use ndarray::{s, Array2};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -527,38 +483,6 @@ mod tests {
         assert_eq!(wide.slice(s![.., ..;2]), a.dot(&b));
         assert!(wide.slice(s![.., 1..;2]).iter().all(|&v| v == 0.0));
         Ok(())
-    }
-
-    /// The portable kernel (what runs without AVX2) through the same blocked loops, on sizes
-    /// that cross the tile and block edges, against the triple loop.
-    #[test]
-    fn portable_kernel_matches_the_triple_loop() {
-        let mut rng = ChaCha8Rng::seed_from_u64(2);
-        for &(m, k, n) in &[(1, 1, 1), (13, 300, 37), (100, 7, 1030)] {
-            let a = Array2::from_shape_fn((k, m), |_| rng.random_range(-1.0..1.0));
-            let b = Array2::from_shape_fn((k, n), |_| rng.random_range(-1.0..1.0));
-            let c0 = Array2::from_shape_fn((m, n), |_| rng.random_range(-1.0..1.0));
-            let expected = reference(0.5, &a.t(), &b.view(), 2.0, &c0);
-            let mut c = c0.clone();
-            let plan = Plan {
-                kernel: kernel_portable::<f64, 6, 8>,
-                mc: 96,
-                kc: 256,
-                nc: 512,
-            };
-            let mats = Mats {
-                m,
-                k,
-                n,
-                a: (a.as_ptr(), 1, m as isize), // A = a^T
-                b: (b.as_ptr(), n as isize, 1),
-                c: (c.as_mut_ptr(), n as isize, 1),
-            };
-            // SAFETY: the parts of live arrays of the stated shapes; c is separate.
-            unsafe { serial::<f64, 6, 8>(&plan, 0.5, 2.0, &mats) };
-            let worst = (&c - &expected).iter().fold(0.0f64, |w, d| w.max(d.abs()));
-            assert!(worst < 1e-12 * (k as f64 + 1.0), "({m}, {k}, {n}): {worst}");
-        }
     }
 
     #[test]

@@ -5,11 +5,14 @@
 //!   the pool's threads when large, allocation-free after a thread's first product; the
 //!   crate's layers call it without the shape check (`product`).
 //! - `kernel.rs`: the product's micro-kernels, one tile of `C` each: AVX2 + FMA, and
-//!   portable.
+//!   portable, which rounds the same way (same bits).
+//! - `fma.rs`: the portable kernel's fused multiply-add, `a b + c` rounded once also where
+//!   the CPU has no FMA instruction.
 //! - `threads.rs`: the pool ([`set_threads`], [`threads()`], [`MAX_THREADS`]) and element-wise
 //!   work over a batch cut into 8 fixed blocks of rows (`for_each_block`, `row_blocks`, ...).
 //! - `pack.rs`: each thread's packing buffer, used by the product and reserved by the pool
-//!   when a helper thread starts (its own file, so neither of those two imports the other).
+//!   when a helper thread starts (its own file, so neither of those two imports the other),
+//!   and the packing of a block of an operand into it.
 //! - `simd.rs`: `avx2_dispatch!`, a kernel compiled for AVX2 and as built, picked at run
 //!   time, and the switch to the portable kernels.
 //! - `sum.rs`: the one 8-lane fixed-order sum (`lane_sum` and its slice and buffered forms).
@@ -19,7 +22,8 @@
 //!
 //! `AUTOENCODER_PORTABLE=1` in the environment (read once, at the first kernel call) turns
 //! off every SIMD path, the product's AVX2 + FMA micro-kernel and the AVX2 twins of the
-//! element-wise kernels, as on a CPU without AVX2: the same results, more slowly.
+//! element-wise kernels, as on a CPU without AVX2: the same results, more slowly (the
+//! portable product about 15 times: see `fma.rs`).
 //!
 //! The module is public for [`gemm()`] alone (with the pool's settings, also at the crate
 //! root): the benchmarks (`cargo bench`, group `gemm`) and the `throughput` example measure
