@@ -950,40 +950,51 @@ fn two_checkpoints_of_one_run_differ_only_in_timings() -> TestResult {
     Ok(())
 }
 
-/// Writes seed inputs for the fuzz target (`fuzz/corpus/model_loader`): run with
+/// Writes seed inputs for the fuzz targets (`fuzz/corpus/model_loader`,
+/// `fuzz/corpus/checkpoint_loader`, `fuzz/corpus/model_json`): run with
 /// `cargo test --release --test io -- --ignored write_fuzz_seeds`.
 #[test]
 #[ignore = "writes the fuzz corpus seeds; run by hand"]
 fn write_fuzz_seeds() -> TestResult {
-    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/model_loader");
-    fs::create_dir_all(&corpus)?;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let (corpus, checkpoints, json) = (
+        root.join("model_loader"),
+        root.join("checkpoint_loader"),
+        root.join("model_json"),
+    );
+    for dir in [&corpus, &checkpoints, &json] {
+        fs::create_dir_all(dir)?;
+    }
     let dir = scratch("seeds");
-    fs::write(corpus.join("model-f32"), valid())?;
-    fs::write(corpus.join("model-f64"), model::<f64>(8)?.to_bytes()?)?;
-    fs::write(
-        corpus.join("checkpoint-f32"),
-        checkpoint_bytes::<f32>(&dir)?,
-    )?;
-    fs::write(
-        corpus.join("checkpoint-f64"),
-        checkpoint_bytes::<f64>(&dir)?,
-    )?;
+    let ckpt32 = checkpoint_bytes::<f32>(&dir)?;
+    let ckpt64 = checkpoint_bytes::<f64>(&dir)?;
+    for (name, bytes) in [("checkpoint-f32", &ckpt32), ("checkpoint-f64", &ckpt64)] {
+        fs::write(corpus.join(name), bytes)?;
+        fs::write(checkpoints.join(name), bytes)?;
+    }
     let small: Autoencoder<f32> = Autoencoder::<f32>::builder(2)
         .latent(1, Activation::Relu)
         .build(&mut ChaCha8Rng::seed_from_u64(0))?;
-    fs::write(corpus.join("model-tiny"), small.to_bytes()?)?;
     let vae: Autoencoder<f64> = Autoencoder::<f64>::builder(6)
         .hidden(4, Activation::Gelu)
         .gaussian_latent(2)
         .output(Activation::Softplus)
         .build(&mut ChaCha8Rng::seed_from_u64(1))?;
-    fs::write(corpus.join("model-vae"), vae.to_bytes()?)?;
     let tied: Autoencoder<f32> = Autoencoder::<f32>::builder(6)
         .hidden(4, Activation::Relu)
         .latent(2, Activation::Sigmoid)
         .tying(Tying::Tied)
         .build(&mut ChaCha8Rng::seed_from_u64(1))?;
+    fs::write(corpus.join("model-f32"), valid())?;
+    fs::write(corpus.join("model-f64"), model::<f64>(8)?.to_bytes()?)?;
+    fs::write(corpus.join("model-tiny"), small.to_bytes()?)?;
+    fs::write(corpus.join("model-vae"), vae.to_bytes()?)?;
     fs::write(corpus.join("model-tied"), tied.to_bytes()?)?;
+    // The model_json target reads f32 models: the f64 VAE's JSON reads as f32 too.
+    fs::write(json.join("model"), serde_json::to_vec(&model::<f32>(8)?)?)?;
+    fs::write(json.join("tiny"), serde_json::to_vec(&small)?)?;
+    fs::write(json.join("vae"), serde_json::to_vec(&vae)?)?;
+    fs::write(json.join("tied"), serde_json::to_vec(&tied)?)?;
     fs::remove_dir_all(dir)?;
     Ok(())
 }
