@@ -244,7 +244,8 @@ impl<O> Trainer<O> {
     /// [`Error::InvalidConfig`] for a loss or penalty that does not suit the model or data,
     /// [`Error::EmptyData`], [`Error::ShapeMismatch`] or [`Error::NonFiniteData`] for bad
     /// data. During training: [`Error::Diverged`] if the loss or the gradient becomes
-    /// non-finite; the model then holds its last finite weights.
+    /// non-finite, or the validation loss does (the data overflow the element type); the
+    /// model then holds its last finite weights.
     pub fn fit<T: Float>(
         &mut self,
         model: &mut Autoencoder<T>,
