@@ -67,14 +67,14 @@ struct Config {
     )]
     latent: usize,
     /// Hidden and code activation
-    #[arg(long, value_name = "S", default_value = "relu", value_parser = parse_activation,
+    #[arg(long, value_name = "S", default_value = "relu", value_parser = cli::spec::<Activation>,
           help_heading = "Architecture")]
     activation: Activation,
     /// Code activation [default: sigmoid for sparse-kl and contractive, else --activation]
-    #[arg(long, value_name = "S", value_parser = parse_activation, help_heading = "Architecture")]
+    #[arg(long, value_name = "S", value_parser = cli::spec::<Activation>, help_heading = "Architecture")]
     code_activation: Option<Activation>,
     /// Output activation
-    #[arg(long, value_name = "S", default_value = "sigmoid", value_parser = parse_activation,
+    #[arg(long, value_name = "S", default_value = "sigmoid", value_parser = cli::spec::<Activation>,
           help_heading = "Architecture")]
     output: Activation,
     /// default (He for ReLU-like, else Glorot), glorot, he, glorot-normal, he-normal
@@ -109,16 +109,17 @@ struct Config {
     beta: f64,
 
     /// Loss: bce, mse, sse, mae, huber[:DELTA]
-    #[arg(long, value_name = "L", default_value = "bce", value_parser = parse_loss,
+    #[arg(long, value_name = "L", default_value = "bce", value_parser = cli::spec::<Loss>,
           help_heading = "Training")]
     loss: Loss,
-    /// Corrupt the input: masking:F, gaussian:STD (clipped to [0, 1]), salt-pepper:F
+    /// Corrupt the input: masking:F, gaussian:STD (clipped to [0, 1]), gaussian:STD:LO:HI,
+    /// salt-pepper:F
     /// [default: gaussian:0.5 for denoising, else none]
-    #[arg(long, value_name = "NOISE", value_parser = parse_noise, help_heading = "Training")]
+    #[arg(long, value_name = "NOISE", value_parser = unit_noise, help_heading = "Training")]
     noise: Option<Noise>,
     /// Add a penalty (repeatable): kl:RHO:BETA, l1-activity:L, l2-activity:L, l2-weights:L,
     /// l1-weights:L, contractive:L
-    #[arg(long = "penalty", value_name = "P", value_parser = parse_penalty,
+    #[arg(long = "penalty", value_name = "P", value_parser = cli::spec::<Penalty>,
           help_heading = "Training")]
     penalties: Vec<Penalty>,
     /// L2 weight decay: L sum W^2 over every layer's weights (as --penalty l2-weights:L)
@@ -289,105 +290,23 @@ fn parse_widths(s: &str) -> Result<Vec<usize>, String> {
     s.split(',').map(|w| num("width", w.trim())).collect()
 }
 
-/// `name` or `name:param`.
-fn split_param(s: &str) -> Result<(&str, Option<f64>), String> {
-    match s.split_once(':') {
-        Some((name, p)) => Ok((name, Some(num(name, p)?))),
-        None => Ok((s, None)),
+/// `--init`: `default` (the activation's own), or one of the crate's initializer forms.
+fn parse_init(s: &str) -> Result<Option<Init>, String> {
+    match s {
+        "default" => Ok(None),
+        _ => cli::spec(s).map(Some),
     }
 }
 
-fn parse_activation(s: &str) -> Result<Activation, String> {
-    let activation = match split_param(s)? {
-        ("relu", None) => Activation::Relu,
-        ("sigmoid", None) => Activation::Sigmoid,
-        ("tanh", None) => Activation::Tanh,
-        ("identity" | "linear", None) => Activation::Identity,
-        ("softplus", None) => Activation::Softplus,
-        ("gelu", None) => Activation::Gelu,
-        ("leaky-relu", a) => Activation::LeakyRelu(a.unwrap_or(0.01)),
-        ("elu", a) => Activation::Elu(a.unwrap_or(1.0)),
-        _ => {
-            return Err(format!(
-                "unknown activation `{s}` (relu, sigmoid, tanh, identity, softplus, gelu, \
-                 leaky-relu[:ALPHA], elu[:ALPHA])"
-            ))
-        }
-    };
-    activation.validate().map_err(|e| e.to_string())?;
-    Ok(activation)
-}
-
-fn parse_init(s: &str) -> Result<Option<Init>, String> {
-    Ok(match s {
-        "default" => None,
-        "glorot" | "glorot-uniform" => Some(Init::GlorotUniform),
-        "he" | "he-uniform" => Some(Init::HeUniform),
-        "glorot-normal" => Some(Init::GlorotNormal),
-        "he-normal" => Some(Init::HeNormal),
-        _ => {
-            return Err(format!(
-                "unknown initializer `{s}` (default, glorot, he, glorot-normal, he-normal)"
-            ))
-        }
-    })
-}
-
-fn parse_noise(s: &str) -> Result<Noise, String> {
-    let noise = match split_param(s)? {
-        ("masking", Some(fraction)) => Noise::Masking { fraction },
-        ("gaussian", Some(std)) => Noise::Gaussian {
+/// `--noise`: the crate's noise forms, with Gaussian noise clipped to MNIST's [0, 1] unless
+/// a range is given.
+fn unit_noise(s: &str) -> Result<Noise, String> {
+    Ok(match cli::spec(s)? {
+        Noise::Gaussian { std, clip: None } => Noise::Gaussian {
             std,
             clip: Some((0.0, 1.0)),
         },
-        ("salt-pepper" | "salt-and-pepper", Some(fraction)) => Noise::SaltAndPepper { fraction },
-        _ => {
-            return Err(format!(
-                "unknown noise `{s}` (masking:F, gaussian:STD, salt-pepper:F)"
-            ))
-        }
-    };
-    noise.validate().map_err(|e| e.to_string())?;
-    Ok(noise)
-}
-
-fn parse_penalty(s: &str) -> Result<Penalty, String> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let value = |i: usize| -> Result<f64, String> {
-        parts
-            .get(i)
-            .ok_or_else(|| format!("penalty `{s}` needs a value"))
-            .and_then(|v| num("penalty", v))
-    };
-    let penalty = match parts[0] {
-        "kl" => Penalty::kl_sparsity(value(1)?, value(2)?).map(Penalty::from),
-        "l1-activity" => Penalty::l1_activity(value(1)?).map(Penalty::from),
-        "l2-activity" => Penalty::l2_activity(value(1)?).map(Penalty::from),
-        "l2-weights" => Penalty::l2_weights(value(1)?).map(Penalty::from),
-        "l1-weights" => Penalty::l1_weights(value(1)?).map(Penalty::from),
-        "contractive" => Penalty::contractive(value(1)?).map(Penalty::from),
-        _ => {
-            return Err(format!(
-                "unknown penalty `{s}` (kl:RHO:BETA, l1-activity:L, l2-activity:L, \
-                 l2-weights:L, l1-weights:L, contractive:L)"
-            ))
-        }
-    };
-    penalty.map_err(|e| e.to_string())
-}
-
-fn parse_loss(s: &str) -> Result<Loss, String> {
-    Ok(match split_param(s)? {
-        ("bce", None) => Loss::BinaryCrossEntropy,
-        ("mse", None) => Loss::MeanSquaredError,
-        ("sse", None) => Loss::SumSquaredError,
-        ("mae", None) => Loss::MeanAbsoluteError,
-        ("huber", d) => Loss::Huber(d.unwrap_or(1.0)),
-        _ => {
-            return Err(format!(
-                "unknown loss `{s}` (bce, mse, sse, mae, huber[:DELTA])"
-            ))
-        }
+        noise => noise,
     })
 }
 
@@ -810,6 +729,7 @@ mod tests {
             "--penalty bogus:1",
             "--penalty l2-weights:-1",
             "--activation leaky-relu:NaN",
+            "--loss huber:-1",
         ] {
             assert_eq!(refused(bad), ErrorKind::ValueValidation, "{bad}");
         }
@@ -881,7 +801,6 @@ mod tests {
             "--lr NaN",
             "--lr inf",
             "--optimizer sgd --lr 0",
-            "--loss huber:-1 --output identity",
             "--loss bce --output relu",
         ] {
             let c = parse(&format!("--hidden none --latent 2 --epochs 1 {line}"))?;

@@ -93,6 +93,7 @@ mod objective;
 pub mod optim;
 mod pca;
 mod progress;
+pub mod spec;
 mod train;
 #[cfg(feature = "viz")]
 pub mod viz;

@@ -73,6 +73,13 @@ pub fn out_dir(
     }
 }
 
+/// A value in the crate's text forms (`autoencoder::spec`: activations, losses, noise,
+/// penalties, initializers), the grammar the `autoencoder` command-line tool reads too;
+/// the crate's message becomes clap's.
+pub fn spec<T: std::str::FromStr<Err = autoencoder::Error>>(s: &str) -> Result<T, String> {
+    s.parse().map_err(|e: autoencoder::Error| e.to_string())
+}
+
 /// Parses `line`, split at spaces, as the example's flags (for the tests).
 #[cfg(test)]
 pub fn parse<C: Parser>(line: &str) -> Result<C, clap::Error> {
