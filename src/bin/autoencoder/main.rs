@@ -1,0 +1,80 @@
+//! `autoencoder`: train, encode, score and inspect autoencoders from data files, for people
+//! who do not write Rust. Built with the `cli` feature:
+//!
+//! ```text
+//! cargo install --path . --features cli
+//! autoencoder train data.csv --label-column label -o data.model
+//! autoencoder score data.model new.csv -o scores.csv --contamination 0.01
+//! autoencoder --help
+//! ```
+//!
+//! Exit status: 0 on success, 1 for a runtime error, 2 for a usage error; every error is
+//! one line on standard error. Outputs are written atomically.
+
+mod apply;
+mod args;
+mod files;
+mod inspect;
+mod model_file;
+mod score;
+mod train;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Train autoencoders on your data files and use them: encode, decode, reconstruct, score
+/// anomalies, evaluate and inspect.
+#[derive(Debug, Parser)]
+#[command(
+    name = "autoencoder",
+    version,
+    after_help = "Data files: .npy (float32/float64), .csv (header detected; --label-column \
+                  to leave a column out), IDX images (MNIST's format, gzipped or not).\n\
+                  Run `autoencoder <COMMAND> --help` for each command's flags and examples.",
+    // A repeated flag takes its last value; `--lr -1` is a (refused) value, not a flag.
+    args_override_self = true,
+    allow_negative_numbers = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Train(train::Train),
+    /// Write the codes of a data file's rows
+    Encode(apply::Files),
+    /// Write the decoder's outputs for a file of codes
+    Decode(apply::Files),
+    /// Write the reconstructions of a data file's rows, in the data's units
+    Reconstruct(apply::Files),
+    Score(score::Score),
+    Evaluate(score::Evaluate),
+    Inspect(inspect::Inspect),
+}
+
+fn run(cli: &Cli) -> autoencoder::Result<()> {
+    match &cli.command {
+        Command::Train(t) => train::run(t),
+        Command::Encode(f) => apply::run(apply::Apply::Encode, f),
+        Command::Decode(f) => apply::run(apply::Apply::Decode, f),
+        Command::Reconstruct(f) => apply::run(apply::Apply::Reconstruct, f),
+        Command::Score(s) => score::run(s),
+        Command::Evaluate(e) => score::run_evaluate(e),
+        Command::Inspect(i) => inspect::run(i),
+    }
+}
+
+fn main() -> ExitCode {
+    // The library returns errors rather than panicking; should a panic happen anyway, it is
+    // reported on one line like any other error, without a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!(
+            "error: internal error (a bug, please report it): {}",
+            args::flatten(&info.to_string())
+        );
+    }));
+    args::main_with(run)
+}
