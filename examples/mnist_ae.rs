@@ -18,6 +18,8 @@
 //! cargo run --release --features viz --example mnist_ae -- --hidden 256,64 --latent 2 --out pictures
 //! ```
 
+#[path = "../src/bin/autoencoder/args.rs"]
+mod args;
 #[path = "support/cli.rs"]
 mod cli;
 
@@ -25,6 +27,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use args::OptimizerKind;
 use autoencoder::data::{mnist, Mnist, Split};
 use autoencoder::{
     bce_of_probabilities, corrupt, Activation, Adam, Autoencoder, History, Init, Loss, Noise,
@@ -52,36 +55,12 @@ use serde_json::json;
     allow_negative_numbers = true
 )]
 struct Config {
-    /// Encoder hidden widths, comma-separated, or `none` (the decoder mirrors them)
-    // `::std::vec::Vec`: one value holding the whole list (clap reads a plain `Vec` as a
-    // repeatable flag).
-    #[arg(long, value_name = "LIST", default_value = "128,64", value_parser = parse_widths,
-          help_heading = "Architecture")]
-    hidden: ::std::vec::Vec<usize>,
-    /// Code width
-    #[arg(
-        long,
-        value_name = "N",
-        default_value_t = 32,
-        help_heading = "Architecture"
-    )]
-    latent: usize,
-    /// Hidden and code activation
-    #[arg(long, value_name = "S", default_value = "relu", value_parser = cli::spec::<Activation>,
-          help_heading = "Architecture")]
-    activation: Activation,
-    /// Code activation [default: sigmoid for sparse-kl and contractive, else --activation]
-    #[arg(long, value_name = "S", value_parser = cli::spec::<Activation>, help_heading = "Architecture")]
-    code_activation: Option<Activation>,
+    #[command(flatten)]
+    arch: args::ArchitectureArgs,
     /// Output activation
-    #[arg(long, value_name = "S", default_value = "sigmoid", value_parser = cli::spec::<Activation>,
+    #[arg(long, value_name = "S", default_value = "sigmoid", value_parser = args::spec::<Activation>,
           help_heading = "Architecture")]
     output: Activation,
-    /// default (He for ReLU-like, else Glorot), glorot, he, glorot-normal, he-normal
-    // `::std::option::Option`: "default" is a value that parses to `None`.
-    #[arg(long, value_name = "I", default_value = "default", value_parser = parse_init,
-          help_heading = "Architecture")]
-    init: ::std::option::Option<Init>,
 
     /// The kind of autoencoder: the penalty or input corruption training adds
     #[arg(long, value_name = "V", value_enum, default_value_t = Variant::Plain,
@@ -109,7 +88,7 @@ struct Config {
     beta: f64,
 
     /// Loss: bce, mse, sse, mae, huber[:DELTA]
-    #[arg(long, value_name = "L", default_value = "bce", value_parser = cli::spec::<Loss>,
+    #[arg(long, value_name = "L", default_value = "bce", value_parser = args::spec::<Loss>,
           help_heading = "Training")]
     loss: Loss,
     /// Corrupt the input: masking:F, gaussian:STD (clipped to [0, 1]), gaussian:STD:LO:HI,
@@ -119,7 +98,7 @@ struct Config {
     noise: Option<Noise>,
     /// Add a penalty (repeatable): kl:RHO:BETA, l1-activity:L, l2-activity:L, l2-weights:L,
     /// l1-weights:L, contractive:L
-    #[arg(long = "penalty", value_name = "P", value_parser = cli::spec::<Penalty>,
+    #[arg(long = "penalty", value_name = "P", value_parser = args::spec::<Penalty>,
           help_heading = "Training")]
     penalties: Vec<Penalty>,
     /// L2 weight decay: L sum W^2 over every layer's weights (as --penalty l2-weights:L)
@@ -184,27 +163,17 @@ enum Variant {
     Contractive,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
-enum OptimizerKind {
-    Adam,
-    Sgd,
-    Momentum,
-}
-
 impl Config {
     fn lr(&self) -> f64 {
-        self.lr.unwrap_or(match self.optimizer {
-            OptimizerKind::Adam => 1e-3,
-            OptimizerKind::Sgd | OptimizerKind::Momentum => 0.1,
-        })
+        self.lr.unwrap_or(self.optimizer.default_lr())
     }
 
     fn code_activation(&self) -> Activation {
         let default = match self.variant {
             Variant::SparseKl | Variant::Contractive => Activation::Sigmoid,
-            _ => self.activation,
+            _ => self.arch.activation,
         };
-        self.code_activation.unwrap_or(default)
+        self.arch.code_activation.unwrap_or(default)
     }
 
     /// The penalties: the `--variant`'s, then each `--penalty`, then `--weight-decay`,
@@ -240,13 +209,13 @@ impl Config {
     /// From the builder, e.g. [`autoencoder::Error::TooLarge`] for a width too large.
     fn model(&self) -> autoencoder::Result<Autoencoder<f32>> {
         let mut builder = Autoencoder::<f32>::builder(784);
-        for &w in &self.hidden {
-            builder = builder.hidden(w, self.activation);
+        for &w in &self.arch.hidden {
+            builder = builder.hidden(w, self.arch.activation);
         }
         builder = builder
-            .latent(self.latent, self.code_activation())
+            .latent(self.arch.latent, self.code_activation())
             .output(self.output);
-        if let Some(init) = self.init {
+        if let Some(init) = self.arch.init {
             builder = builder.init(init);
         }
         builder.build(&mut ChaCha8Rng::seed_from_u64(self.seed))
@@ -254,12 +223,12 @@ impl Config {
 
     fn to_json(&self) -> serde_json::Value {
         json!({
-            "hidden": self.hidden,
-            "latent": self.latent,
-            "activation": format!("{:?}", self.activation),
+            "hidden": self.arch.hidden,
+            "latent": self.arch.latent,
+            "activation": format!("{:?}", self.arch.activation),
             "code_activation": format!("{:?}", self.code_activation()),
             "output": format!("{:?}", self.output),
-            "init": self.init.map_or("default".to_string(), |i| format!("{i:?}")),
+            "init": self.arch.init.map_or("default".to_string(), |i| format!("{i:?}")),
             "loss": self.loss.name(),
             "optimizer": format!("{:?}", self.optimizer).to_lowercase(),
             "lr": self.lr(),
@@ -276,32 +245,10 @@ impl Config {
     }
 }
 
-/// Parses `s` as a number, with a message naming `what`.
-fn num<N: std::str::FromStr>(what: &str, s: &str) -> Result<N, String> {
-    s.parse()
-        .map_err(|_| format!("{what}: `{s}` is not a valid number"))
-}
-
-/// `--hidden`: comma-separated widths, or `none` (or nothing) for no hidden layer.
-fn parse_widths(s: &str) -> Result<Vec<usize>, String> {
-    if s == "none" || s.is_empty() {
-        return Ok(Vec::new());
-    }
-    s.split(',').map(|w| num("width", w.trim())).collect()
-}
-
-/// `--init`: `default` (the activation's own), or one of the crate's initializer forms.
-fn parse_init(s: &str) -> Result<Option<Init>, String> {
-    match s {
-        "default" => Ok(None),
-        _ => cli::spec(s).map(Some),
-    }
-}
-
 /// `--noise`: the crate's noise forms, with Gaussian noise clipped to MNIST's [0, 1] unless
 /// a range is given.
 fn unit_noise(s: &str) -> Result<Noise, String> {
-    Ok(match cli::spec(s)? {
+    Ok(match args::spec(s)? {
         Noise::Gaussian { std, clip: None } => Noise::Gaussian {
             std,
             clip: Some((0.0, 1.0)),
@@ -311,18 +258,18 @@ fn unit_noise(s: &str) -> Result<Noise, String> {
 }
 
 fn main() -> ExitCode {
-    cli::main_with(run)
+    args::main_with(run)
 }
 
 fn run(c: &Config) -> autoencoder::Result<()> {
     // The model and the penalties first: a bad size or value fails at once, not after loading.
     let mut ae = c.model()?;
     c.penalties()?;
-    if c.latent > 784 {
+    if c.arch.latent > 784 {
         // PCA of the same code size would refuse it, but only after training.
         return Err(autoencoder::Error::InvalidHyperparameter {
             name: "latent",
-            value: c.latent.to_string(),
+            value: c.arch.latent.to_string(),
             expected: "at most 784 (PCA with as many components is the baseline)",
         });
     }
@@ -351,7 +298,7 @@ fn run(c: &Config) -> autoencoder::Result<()> {
             "autoencoder {} ({} parameters), {:?} / {:?} code / {:?} output, {} loss, {:?} lr {}, batch {}, {} epochs",
             sizes.join("-"),
             ae.n_params(),
-            c.activation,
+            c.arch.activation,
             c.code_activation(),
             c.output,
             c.loss.name(),
@@ -381,13 +328,13 @@ fn run(c: &Config) -> autoencoder::Result<()> {
     let variant = variant_figures(c, &ae, test)?;
 
     let pca_start = Instant::now();
-    let pca = Pca::fit(train.view(), c.latent)?;
+    let pca = Pca::fit(train.view(), c.arch.latent)?;
     let pca_recon = pca.reconstruct(test.view())?;
     let pca_seconds = pca_start.elapsed().as_secs_f64();
     let test64 = test.mapv(f64::from);
     let pca_mse = mse(pca_recon.view(), test64.view());
     let pca_bce = bce_of_probabilities(pca_recon.view(), test64.view());
-    let ratio = 784.0 / c.latent as f64;
+    let ratio = 784.0 / c.arch.latent as f64;
 
     if c.json {
         let last = history.last();
@@ -403,7 +350,7 @@ fn run(c: &Config) -> autoencoder::Result<()> {
             "test_bce": test_bce,
             "test_mse": test_mse,
             "compression_ratio": ratio,
-            "pca_components": c.latent,
+            "pca_components": c.arch.latent,
             "pca_test_bce": pca_bce,
             "pca_test_mse": pca_mse,
             "pca_seconds": pca_seconds,
@@ -427,14 +374,14 @@ fn run(c: &Config) -> autoencoder::Result<()> {
         println!("  autoencoder                   {test_bce:.5}   {test_mse:.5}");
         println!(
             "  PCA, {:>3} components          {pca_bce:.5}   {pca_mse:.5}   (fitted in {pca_seconds:.1} s)",
-            c.latent
+            c.arch.latent
         );
         for (name, value) in variant.as_object().into_iter().flatten() {
             println!("  {name}: {value}");
         }
         println!(
             "compression 784 : {} = {ratio:.1} : 1; trained in {train_seconds:.1} s",
-            c.latent
+            c.arch.latent
         );
         println!(
             "the autoencoder {} PCA-{} on MSE and {} it on BCE",
@@ -443,7 +390,7 @@ fn run(c: &Config) -> autoencoder::Result<()> {
             } else {
                 "does not beat"
             },
-            c.latent,
+            c.arch.latent,
             if test_bce < pca_bce {
                 "beats"
             } else {
@@ -639,9 +586,9 @@ mod tests {
     #[test]
     fn defaults_are_the_documented_ones() -> Result<(), String> {
         let c = parse("")?;
-        assert_eq!((c.hidden.clone(), c.latent), (vec![128, 64], 32));
+        assert_eq!((c.arch.hidden.clone(), c.arch.latent), (vec![128, 64], 32));
         assert_eq!(
-            (c.activation, c.output, c.init, c.loss),
+            (c.arch.activation, c.output, c.arch.init, c.loss),
             (
                 Activation::Relu,
                 Activation::Sigmoid,
@@ -672,13 +619,13 @@ mod tests {
     #[test]
     fn flags_parse() -> Result<(), String> {
         let c = parse("--hidden none --latent=16 --loss mse --optimizer sgd --json")?;
-        assert!(c.hidden.is_empty());
+        assert!(c.arch.hidden.is_empty());
         assert_eq!(
-            (c.latent, c.loss, c.optimizer, c.json),
+            (c.arch.latent, c.loss, c.optimizer, c.json),
             (16, Loss::MeanSquaredError, OptimizerKind::Sgd, true)
         );
         assert_eq!(c.lr(), 0.1);
-        assert_eq!(parse("--hidden 128,64")?.hidden, vec![128, 64]);
+        assert_eq!(parse("--hidden 128,64")?.arch.hidden, vec![128, 64]);
         assert_eq!(
             parse("--epochs 3 --epochs 5")?.epochs,
             5,
@@ -700,9 +647,9 @@ mod tests {
         assert_eq!(refused("--noise gaussian"), ErrorKind::ValueValidation);
         let bad = parse("--variant sparse-kl --rho 1.5")?;
         assert!(bad.penalties().is_err());
-        assert_eq!(parse("--init glorot")?.init, Some(Init::GlorotUniform));
+        assert_eq!(parse("--init glorot")?.arch.init, Some(Init::GlorotUniform));
         assert_eq!(
-            parse("--activation leaky-relu:0.2")?.activation,
+            parse("--activation leaky-relu:0.2")?.arch.activation,
             Activation::LeakyRelu(0.2)
         );
         Ok(())

@@ -10,6 +10,8 @@
 //! MNIST is looked for in `$MNIST_DIR`, then `./data/mnist`, then `../shared/data/mnist`,
 //! and downloaded into `./data/mnist` if missing (see `autoencoder::data::mnist`).
 
+#[path = "../src/bin/autoencoder/args.rs"]
+mod args;
 #[path = "support/cli.rs"]
 mod cli;
 
@@ -87,7 +89,7 @@ const LR: f64 = 1e-3;
 const SEED: u64 = 0;
 
 fn main() -> ExitCode {
-    cli::main_with(run)
+    args::main_with(run)
 }
 
 /// Trains `model` on `train` for `epochs` epochs; returns the seconds spent.

@@ -18,6 +18,8 @@
 //! MNIST is looked for in `$MNIST_DIR`, then `./data/mnist`, then `../shared/data/mnist`,
 //! and downloaded into `./data/mnist` if missing (see `autoencoder::data::mnist`).
 
+#[path = "../src/bin/autoencoder/args.rs"]
+mod args;
 #[path = "support/cli.rs"]
 mod cli;
 
@@ -153,7 +155,7 @@ impl Config {
 }
 
 fn main() -> ExitCode {
-    cli::main_with(run)
+    args::main_with(run)
 }
 
 fn run(c: &Config) -> autoencoder::Result<()> {

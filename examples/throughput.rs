@@ -17,6 +17,8 @@
 //! and right after each workload, and the fraction of peak uses their mean, so both
 //! figures see the same load.
 
+#[path = "../src/bin/autoencoder/args.rs"]
+mod args;
 #[path = "support/cli.rs"]
 mod cli;
 
@@ -184,7 +186,7 @@ fn run(w: &Workload, data: &Array2<f32>, epochs: usize) -> autoencoder::Result<M
 }
 
 fn main() -> ExitCode {
-    cli::main_with(measure)
+    args::main_with(measure)
 }
 
 /// The random data set: `(rows, 784)`, checked against the crate's memory limit first.
