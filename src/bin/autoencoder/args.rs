@@ -58,7 +58,17 @@ pub fn flatten(message: &str) -> String {
 pub fn one_line(e: &clap::Error) -> String {
     use clap::error::{ContextKind, ContextValue};
     let text = e.to_string();
-    let first = text.lines().next().unwrap_or("error: bad command line");
+    let mut first = text
+        .lines()
+        .next()
+        .unwrap_or("error: bad command line")
+        .to_string();
+    // "the following required arguments were not provided:" names them on the next lines.
+    if first.ends_with(':') {
+        if let Some(ContextValue::Strings(missing)) = e.get(ContextKind::InvalidArg) {
+            first = format!("{first} {}", missing.join(", "));
+        }
+    }
     match e.get(ContextKind::ValidValue) {
         Some(ContextValue::Strings(values)) => format!(
             "{first}: possible values {} (--help lists the flags)",

@@ -1,0 +1,214 @@
+//! The `autoencoder` tool, run as a user runs it: exit statuses (0 success, 1 runtime
+//! error, 2 usage error), one-line errors, the files it writes, and a whole session
+//! (train, inspect, encode, decode, reconstruct, score, evaluate) on a small data set.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use autoencoder::data::npy;
+use autoencoder::Result;
+use ndarray::{Array1, Array2, Ix2};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+/// A fresh folder for one test.
+fn folder(test: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("cli")
+        .join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Runs the tool with `args` in `dir`.
+fn tool(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_autoencoder"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("the tool runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Asserts the run failed with `code` and one line on standard error containing `needle`.
+fn failed(o: &Output, code: i32, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(err.contains(needle), "`{needle}` not in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// 400 rows of 12 columns near a 3-dimensional subspace, not in [0, 1] (so the tool picks
+/// MSE, an identity output and standard scaling).
+fn data() -> Array2<f64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut normal =
+        |r, c| Array2::from_shape_simple_fn((r, c), || StandardNormal.sample(&mut rng));
+    let (z, w, e): (Array2<f64>, Array2<f64>, Array2<f64>) =
+        (normal(400, 3), normal(3, 12), normal(400, 12));
+    z.dot(&w) * 3.0 + e * 0.1 + 5.0
+}
+
+#[test]
+fn usage_errors_exit_2_on_one_line() {
+    let dir = folder("usage");
+    failed(&tool(&dir, &["train"]), 2, "DATA");
+    failed(&tool(&dir, &["frobnicate"]), 2, "frobnicate");
+    failed(
+        &tool(&dir, &["train", "x.npy", "-o", "m", "--lr", "fast"]),
+        2,
+        "--lr",
+    );
+    failed(
+        &tool(&dir, &["train", "x.npy", "-o", "m", "--penalty", "kl:2:1"]),
+        2,
+        "rho",
+    );
+    failed(
+        &tool(
+            &dir,
+            &[
+                "score",
+                "m",
+                "x.npy",
+                "-o",
+                "s.npy",
+                "--contamination",
+                "1.5",
+            ],
+        ),
+        2,
+        "fraction",
+    );
+    let help = tool(&dir, &["train", "--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(stdout(&help).contains("Examples:"));
+}
+
+#[test]
+fn runtime_errors_exit_1_on_one_line_and_write_nothing() -> Result<()> {
+    let dir = folder("runtime");
+    failed(
+        &tool(&dir, &["train", "missing.npy", "-o", "m.model"]),
+        1,
+        "missing.npy",
+    );
+    failed(
+        &tool(&dir, &["train", "x.txt", "-o", "m.model"]),
+        1,
+        "unknown kind of data file",
+    );
+    std::fs::write(dir.join("bad.npy"), b"not a numpy file").expect("write");
+    failed(
+        &tool(&dir, &["train", "bad.npy", "-o", "m.model"]),
+        1,
+        "bad.npy",
+    );
+    assert!(!dir.join("m.model").exists());
+    let mut x = data();
+    x[[7, 3]] = f64::NAN;
+    npy::write(dir.join("nan.npy"), x.view())?;
+    failed(
+        &tool(&dir, &["train", "nan.npy", "-o", "m.model"]),
+        1,
+        "non-finite",
+    );
+    assert!(!dir.join("m.model").exists());
+    failed(&tool(&dir, &["inspect", "nan.npy"]), 1, "nan.npy");
+    Ok(())
+}
+
+#[test]
+fn a_whole_session() -> Result<()> {
+    let dir = folder("session");
+    let x = data();
+    npy::write(dir.join("x.npy"), x.view())?;
+    let train = tool(
+        &dir,
+        &[
+            "train", "x.npy", "-o", "x.model", "--hidden", "8", "--latent", "3", "--epochs", "30",
+            "--lr", "1e-2", "--json", "--scale", "none",
+        ],
+    );
+    assert_eq!(train.status.code(), Some(0), "{}", stderr(&train));
+    let line = stdout(&train);
+    let report: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON line");
+    for key in ["train_loss", "valid_loss", "epochs", "seconds"] {
+        assert!(report.get(key).is_some(), "{key} missing from {line}");
+    }
+    assert_eq!(report["epochs"], 30);
+
+    let inspect = tool(&dir, &["inspect", "x.model"]);
+    assert_eq!(inspect.status.code(), Some(0), "{}", stderr(&inspect));
+    assert!(
+        stdout(&inspect).contains("12-8-3-8-12"),
+        "{}",
+        stdout(&inspect)
+    );
+
+    for (cmd, input, out, width) in [
+        ("encode", "x.npy", "codes.npy", 3),
+        ("decode", "codes.npy", "decoded.npy", 12),
+        ("reconstruct", "x.npy", "recon.npy", 12),
+    ] {
+        let o = tool(&dir, &[cmd, "x.model", input, "-o", out]);
+        assert_eq!(o.status.code(), Some(0), "{cmd}: {}", stderr(&o));
+        let y: Array2<f64> = npy::read::<f64, Ix2>(dir.join(out))?;
+        assert_eq!(y.dim(), (400, width), "{cmd}");
+    }
+    // Decoding the codes is reconstructing.
+    let decoded: Array2<f64> = npy::read::<f64, Ix2>(dir.join("decoded.npy"))?;
+    let recon: Array2<f64> = npy::read::<f64, Ix2>(dir.join("recon.npy"))?;
+    assert_eq!(decoded, recon);
+
+    let score = tool(
+        &dir,
+        &[
+            "score",
+            "x.model",
+            "x.npy",
+            "-o",
+            "scores.npy",
+            "--contamination",
+            "0.05",
+        ],
+    );
+    assert_eq!(score.status.code(), Some(0), "{}", stderr(&score));
+    let scores: Array2<f64> = npy::read::<f64, Ix2>(dir.join("scores.npy"))?;
+    assert_eq!(scores.dim(), (400, 2));
+    assert_eq!(scores.column(1).sum(), 20.0, "5% of 400 rows flagged");
+    // Each score is the row's mean squared reconstruction error.
+    let by_hand: Array1<f64> = (&recon - &x)
+        .mapv(|d| d * d)
+        .mean_axis(ndarray::Axis(1))
+        .expect("rows");
+    for (a, b) in scores.column(0).iter().zip(&by_hand) {
+        assert!((a - b).abs() <= 1e-9 * b.max(1.0), "{a} vs {b}");
+    }
+    // The flagged rows are the highest scores.
+    let cut = scores
+        .rows()
+        .into_iter()
+        .filter(|r| r[1] == 1.0)
+        .map(|r| r[0])
+        .fold(f64::INFINITY, f64::min);
+    assert!(scores.rows().into_iter().all(|r| r[1] == 1.0 || r[0] < cut));
+
+    let evaluate = tool(&dir, &["evaluate", "x.model", "x.npy", "--json"]);
+    assert_eq!(evaluate.status.code(), Some(0), "{}", stderr(&evaluate));
+    let e: serde_json::Value = serde_json::from_str(stdout(&evaluate).trim()).expect("JSON");
+    assert_eq!(e["rows"], 400);
+    assert_eq!(e["pca_components"], 3);
+    Ok(())
+}
