@@ -19,6 +19,12 @@
 //!   locate or download), and dataset helpers: seeded [`data::Split`], shuffling,
 //!   [`data::Scaler`] with its inverse, [`data::batches`].
 //! - [`Pca`]: the linear baseline.
+//! - [`metrics`]: ROC-AUC, average precision, precision and recall at a threshold,
+//!   thresholds from a quantile or a contamination fraction, per-sample MSE and BCE, PSNR;
+//!   with [`Autoencoder::reconstruction_errors`] for anomaly scores.
+//! - Versions: [`ndarray`], [`rand`] and [`rand_chacha`] are re-exported (use
+//!   `autoencoder::ndarray` and so on to get the versions the API takes), and
+//!   [`seeded_rng`] makes the generator [`AutoencoderBuilder::build`] takes.
 //! - Files: [`Autoencoder::save`] / [`Autoencoder::load`] (safetensors, versioned, atomic
 //!   writes) and training [`Checkpoint`]s that [`Trainer::resume`] continues bit for bit.
 //! - [`Progress`]: a progress bar per epoch for the trainer's callbacks (feature
@@ -88,11 +94,13 @@ pub mod gradcheck;
 mod init;
 mod io;
 mod layers;
+pub mod metrics;
 mod model;
 mod objective;
 pub mod optim;
 mod pca;
 mod progress;
+mod rng;
 pub mod spec;
 mod train;
 #[cfg(feature = "viz")]
@@ -118,5 +126,13 @@ pub use objective::{LossTerms, Penalty};
 pub use optim::{Adam, Optimizer, OptimizerState, Schedule, Sgd, WeightDecay};
 pub use pca::Pca;
 pub use progress::{Progress, ProgressOutput};
+pub use rng::seeded_rng;
 pub use train::history::{BatchProgress, EarlyStopping, EpochRecord, History, Restore, StopReason};
 pub use train::Trainer;
+
+// The crates whose types the public API uses, re-exported so that a user's `Cargo.toml`
+// needs no matching versions (see the README's "Versions"): arrays in and out, and the
+// generator `build` takes.
+pub use ndarray;
+pub use rand;
+pub use rand_chacha;

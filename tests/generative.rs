@@ -166,7 +166,7 @@ fn vae_elbo_improves_and_samples_resemble_the_data() -> Result<()> {
     assert_eq!(history.penalty_names, vec!["gaussian-kl"]);
     // Negative ELBO per example (nats) = reconstruction + KL, on the test set.
     let kl = [Penalty::gaussian_kl(1.0)?.into()];
-    let mut before = untrained.clone();
+    let before = untrained.clone();
     let first = before
         .objective(
             test.view(),

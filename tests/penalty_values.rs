@@ -22,7 +22,7 @@ fn close(a: f64, b: f64) -> bool {
 fn kl_sparsity_value_is_the_kl_divergence_of_the_mean_code() -> Result<()> {
     let (rho, beta) = (0.1, 2.5);
     for seed in 0..3u64 {
-        let mut ae = Autoencoder::<f64>::builder(8)
+        let ae = Autoencoder::<f64>::builder(8)
             .hidden(6, Activation::Tanh)
             .latent(4, Activation::Sigmoid)
             .output(Activation::Sigmoid)
@@ -53,7 +53,7 @@ fn kl_sparsity_value_is_the_kl_divergence_of_the_mean_code() -> Result<()> {
 fn gaussian_kl_value_is_the_closed_form_kl_to_the_prior() -> Result<()> {
     let beta = 0.7;
     for seed in 0..3u64 {
-        let mut vae = Autoencoder::<f64>::builder(7)
+        let vae = Autoencoder::<f64>::builder(7)
             .hidden(6, Activation::Tanh)
             .hidden(5, Activation::Tanh)
             .gaussian_latent(3)
@@ -85,7 +85,7 @@ fn gaussian_kl_value_is_the_closed_form_kl_to_the_prior() -> Result<()> {
 fn contractive_value_is_lambda_times_the_jacobian_norm_of_a_one_layer_encoder() -> Result<()> {
     let lambda = 0.3;
     for (seed, code) in [(0u64, Activation::Sigmoid), (1, Activation::Tanh)] {
-        let mut ae = Autoencoder::<f64>::builder(6)
+        let ae = Autoencoder::<f64>::builder(6)
             .latent(4, code)
             .output(Activation::Sigmoid)
             .build(&mut rng(seed))?;
@@ -106,7 +106,7 @@ fn contractive_value_is_lambda_times_the_jacobian_norm_of_a_one_layer_encoder() 
 #[test]
 fn activity_and_weight_penalty_values_match_hand_sums() -> Result<()> {
     let lambda = 0.2;
-    let mut ae = Autoencoder::<f64>::builder(6)
+    let ae = Autoencoder::<f64>::builder(6)
         .hidden(5, Activation::Tanh)
         .latent(3, Activation::Tanh)
         .output(Activation::Sigmoid)

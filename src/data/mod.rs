@@ -1,4 +1,5 @@
-//! Data: the IDX reader ([`idx`]), `.npy` files ([`npy`]: read, write, memory-mapped),
+//! Data: the IDX reader ([`idx`]), `.npy` files ([`npy`]: read, write, memory-mapped), CSV
+//! ([`csv`]: numbers with a header and a label column),
 //! MNIST ([`mnist`], [`Mnist`]), dataset helpers (split,
 //! shuffle, scale, batch), corruption for denoising, and the checks shared by every entry
 //! point.
@@ -8,6 +9,7 @@ use ndarray::ArrayView2;
 use crate::error::{Error, Result};
 use crate::float::Float;
 
+pub mod csv;
 mod dataset;
 pub mod idx;
 pub mod mnist;

@@ -9,7 +9,7 @@
 use ndarray::{s, Array2, ArrayView2};
 use rand_chacha::ChaCha8Rng;
 
-use crate::architecture::Latent;
+use crate::architecture::{Architecture, Latent};
 use crate::float::Float;
 use crate::layers::Layer;
 use crate::model::latent::{reparameterize, reparameterize_backward};
@@ -76,33 +76,10 @@ impl<T: Float> Workspace<T> {
 }
 
 impl<T: Float> Autoencoder<T> {
-    /// Forward pass of `input` `(rows, n_in)` into the workspace, growing it if needed.
-    /// For a Gaussian latent, `rng` draws `eps` (training); without it `eps = 0`, `z = mu`.
-    pub(crate) fn forward_batch(&mut self, input: ArrayView2<T>, mut rng: Option<&mut ChaCha8Rng>) {
-        let rows = input.nrows();
-        let gaussian = self.arch.latent == Latent::Gaussian;
-        let n_encoder = self.arch.n_encoder;
-        let k = if gaussian { self.n_latent() } else { 0 };
-        self.ws.prepare(rows, &self.layers, k);
-        let ws = &mut self.ws;
-        for (l, layer) in self.layers.iter().enumerate() {
-            let (a_below, a_here) = ws.a.split_at_mut(l);
-            let x = match l {
-                0 => input,
-                l if gaussian && l == n_encoder => ws.sample.slice(s![..rows, ..]),
-                l => a_below[l - 1].slice(s![..rows, ..]),
-            };
-            let a = a_here[0].slice_mut(s![..rows, ..]);
-            layer.forward(x, ws.z[l].slice_mut(s![..rows, ..]), a);
-            if gaussian && l + 1 == n_encoder {
-                reparameterize(
-                    a_here[0].slice(s![..rows, ..]),
-                    ws.eps.slice_mut(s![..rows, ..]),
-                    ws.sample.slice_mut(s![..rows, ..]),
-                    rng.as_deref_mut(),
-                );
-            }
-        }
+    /// Forward pass of `input` `(rows, n_in)` into the model's own workspace, growing it if
+    /// needed (the training path; see [`forward`]).
+    pub(crate) fn forward_batch(&mut self, input: ArrayView2<T>, rng: Option<&mut ChaCha8Rng>) {
+        forward(&self.layers, &self.arch, &mut self.ws, input, rng);
     }
 
     /// One batch of the training objective: forward `input` `(rows, n_in)`, compare with
@@ -205,6 +182,42 @@ impl<T: Float> Autoencoder<T> {
                 self.visit_params(|_, param, grad, kind| p.accumulate(param, grad, kind, &mut sum));
                 *value += p.lambda() * sum;
             }
+        }
+    }
+}
+
+/// Forward pass of `input` `(rows, n_in)` through `layers` (described by `arch`) into `ws`,
+/// growing it if needed. For a Gaussian latent, `rng` draws `eps` (training); without it
+/// `eps = 0`, `z = mu`. Read-only calls pass a workspace of their own, so that several
+/// threads can run them on one model.
+pub(crate) fn forward<T: Float>(
+    layers: &[Layer<T>],
+    arch: &Architecture,
+    ws: &mut Workspace<T>,
+    input: ArrayView2<T>,
+    mut rng: Option<&mut ChaCha8Rng>,
+) {
+    let rows = input.nrows();
+    let gaussian = arch.latent == Latent::Gaussian;
+    let n_encoder = arch.n_encoder;
+    let k = if gaussian { arch.n_latent() } else { 0 };
+    ws.prepare(rows, layers, k);
+    for (l, layer) in layers.iter().enumerate() {
+        let (a_below, a_here) = ws.a.split_at_mut(l);
+        let x = match l {
+            0 => input,
+            l if gaussian && l == n_encoder => ws.sample.slice(s![..rows, ..]),
+            l => a_below[l - 1].slice(s![..rows, ..]),
+        };
+        let a = a_here[0].slice_mut(s![..rows, ..]);
+        layer.forward(x, ws.z[l].slice_mut(s![..rows, ..]), a);
+        if gaussian && l + 1 == n_encoder {
+            reparameterize(
+                a_here[0].slice(s![..rows, ..]),
+                ws.eps.slice_mut(s![..rows, ..]),
+                ws.sample.slice_mut(s![..rows, ..]),
+                rng.as_deref_mut(),
+            );
         }
     }
 }

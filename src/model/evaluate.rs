@@ -1,36 +1,103 @@
 //! Losses and objectives on whole data sets (in chunks, through the training buffers), the
 //! encoder's Jacobian norm, and the checks every entry point makes on its data and objective.
 
-use ndarray::{s, Array2, ArrayView2};
+use ndarray::{s, Array1, Array2, ArrayView2};
 use rand_chacha::ChaCha8Rng;
 
 use crate::budget::check_elements;
 use crate::data::check_rows;
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::model::Autoencoder;
+use crate::model::backprop::forward;
+use crate::model::{Autoencoder, Workspace};
 use crate::objective::loss::Loss;
 use crate::objective::{self, LossTerms, Penalty};
+
+/// Rows per chunk of the read-only evaluations: the workspace they allocate per call holds
+/// this many rows at each layer.
+const CHUNK: usize = 1024;
 
 impl<T: Float> Autoencoder<T> {
     /// The reconstruction loss of `g(f(input))` against `target` (both `(n, n_in)`),
     /// averaged over all `n` rows exactly as [`Loss`] defines it, computed in chunks of
-    /// `batch_size` rows through the training buffers (binary cross-entropy from logits).
-    /// Pass the same array twice for a plain autoencoder.
+    /// 1024 rows (binary cross-entropy from logits). Pass the same array twice for a plain
+    /// autoencoder.
+    ///
+    /// Takes `&self`: each call works in buffers of its own (one chunk's activations), so
+    /// several threads can evaluate one model at once.
+    ///
+    /// ```
+    /// use autoencoder::{Activation, Autoencoder, Loss};
+    /// use ndarray::Array2;
+    /// use rand::SeedableRng;
+    /// # fn main() -> autoencoder::Result<()> {
+    /// let ae = Autoencoder::<f32>::builder(4)
+    ///     .latent(2, Activation::Tanh)
+    ///     .output(Activation::Sigmoid)
+    ///     .build(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0))?;
+    /// let x = Array2::from_elem((10, 4), 0.5f32);
+    /// let mse = ae.evaluate(x.view(), x.view(), Loss::MeanSquaredError)?;
+    /// let per_row = ae.reconstruction_errors(x.view(), Loss::MeanSquaredError)?;
+    /// assert!((per_row.mean().unwrap() - mse).abs() < 1e-12);
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`], [`Error::EmptyData`], [`Error::NonFiniteData`] for bad data;
     /// [`Error::InvalidConfig`] if the loss does not suit the model or the targets.
-    pub fn evaluate(
-        &mut self,
-        input: ArrayView2<T>,
-        target: ArrayView2<T>,
-        loss: Loss,
-    ) -> Result<f64> {
+    pub fn evaluate(&self, input: ArrayView2<T>, target: ArrayView2<T>, loss: Loss) -> Result<f64> {
         self.check_objective(loss, &[])?;
         self.check_pair(input, target, loss, "evaluation")?;
-        self.check_batch_size("evaluation buffers", input.nrows().min(1024))?;
-        Ok(self.evaluate_checked(input, target, loss, 1024))
+        self.check_batch_size("evaluation buffers", input.nrows().min(CHUNK))?;
+        let mut ws = Workspace::default();
+        Ok(evaluate_in(self, &mut ws, input, target, loss, CHUNK))
+    }
+
+    /// Each row's reconstruction error alone: entry `i` is `loss` of `g(f(x_i))` against
+    /// `x_i`, the value [`Loss`] defines for a batch of that one row (for
+    /// [`Loss::MeanSquaredError`], `1/n_in sum_j (x_ij - x^_ij)^2`; for
+    /// [`Loss::SumSquaredError`], the sum). `x` is `(n, n_in)`, the result `(n)`, in `f64`;
+    /// its mean is [`Autoencoder::evaluate`]'s value (up to rounding). The anomaly score of
+    /// a row: large where the model reconstructs badly. For a VAE, decodes the mean `mu`.
+    ///
+    /// Takes `&self` and works in buffers of its own, like [`Autoencoder::evaluate`].
+    ///
+    /// ```
+    /// use autoencoder::{Activation, Autoencoder, Loss};
+    /// use ndarray::array;
+    /// use rand::SeedableRng;
+    /// # fn main() -> autoencoder::Result<()> {
+    /// let ae = Autoencoder::<f64>::builder(2)
+    ///     .latent(1, Activation::Identity)
+    ///     .output(Activation::Identity)
+    ///     .build(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1))?;
+    /// let x = array![[0.1, 0.2], [5.0, -3.0]];
+    /// let errors = ae.reconstruction_errors(x.view(), Loss::SumSquaredError)?;
+    /// let recon = ae.reconstruct(x.view())?;
+    /// let by_hand = (&x - &recon).mapv(|d| d * d).sum_axis(ndarray::Axis(1));
+    /// assert!((errors[1] - by_hand[1]).abs() < 1e-12);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Autoencoder::evaluate`].
+    pub fn reconstruction_errors(&self, x: ArrayView2<T>, loss: Loss) -> Result<Array1<f64>> {
+        self.check_objective(loss, &[])?;
+        self.check_pair(x, x, loss, "reconstruction_errors input")?;
+        self.check_batch_size("evaluation buffers", x.nrows().min(CHUNK))?;
+        let mut ws = Workspace::default();
+        let mut errors = Vec::with_capacity(x.nrows());
+        for start in (0..x.nrows()).step_by(CHUNK) {
+            let end = (start + CHUNK).min(x.nrows());
+            let chunk = x.slice(s![start..end, ..]);
+            forward(&self.layers, &self.arch, &mut ws, chunk, None);
+            let (z, a) = ws.output(end - start);
+            for i in 0..end - start {
+                let row = s![i..i + 1, ..];
+                errors.push(loss.value(z.slice(row), a.slice(row), chunk.slice(row)));
+            }
+        }
+        Ok(Array1::from(errors))
     }
 
     /// The whole training objective on a data set: reconstruction `loss` of `g(f(input))`
@@ -40,12 +107,16 @@ impl<T: Float> Autoencoder<T> {
     /// with [`Loss::BinaryCrossEntropySum`] and [`Penalty::gaussian_kl`]`(1.0)` the total is
     /// a one-sample estimate of the negative ELBO per example, in nats.
     ///
+    /// Takes `&self`: the computation runs the training step's own code (so the values are
+    /// the trainer's, bit for bit) on a private copy of the parameters, whose gradients are
+    /// discarded; several threads can call it on one model at once.
+    ///
     /// ```
     /// use autoencoder::{Activation, Autoencoder, Loss, Penalty};
     /// use ndarray::Array2;
     /// use rand::SeedableRng;
     /// # fn main() -> autoencoder::Result<()> {
-    /// let mut vae = Autoencoder::<f64>::builder(6)
+    /// let vae = Autoencoder::<f64>::builder(6)
     ///     .gaussian_latent(2)
     ///     .output(Activation::Sigmoid)
     ///     .build(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0))?;
@@ -61,7 +132,7 @@ impl<T: Float> Autoencoder<T> {
     /// As [`Autoencoder::evaluate`]; [`Error::InvalidConfig`] or
     /// [`Error::InvalidHyperparameter`] for penalties that do not suit the model.
     pub fn objective(
-        &mut self,
+        &self,
         input: ArrayView2<T>,
         target: ArrayView2<T>,
         loss: Loss,
@@ -70,9 +141,10 @@ impl<T: Float> Autoencoder<T> {
     ) -> Result<LossTerms> {
         self.check_objective(loss, penalties)?;
         self.check_pair(input, target, loss, "objective")?;
-        self.check_batch_size("objective buffers", input.nrows().min(1024))?;
+        self.check_batch_size("objective buffers", input.nrows().min(CHUNK))?;
+        let mut scratch = self.scratch_copy();
         let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
-        let (n, chunk) = (input.nrows(), 1024);
+        let (n, chunk) = (input.nrows(), CHUNK);
         let mut terms = LossTerms::default();
         let mut sum = LossTerms {
             reconstruction: 0.0,
@@ -85,7 +157,7 @@ impl<T: Float> Autoencoder<T> {
                 input.slice(s![start..end, ..]),
                 target.slice(s![start..end, ..]),
             );
-            self.loss_and_gradient(x, t, loss, penalties, &mut terms, &mut rng);
+            scratch.loss_and_gradient(x, t, loss, penalties, &mut terms, &mut rng);
             sum.reconstruction += terms.reconstruction * rows;
             for (s, p) in sum.penalties.iter_mut().zip(&terms.penalties) {
                 *s += p * rows;
@@ -96,7 +168,9 @@ impl<T: Float> Autoencoder<T> {
         Ok(sum)
     }
 
-    /// [`Autoencoder::evaluate`] on checked data, in chunks of `chunk` rows.
+    /// [`Autoencoder::evaluate`] on checked data, in chunks of `chunk` rows, in the model's
+    /// own workspace: the trainer's validation pass, which allocates nothing once the
+    /// workspace has grown to `chunk` rows.
     pub(crate) fn evaluate_checked(
         &mut self,
         input: ArrayView2<T>,
@@ -104,16 +178,10 @@ impl<T: Float> Autoencoder<T> {
         loss: Loss,
         chunk: usize,
     ) -> f64 {
-        let chunk = chunk.min(input.nrows()).max(1);
-        let mut total = 0.0;
-        for start in (0..input.nrows()).step_by(chunk) {
-            let end = (start + chunk).min(input.nrows());
-            let rows = end - start;
-            self.forward_batch(input.slice(s![start..end, ..]), None);
-            let (z, a) = self.ws.output(rows);
-            total += loss.value(z, a, target.slice(s![start..end, ..])) * rows as f64;
-        }
-        total / input.nrows() as f64
+        let mut ws = std::mem::take(&mut self.ws);
+        let value = evaluate_in(self, &mut ws, input, target, loss, chunk);
+        self.ws = ws;
+        value
     }
 
     /// The mean over the rows of `x` `(n, n_in)` of `||J_f(x)||_F^2`, the squared Frobenius
@@ -208,4 +276,31 @@ impl<T: Float> Autoencoder<T> {
     pub(crate) fn check_data(&self, x: ArrayView2<T>, context: &'static str) -> Result<()> {
         check_rows(x, Some(self.n_in()), context)
     }
+}
+
+/// The mean loss of `model` on checked data, in chunks of `chunk` rows, through `ws`.
+fn evaluate_in<T: Float>(
+    model: &Autoencoder<T>,
+    ws: &mut Workspace<T>,
+    input: ArrayView2<T>,
+    target: ArrayView2<T>,
+    loss: Loss,
+    chunk: usize,
+) -> f64 {
+    let chunk = chunk.min(input.nrows()).max(1);
+    let mut total = 0.0;
+    for start in (0..input.nrows()).step_by(chunk) {
+        let end = (start + chunk).min(input.nrows());
+        let rows = end - start;
+        forward(
+            &model.layers,
+            &model.arch,
+            ws,
+            input.slice(s![start..end, ..]),
+            None,
+        );
+        let (z, a) = ws.output(rows);
+        total += loss.value(z, a, target.slice(s![start..end, ..])) * rows as f64;
+    }
+    total / input.nrows() as f64
 }

@@ -171,6 +171,16 @@ impl<T: crate::float::Float> Autoencoder<T> {
         self.arch.code_layer()
     }
 
+    /// A copy of the parameters with an empty workspace, for read-only calls that run the
+    /// training step's code (its gradients are discarded).
+    pub(crate) fn scratch_copy(&self) -> Autoencoder<T> {
+        Autoencoder {
+            layers: self.layers.clone(),
+            arch: self.arch.clone(),
+            ws: Workspace::default(),
+        }
+    }
+
     /// The output layer's activation.
     pub fn output_activation(&self) -> Activation {
         self.layers[self.layers.len() - 1].activation()
