@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use autoencoder::data::csv::{self, CsvReader, LabelColumn};
 use autoencoder::data::{idx, npy};
 use autoencoder::{Error, Result};
 use ndarray::{Array2, ArrayView2, Ix2};
@@ -75,11 +76,16 @@ pub fn read(path: &Path, label_column: Option<&str>) -> Result<Table> {
 }
 
 fn read_csv(path: &Path, label_column: Option<&str>) -> Result<Table> {
-    let _ = label_column;
-    Err(Error::InvalidConfig(format!(
-        "{}: CSV input is not available in this build",
-        path.display()
-    )))
+    let mut reader = CsvReader::new();
+    if let Some(column) = label_column {
+        // A number is an index, anything else a header name.
+        reader = reader.label_column(match column.parse::<usize>() {
+            Ok(i) => LabelColumn::Index(i),
+            Err(_) => LabelColumn::Name(column.to_string()),
+        });
+    }
+    let (x, labels) = reader.read::<f64>(path)?.into_parts();
+    Ok(Table { x, labels })
 }
 
 /// Writes `x` `(n, d)` to `path` as `.npy` or `.csv` (by its name), atomically: on failure
@@ -99,9 +105,6 @@ pub fn write(path: &Path, x: ArrayView2<f64>, columns: &[String]) -> Result<()> 
 }
 
 fn write_csv(path: &Path, x: ArrayView2<f64>, columns: &[String]) -> Result<()> {
-    let _ = (x, columns);
-    Err(Error::InvalidConfig(format!(
-        "{}: CSV output is not available in this build",
-        path.display()
-    )))
+    let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+    csv::write(path, x, Some(&names))
 }

@@ -16,6 +16,8 @@ mod args;
 mod files;
 mod inspect;
 mod model_file;
+#[cfg(feature = "viz")]
+mod pictures;
 mod score;
 mod train;
 
@@ -53,6 +55,8 @@ enum Command {
     Score(score::Score),
     Evaluate(score::Evaluate),
     Inspect(inspect::Inspect),
+    #[cfg(feature = "viz")]
+    Pictures(pictures::Pictures),
 }
 
 fn run(cli: &Cli) -> autoencoder::Result<()> {
@@ -64,6 +68,8 @@ fn run(cli: &Cli) -> autoencoder::Result<()> {
         Command::Score(s) => score::run(s),
         Command::Evaluate(e) => score::run_evaluate(e),
         Command::Inspect(i) => inspect::run(i),
+        #[cfg(feature = "viz")]
+        Command::Pictures(p) => pictures::run(p),
     }
 }
 

@@ -3,13 +3,13 @@
 
 use std::path::PathBuf;
 
-use autoencoder::{Autoencoder, Error, Float, Pca, Result};
+use autoencoder::{metrics, Loss, Pca, Result};
 use clap::Args;
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array1, Array2, Axis};
 use serde_json::json;
 
 use crate::files;
-use crate::model_file::{self, cast, widen, Loaded, ModelFile};
+use crate::model_file::{self, cast, Loaded, ModelFile};
 
 /// Write each row's reconstruction error (its anomaly score), optionally with a 0/1 flag
 #[derive(Debug, Clone, Args)]
@@ -44,7 +44,7 @@ pub fn run(s: &Score) -> Result<()> {
     let scores = row_errors(&file, x)?;
     let threshold = match (s.threshold, s.contamination) {
         (Some(t), _) => Some(t),
-        (None, Some(f)) => Some(quantile_threshold(&scores, f)),
+        (None, Some(f)) => Some(metrics::contamination_threshold(scores.view(), f)?),
         (None, None) => None,
     };
     let mut columns = vec!["score".to_string()];
@@ -80,36 +80,15 @@ fn fraction(s: &str) -> Result<f64, String> {
     }
 }
 
-/// The threshold above which the largest `round(f n)` of the `n` scores lie: the next
-/// score below them (infinity when none is to be flagged, so that ties never add rows).
-fn quantile_threshold(scores: &Array1<f64>, f: f64) -> f64 {
-    let mut sorted = scores.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    let k = ((f * n as f64).round() as usize).min(n);
-    match k {
-        0 => f64::INFINITY,
-        k if k == n => f64::NEG_INFINITY,
-        k => sorted[n - k - 1],
-    }
-}
-
 /// Each row's mean squared reconstruction error, in the model's input units.
 fn row_errors(file: &ModelFile, x: Array2<f64>) -> Result<Array1<f64>> {
     let x = file.scale_in(x)?;
-    let y = match &file.model {
-        Loaded::F32(m) => reconstruct(m, x.view())?,
-        Loaded::F64(m) => reconstruct(m, x.view())?,
-    };
-    Ok((&y - &x)
-        .mapv(|d| d * d)
-        .mean_axis(Axis(1))
-        .unwrap_or_else(|| Array1::zeros(x.nrows())))
-}
-
-fn reconstruct<T: Float>(m: &Autoencoder<T>, x: ArrayView2<f64>) -> Result<Array2<f64>> {
-    let y = m.reconstruct(cast::<T>(x).view())?;
-    Ok(widen(y.view()))
+    match &file.model {
+        Loaded::F32(m) => {
+            m.reconstruction_errors(cast::<f32>(x.view()).view(), Loss::MeanSquaredError)
+        }
+        Loaded::F64(m) => m.reconstruction_errors(x.view(), Loss::MeanSquaredError),
+    }
 }
 
 /// Mean losses of a model on a data file, beside PCA at the same code size
@@ -142,17 +121,15 @@ pub fn run_evaluate(e: &Evaluate) -> Result<()> {
         Loaded::F64(m) => m.n_latent(),
     };
     let pca = Pca::fit(scaled.view(), k.min(scaled.ncols()))?;
-    let pca_scores = (&pca.reconstruct(scaled.view())? - &scaled)
-        .mapv(|d| d * d)
-        .mean_axis(Axis(1))
-        .unwrap_or_else(|| Array1::zeros(scaled.nrows()));
+    let pca_scores =
+        metrics::mse_per_sample(scaled.view(), pca.reconstruct(scaled.view())?.view())?;
     let pca_mse = pca_scores.mean().unwrap_or(f64::NAN);
     let auc = match (&table.labels, &e.normal) {
         (Some(labels), Some(normal)) => {
-            let anomalous: Vec<bool> = labels.iter().map(|l| l != normal).collect();
+            let anomalous: Array1<bool> = labels.iter().map(|l| l != normal).collect();
             Some((
-                roc_auc(&scores, &anomalous)?,
-                roc_auc(&pca_scores, &anomalous)?,
+                metrics::roc_auc(scores.view(), anomalous.view())?,
+                metrics::roc_auc(pca_scores.view(), anomalous.view())?,
             ))
         }
         _ => None,
@@ -179,39 +156,4 @@ pub fn run_evaluate(e: &Evaluate) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// ROC-AUC: the probability that a random anomaly scores above a random normal row (ties
-/// count half).
-fn roc_auc(scores: &Array1<f64>, anomalous: &[bool]) -> Result<f64> {
-    let pos: Vec<f64> = scores
-        .iter()
-        .zip(anomalous)
-        .filter(|p| *p.1)
-        .map(|p| *p.0)
-        .collect();
-    let neg: Vec<f64> = scores
-        .iter()
-        .zip(anomalous)
-        .filter(|p| !*p.1)
-        .map(|p| *p.0)
-        .collect();
-    if pos.is_empty() || neg.is_empty() {
-        return Err(Error::InvalidConfig(
-            "ROC-AUC needs both normal and anomalous rows; check --normal".into(),
-        ));
-    }
-    let mut wins = 0.0;
-    for &p in &pos {
-        for &n in &neg {
-            wins += if p > n {
-                1.0
-            } else if p == n {
-                0.5
-            } else {
-                0.0
-            };
-        }
-    }
-    Ok(wins / (pos.len() * neg.len()) as f64)
 }
