@@ -286,3 +286,50 @@ fn pictures_of_a_model_and_of_a_checkpoint() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_resumed_run_saves_the_same_model_as_an_uninterrupted_one() -> Result<()> {
+    let dir = folder("resume");
+    npy::write(dir.join("x.npy"), data().view())?;
+    let common = [
+        "train",
+        "x.npy",
+        "--hidden",
+        "6",
+        "--latent",
+        "2",
+        "--noise",
+        "gaussian:0.1",
+        "--seed",
+        "4",
+        "--scale",
+        "none",
+    ];
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = common.iter().chain(extra).copied().collect();
+        let o = tool(&dir, &args);
+        assert_eq!(o.status.code(), Some(0), "{extra:?}: {}", stderr(&o));
+    };
+    run(&["--epochs", "4", "-o", "whole.model"]);
+    run(&[
+        "--epochs",
+        "2",
+        "--checkpoint",
+        "run.ckpt",
+        "-o",
+        "half.model",
+    ]);
+    run(&[
+        "--epochs",
+        "4",
+        "--resume",
+        "run.ckpt",
+        "-o",
+        "resumed.model",
+    ]);
+    let whole = std::fs::read(dir.join("whole.model")).expect("model");
+    let resumed = std::fs::read(dir.join("resumed.model")).expect("model");
+    assert_eq!(whole, resumed, "bit for bit");
+    assert_ne!(whole, std::fs::read(dir.join("half.model")).expect("model"));
+    Ok(())
+}

@@ -10,6 +10,9 @@ use crate::model_file::{self, Loaded};
 
 /// Show a model's or checkpoint's architecture, parameters, element type and history
 #[derive(Debug, Clone, Args)]
+#[command(after_help = "Examples:\n  \
+    autoencoder inspect mnist.model\n  \
+    autoencoder inspect run.ckpt --json")]
 pub struct Inspect {
     /// A model or checkpoint file
     pub file: PathBuf,

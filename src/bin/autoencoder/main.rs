@@ -47,10 +47,17 @@ struct Cli {
 enum Command {
     Train(train::Train),
     /// Write the codes of a data file's rows
+    #[command(after_help = "Examples:\n  \
+        autoencoder encode digits.model digits.csv --label-column label -o codes.csv\n  \
+        autoencoder encode mnist.model t10k-images-idx3-ubyte.gz -o codes.npy")]
     Encode(apply::Files),
     /// Write the decoder's outputs for a file of codes
+    #[command(after_help = "Examples:\n  \
+        autoencoder decode digits.model codes.csv -o decoded.csv")]
     Decode(apply::Files),
     /// Write the reconstructions of a data file's rows, in the data's units
+    #[command(after_help = "Examples:\n  \
+        autoencoder reconstruct sensors.model today.npy -o today-reconstructed.npy")]
     Reconstruct(apply::Files),
     Score(score::Score),
     Evaluate(score::Evaluate),

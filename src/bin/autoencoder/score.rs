@@ -93,6 +93,11 @@ fn row_errors(file: &ModelFile, x: Array2<f64>) -> Result<Array1<f64>> {
 
 /// Mean losses of a model on a data file, beside PCA at the same code size
 #[derive(Debug, Clone, Args)]
+#[command(after_help = "Examples:\n  \
+    autoencoder evaluate cells.model cells.csv --label-column diagnosis --normal benign\n  \
+    autoencoder evaluate mnist.model t10k-images-idx3-ubyte.gz --json\n\n\
+    The PCA baseline is fitted on the rows evaluated, with as many components as the \
+    model's code (all columns when the code is as wide as the data).")]
 pub struct Evaluate {
     /// The model, as `autoencoder train` saved it
     pub model: PathBuf,
