@@ -77,6 +77,11 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+/// The Rust examples in `docs/format.md`, compiled and run as doctests.
+#[doc = include_str!("../docs/format.md")]
+#[cfg(doctest)]
+pub struct FormatDoctests;
+
 /// How the crate is built: its layout, which way imports run, the path of one batch
 /// through [`Trainer::fit`], and a worked example of adding a layer kind.
 #[doc = include_str!("../docs/architecture.md")]
