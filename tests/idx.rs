@@ -197,10 +197,16 @@ fn any_pair_of_files_reads_as_a_set_and_a_mismatch_names_both() -> Result<()> {
     let message = autoencoder::data::idx::read_set::<f32>(&images, &three)
         .unwrap_err()
         .to_string();
-    assert!(message.contains("my-shapes-images.idx") && !message.contains("MNIST"), "{message}");
+    assert!(
+        message.contains("my-shapes-images.idx") && !message.contains("MNIST"),
+        "{message}"
+    );
     // Messages about a damaged file say what it is, not which MNIST mirror to use.
     let cut = file("my-shapes-cut.idx", &two_images()[..20]);
     let message = read_images::<f32>(&cut).unwrap_err().to_string();
-    assert!(message.contains("my-shapes-cut.idx") && !message.contains("MNIST"), "{message}");
+    assert!(
+        message.contains("my-shapes-cut.idx") && !message.contains("MNIST"),
+        "{message}"
+    );
     Ok(())
 }
