@@ -15,9 +15,11 @@
 //!   [`Schedule`]s, gradient clipping, validation, [`EarlyStopping`], [`History`],
 //!   callbacks, divergence detection.
 //! - [`gradcheck`]: the finite-difference checker every gradient in this crate passes.
-//! - [`data`]: the IDX reader ([`data::idx`]), MNIST ([`data::Mnist`], [`data::mnist`]:
-//!   locate or download), and dataset helpers: seeded [`data::Split`], shuffling,
-//!   [`data::Scaler`] with its inverse, [`data::batches`].
+//! - [`data`]: `.npy` files ([`data::npy`], memory-mapped with [`data::npy::NpyMap`]), CSV
+//!   ([`data::csv`]), the IDX reader ([`data::idx`]), MNIST ([`data::Mnist`],
+//!   [`data::mnist`]: locate or download), and dataset helpers: seeded [`data::Split`],
+//!   shuffling, [`data::Scaler`] with its inverse (saved with a model by
+//!   [`Autoencoder::save_with_scaler`]), [`data::batches`].
 //! - [`Pca`]: the linear baseline.
 //! - [`metrics`]: ROC-AUC, average precision, precision and recall at a threshold,
 //!   thresholds from a quantile or a contamination fraction, per-sample MSE and BCE, PSNR;
@@ -76,6 +78,11 @@
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The Rust examples in `docs/format.md`, compiled and run as doctests.
+#[doc = include_str!("../docs/format.md")]
+#[cfg(doctest)]
+pub struct FormatDoctests;
 
 /// How the crate is built: its layout, which way imports run, the path of one batch
 /// through [`Trainer::fit`], and a worked example of adding a layer kind.

@@ -164,3 +164,29 @@ fn a_missing_file_is_an_io_error_naming_it() {
         other => panic!("expected Error::Io, got {other:?}"),
     }
 }
+
+#[test]
+fn any_pair_of_files_reads_as_a_set_and_a_mismatch_names_both() -> Result<()> {
+    let images = file("my-shapes-images.idx", &two_images());
+    let labels = file("my-shapes-labels.idx", &idx(&[2], &[4, 9]));
+    let (x, y) = autoencoder::data::idx::read_set::<f32>(&images, &labels)?;
+    assert_eq!((x.dim(), y.to_vec()), ((2, 6), vec![4, 9]));
+    let three = file("my-shapes-three-labels.idx", &idx(&[3], &[1, 2, 3]));
+    let result = autoencoder::data::idx::read_set::<f32>(&images, &three);
+    assert_format(result, &three, "3 labels for the 2 images of");
+    let message = autoencoder::data::idx::read_set::<f32>(&images, &three)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("my-shapes-images.idx") && !message.contains("MNIST"),
+        "{message}"
+    );
+    // Messages about a damaged file say what it is, not which MNIST mirror to use.
+    let cut = file("my-shapes-cut.idx", &two_images()[..20]);
+    let message = read_images::<f32>(&cut).unwrap_err().to_string();
+    assert!(
+        message.contains("my-shapes-cut.idx") && !message.contains("MNIST"),
+        "{message}"
+    );
+    Ok(())
+}

@@ -87,6 +87,9 @@ pub mod readme {
         ("P", "l2-weights:1e-4"),
         ("W", "shallow"),
         ("NOISE", "masking:0.3"),
+        ("PATH", "data.csv"),
+        ("NAME", "label"),
+        ("VALUE", "normal"),
     ];
 
     /// One place in the README that uses a flag of an example: the command line to try.

@@ -5,6 +5,7 @@ use ndarray::{Array, Array1, Array2, ArrayView, ArrayView2, Axis, RemoveAxis, Zi
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::budget::check_elements;
 use crate::data::{check_finite, check_rows, check_width, power_of_two_below};
@@ -153,7 +154,7 @@ impl Split {
 }
 
 /// How [`Scaler`] maps each column (feature).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum Scaling {
     /// Linearly onto `[lo, hi]`: the column's minimum to `lo`, its maximum to `hi`
     /// (MATLAB's `mapminmax`, used by `trainAutoencoder`'s `ScaleData`). A constant column
@@ -195,7 +196,12 @@ pub enum Scaling {
 /// assert!(z.column(0).mean().unwrap().abs() < 1e-12);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+///
+/// With serde a scaler serializes as its scaling and three `f64` arrays (the exact bits, so
+/// it maps data to the same bits after a round trip); deserializing checks them as a model
+/// file's loader does. [`crate::Autoencoder::save_with_scaler`] stores it in the model file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "ScalerData")]
 pub struct Scaler {
     scaling: Scaling,
     scale: Array1<f64>, // (d), s: a power of two, the column's largest |x| in [s, 2s)
@@ -204,7 +210,95 @@ pub struct Scaler {
     base: f64,
 }
 
+/// A [`Scaler`] as serde reads it, before [`Scaler::from_parts`] checks it.
+#[derive(Deserialize)]
+struct ScalerData {
+    scaling: Scaling,
+    scale: Array1<f64>,
+    shift: Array1<f64>,
+    gain: Array1<f64>,
+    base: f64,
+}
+
+impl TryFrom<ScalerData> for Scaler {
+    type Error = Error;
+
+    fn try_from(d: ScalerData) -> Result<Scaler> {
+        let scaler = Scaler::from_parts(d.scaling, d.scale, d.shift, d.gain)?;
+        if scaler.base.to_bits() != d.base.to_bits() {
+            return Err(Error::InvalidConfig(format!(
+                "a serialized scaler's base {} is not the one its scaling {:?} implies ({})",
+                d.base, scaler.scaling, scaler.base
+            )));
+        }
+        Ok(scaler)
+    }
+}
+
 impl Scaler {
+    /// Rebuilds a scaler from what [`Scaler::parts`] returned (a file's contents), checking
+    /// what [`Scaler::fit`] guarantees: one entry per column in each array, at least one
+    /// column, each `scale` a positive power of two, each `shift` in `[-2, 2]`, each `gain`
+    /// a normal positive number, and a valid `scaling`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the first entry that breaks a rule.
+    pub(crate) fn from_parts(
+        scaling: Scaling,
+        scale: Array1<f64>,
+        shift: Array1<f64>,
+        gain: Array1<f64>,
+    ) -> Result<Scaler> {
+        let bad = |what: String| Err(Error::InvalidConfig(format!("scaler: {what}")));
+        let d = scale.len();
+        if d == 0 || shift.len() != d || gain.len() != d {
+            return bad(format!(
+                "{} scales, {} shifts and {} gains: expected one of each per column, at least one",
+                d,
+                shift.len(),
+                gain.len()
+            ));
+        }
+        let base = match scaling {
+            Scaling::MinMax { lo, hi } => {
+                if !(lo.is_finite() && hi.is_finite() && lo < hi && (hi - lo).is_finite()) {
+                    return bad(format!("min-max range [{lo}, {hi}] is not finite lo < hi"));
+                }
+                lo
+            }
+            Scaling::Standard => 0.0,
+        };
+        for j in 0..d {
+            let (s, sh, g) = (scale[j], shift[j], gain[j]);
+            if !(s > 0.0 && s.is_finite() && power_of_two_below(s) == s) {
+                return bad(format!(
+                    "column {j}: scale {s:e} is not a positive power of two"
+                ));
+            }
+            if !(-2.0..=2.0).contains(&sh) {
+                return bad(format!("column {j}: shift {sh:e} is outside [-2, 2]"));
+            }
+            if !(g.is_normal() && g > 0.0) {
+                return bad(format!(
+                    "column {j}: gain {g:e} is not a normal positive number"
+                ));
+            }
+        }
+        Ok(Scaler {
+            scaling,
+            scale,
+            shift,
+            gain,
+            base,
+        })
+    }
+
+    /// The per-column arrays `(scale, shift, gain)`, each `(d)`: the map is
+    /// `y = (x / scale - shift) * gain + base` with `base` from the scaling.
+    pub(crate) fn parts(&self) -> (&Array1<f64>, &Array1<f64>, &Array1<f64>) {
+        (&self.scale, &self.shift, &self.gain)
+    }
+
     /// Fits the map to the columns of `x` `(n, d)`.
     ///
     /// # Errors

@@ -1,4 +1,5 @@
-//! Reader for the IDX format of MNIST (plain or gzipped).
+//! Reader for the IDX format (plain or gzipped): MNIST's, and any other set of images and
+//! labels in it (Fashion-MNIST, EMNIST, KMNIST, your own), whatever the files are called.
 //!
 //! An IDX file is a big-endian header, then the raw data:
 //!
@@ -10,7 +11,8 @@
 //! | 4 .. 4 + 4 ndim | each dimension, `u32` big-endian |
 //! | then | the product of the dimensions, in bytes, row-major |
 //!
-//! MNIST images are `idx3` (`n, rows, cols`) and labels `idx1` (`n`). A file starting with
+//! Images are `idx3` (`n, rows, cols`) and labels `idx1` (`n`); [`read_set`] reads a pair
+//! and checks that they belong together. A file starting with
 //! the gzip magic `1f 8b` is decompressed on the fly.
 //!
 //! A header's claim alone never allocates anything. After the header, the claimed size must
@@ -36,7 +38,7 @@ use crate::{Error, Float, Result};
 const MAX_GZIP_RATIO: u64 = 1032;
 /// The first step of the data buffer's growth; each next step doubles what has arrived.
 const FIRST_CHUNK: usize = 1 << 16;
-/// The element-type byte for unsigned bytes, the only type MNIST uses.
+/// The element-type byte for unsigned bytes, the type image sets use.
 const TYPE_U8: u8 = 0x08;
 /// The path errors name for data read from memory.
 const BYTES: &str = "<bytes>";
@@ -125,6 +127,45 @@ fn images<T: Float>(source: impl Read, source_len: u64, path: &Path) -> Result<A
     let table: Vec<T> = (0..=255u8).map(|b| T::cast(f64::from(b) / 255.0)).collect();
     let pixels = bytes.into_iter().map(|b| table[usize::from(b)]).collect();
     Array2::from_shape_vec((n, pixels_per_image), pixels).map_err(|_| too_big())
+}
+
+/// Reads an IDX set: the images of [`read_images`] and the labels of [`read_labels`],
+/// checked to be as many, for any pair of files (MNIST's own, Fashion-MNIST, EMNIST, or
+/// yours, whatever their names). Errors name the files given.
+///
+/// ```no_run
+/// use autoencoder::data::idx;
+/// # fn main() -> autoencoder::Result<()> {
+/// let (x, y) = idx::read_set::<f32>(
+///     "fashion/t10k-images-idx3-ubyte.gz",
+///     "fashion/t10k-labels-idx1-ubyte.gz",
+/// )?;
+/// assert_eq!(x.nrows(), y.len());
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// As [`read_images`] and [`read_labels`]; [`Error::Format`] naming both files if the
+/// label count differs from the image count.
+pub fn read_set<T: Float>(
+    images: impl AsRef<Path>,
+    labels: impl AsRef<Path>,
+) -> Result<(Array2<T>, Array1<u8>)> {
+    let (images, labels) = (images.as_ref(), labels.as_ref());
+    let x = read_images::<T>(images)?;
+    let y = read_labels(labels)?;
+    if x.nrows() != y.len() {
+        return Err(format_error(
+            labels,
+            format!(
+                "{} labels for the {} images of {}: the files do not belong together",
+                y.len(),
+                x.nrows(),
+                images.display()
+            ),
+        ));
+    }
+    Ok((x, y))
 }
 
 /// Reads an IDX label file (`idx1`, `n` unsigned bytes) as an `(n)` array. Plain or
@@ -226,7 +267,7 @@ fn read_u8(
     if got < 4 {
         return Err(format_error(
             path,
-            format!("only {got} bytes: too short for an IDX header (4 bytes of magic number); the file is truncated or empty, download it again"),
+            format!("only {got} bytes: too short for an IDX header (4 bytes of magic number); the file is truncated or empty: get a fresh copy"),
         ));
     }
     if header[0] != 0 || header[1] != 0 {
@@ -234,7 +275,7 @@ fn read_u8(
             path,
             format!(
                 "wrong magic number {:02x} {:02x} {:02x} {:02x}: an IDX file starts with 00 00; \
-                 this is not an IDX file (expected MNIST {what})",
+                 this is not an IDX file (expected IDX {what})",
                 header[0], header[1], header[2], header[3]
             ),
         ));
@@ -243,7 +284,7 @@ fn read_u8(
         return Err(format_error(
             path,
             format!(
-                "element type 0x{:02x} is not supported: expected 0x08 (unsigned byte), as in MNIST {what}",
+                "element type 0x{:02x} is not supported: expected 0x08 (unsigned byte) for {what}",
                 header[2]
             ),
         ));
@@ -264,7 +305,7 @@ fn read_u8(
     if got < raw.len() {
         return Err(format_error(
             path,
-            format!("the header stops after {} of its {} dimension bytes: the file is truncated, download it again", got, raw.len()),
+            format!("the header stops after {} of its {} dimension bytes: the file is truncated: get a fresh copy", got, raw.len()),
         ));
     }
     let dims: Vec<usize> = raw
@@ -294,7 +335,7 @@ fn read_u8(
             path,
             format!(
                 "the header {dims:?} promises {len} bytes of data but a {}file of {file_len} bytes \
-                 holds at most {capacity}: the file is truncated or its header is corrupt; download it again",
+                 holds at most {capacity}: the file is truncated or its header is corrupt: get a fresh copy",
                 if gzipped { "gzip " } else { "" }
             ),
         ));
@@ -333,7 +374,7 @@ fn read_u8(
             let got = filled + got;
             return Err(format_error(
                 path,
-                format!("truncated: the header {dims:?} promises {len} bytes of data but only {got} follow; download the file again"),
+                format!("truncated: the header {dims:?} promises {len} bytes of data but only {got} follow: the file is truncated, get a fresh copy"),
             ));
         }
     }
@@ -341,7 +382,7 @@ fn read_u8(
     if read_full(&mut reader, &mut extra).map_err(read_err)? > 0 {
         return Err(format_error(
             path,
-            format!("data continue past the {len} bytes the header {dims:?} promises: the header or the file is wrong; download it again"),
+            format!("data continue past the {len} bytes the header {dims:?} promises: the header or the file is wrong: get a fresh copy"),
         ));
     }
     Ok((dims, data))
@@ -367,7 +408,7 @@ fn read_error(path: &Path, gzipped: bool, e: std::io::Error) -> Error {
     if gzipped && matches!(e.kind(), InvalidData | InvalidInput | UnexpectedEof) {
         format_error(
             path,
-            format!("corrupt or truncated gzip data ({e}); download the file again"),
+            format!("corrupt or truncated gzip data ({e}): get a fresh copy"),
         )
     } else {
         Error::Io {

@@ -124,20 +124,15 @@ impl<T: Float> Mnist<T> {
 }
 
 fn load_pair<T: Float>(images: &Path, labels: &Path) -> Result<(Array2<T>, Array1<u8>)> {
-    let x = idx::read_images::<T>(images)?;
-    let y = idx::read_labels(labels)?;
-    if x.nrows() != y.len() {
-        return Err(Error::Format {
-            path: labels.to_path_buf(),
-            reason: format!(
-                "{} labels for the {} images of {}: the files do not belong together; download them again",
-                y.len(),
-                x.nrows(),
-                images.display()
-            ),
-        });
-    }
-    Ok((x, y))
+    idx::read_set(images, labels).map_err(|e| match e {
+        Error::Format { path, reason } if reason.contains("do not belong together") => {
+            Error::Format {
+                path,
+                reason: format!("{reason}; download them again"),
+            }
+        }
+        other => other,
+    })
 }
 
 /// Where `file` is in `dir`: `NAME.gz` or the uncompressed `NAME`, if either exists.

@@ -57,6 +57,20 @@ impl TensorList {
         self.tensors.push((name, shape, self.dtype, bytes));
     }
 
+    /// Adds an `f64` tensor whatever the list's element type (for values that must keep
+    /// every bit, such as a scaler's). Non-finite values are refused as in
+    /// [`TensorList::push`].
+    pub(super) fn push_f64(&mut self, name: String, values: &[f64]) {
+        if let Some((i, &v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            if self.non_finite.is_none() {
+                self.non_finite = Some((name.clone(), i, v));
+            }
+        }
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.tensors
+            .push((name, vec![values.len()], Dtype::F64, bytes));
+    }
+
     pub(super) fn push_indices(&mut self, name: &str, values: &[usize]) {
         let bytes = values
             .iter()
@@ -313,6 +327,27 @@ impl<'a> Reader<'a> {
     /// Tensor `name` of the file's element type as `T` values, in row-major order, checked
     /// for shape and finiteness. Allocates only after the shape matched, so the size is that
     /// of bytes present in the file.
+    /// The `f64` tensor `name` of `len` values, whatever the file's element type, all finite.
+    pub(super) fn f64s(&mut self, name: &str, len: usize) -> Result<Vec<f64>> {
+        let view = self.view(name, &[len], Dtype::F64)?;
+        let values: Vec<f64> = view
+            .data()
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
+        if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(self.fail(format!(
+                "tensor `{name}` holds the non-finite value {v} at flat index {i}"
+            )));
+        }
+        Ok(values)
+    }
+
+    /// Whether the metadata has an entry `key`.
+    pub(super) fn has_meta(&self, key: &str) -> bool {
+        self.meta.contains_key(key)
+    }
+
     pub(super) fn floats<T: Float>(&mut self, name: &str, shape: &[usize]) -> Result<Vec<T>> {
         let view = self.view(name, shape, self.file_dtype)?;
         let data = view.data();

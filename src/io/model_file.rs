@@ -8,12 +8,11 @@ use std::path::Path;
 use ndarray::{Array1, Array2};
 
 use crate::architecture::Architecture;
-#[cfg(doc)]
-use crate::error::Error;
-use crate::error::Result;
+use crate::data::{Scaler, Scaling};
+use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::fs::write_atomic;
-use crate::io::container::{read, Reader, TensorList};
+use crate::io::container::{read, to_json, Reader, TensorList};
 use crate::io::{FORMAT_NAME, FORMAT_VERSION};
 use crate::layers::Layer;
 use crate::model::Autoencoder;
@@ -62,9 +61,77 @@ impl<T: Float> Autoencoder<T> {
     /// [`Error::InvalidConfig`] if a weight is NaN or infinite (the file could not be
     /// loaded), or the model is too large for a safetensors header (never for real models).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.encode_file(None)
+    }
+
+    /// As [`Autoencoder::save`], with the [`Scaler`] the training data went through, so
+    /// that [`Autoencoder::load_with_scaler`] gives back both and raw data can be encoded
+    /// after loading. The scaler is stored as `f64` tensors `scaler.scale`, `scaler.shift`
+    /// and `scaler.gain` (each `(n_in)`) and the metadata entry `scaler` (its [`Scaling`]),
+    /// exactly, whatever the model's element type; see `docs/format.md`. [`Autoencoder::load`]
+    /// reads such a file too and leaves the scaler out.
+    ///
+    /// ```
+    /// use autoencoder::data::{Scaler, Scaling};
+    /// use autoencoder::{seeded_rng, Activation, Autoencoder};
+    /// use ndarray::array;
+    /// # fn main() -> autoencoder::Result<()> {
+    /// # let dir = std::env::temp_dir().join(format!("ae-doc-scaler-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// let raw = array![[120.0f32, 0.5], [80.0, 0.25], [100.0, 0.75]];
+    /// let scaler = Scaler::fit(raw.view(), Scaling::Standard)?;
+    /// let ae = Autoencoder::<f32>::builder(2).latent(1, Activation::Tanh).build(&mut seeded_rng(0))?;
+    /// let path = dir.join("ae.safetensors");
+    /// ae.save_with_scaler(&path, &scaler)?;
+    ///
+    /// let (loaded, scaler) = Autoencoder::<f32>::load_with_scaler(&path)?;
+    /// let scaler = scaler.expect("saved with one");
+    /// let codes = loaded.encode(scaler.transform(raw.view())?.view())?; // raw data in
+    /// assert_eq!(codes, ae.encode(scaler.transform(raw.view())?.view())?);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if the scaler was not fitted on `n_in` columns; as
+    /// [`Autoencoder::save`].
+    pub fn save_with_scaler(&self, path: impl AsRef<Path>, scaler: &Scaler) -> Result<()> {
+        if scaler.n_features() != self.n_in() {
+            return Err(Error::ShapeMismatch {
+                context: "save_with_scaler scaler",
+                expected: format!("a scaler of {} columns, the model's n_in", self.n_in()),
+                found: format!("{} columns", scaler.n_features()),
+            });
+        }
+        let bytes = self.encode_file(Some(scaler))?;
+        write_atomic(path.as_ref(), |file| file.write_all(&bytes))
+    }
+
+    /// Loads a model and, if the file has one, the scaler saved with it by
+    /// [`Autoencoder::save_with_scaler`].
+    ///
+    /// # Errors
+    /// As [`Autoencoder::load`]; [`Error::Format`] if the scaler's tensors or metadata are
+    /// malformed (missing, of another length than `n_in`, non-finite, or not what
+    /// [`Scaler::fit`] can produce).
+    pub fn load_with_scaler(path: impl AsRef<Path>) -> Result<(Self, Option<Scaler>)> {
+        let path = path.as_ref();
+        decode_model(&read(path)?, path, Convert::No)
+    }
+
+    /// The file's bytes, with the scaler's tensors if given.
+    fn encode_file(&self, scaler: Option<&Scaler>) -> Result<Vec<u8>> {
         let mut tensors = TensorList::new::<T>();
         tensors.push_model("", self);
-        tensors.serialize(metadata::<T>("model", self))
+        let mut meta = metadata::<T>("model", self);
+        if let Some(scaler) = scaler {
+            let (scale, shift, gain) = scaler.parts();
+            for (name, values) in [("scale", scale), ("shift", shift), ("gain", gain)] {
+                tensors.push_f64(format!("scaler.{name}"), &values.to_vec());
+            }
+            meta.insert(SCALER_KEY.into(), to_json(&scaler.scaling())?);
+        }
+        tensors.serialize(meta)
     }
 
     /// Loads a model saved by [`Autoencoder::save`], with the element type `T` it was saved
@@ -83,7 +150,7 @@ impl<T: Float> Autoencoder<T> {
     /// NaN or infinite weight.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        decode_model(&read(path)?, path, Convert::No)
+        Ok(decode_model(&read(path)?, path, Convert::No)?.0)
     }
 
     /// As [`Autoencoder::load`], but converts weights saved in the other element type:
@@ -94,7 +161,7 @@ impl<T: Float> Autoencoder<T> {
     /// `f64` weight is too large for `f32` (it would become infinite).
     pub fn load_converted(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        decode_model(&read(path)?, path, Convert::Yes)
+        Ok(decode_model(&read(path)?, path, Convert::Yes)?.0)
     }
 
     /// As [`Autoencoder::load`], from bytes in memory (errors name the path `<bytes>`).
@@ -102,7 +169,7 @@ impl<T: Float> Autoencoder<T> {
     /// # Errors
     /// As [`Autoencoder::load`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        decode_model(bytes, Path::new("<bytes>"), Convert::No)
+        Ok(decode_model(bytes, Path::new("<bytes>"), Convert::No)?.0)
     }
 }
 
@@ -154,15 +221,40 @@ enum Convert {
     Yes,
 }
 
-fn decode_model<T: Float>(bytes: &[u8], path: &Path, convert: Convert) -> Result<Autoencoder<T>> {
+fn decode_model<T: Float>(
+    bytes: &[u8],
+    path: &Path,
+    convert: Convert,
+) -> Result<(Autoencoder<T>, Option<Scaler>)> {
     let mut reader = Reader::open(bytes, path, "model")?;
     if convert == Convert::No {
         reader.expect_dtype::<T>()?;
     }
     let arch = reader.architecture()?;
     let model = reader.model("", &arch)?;
+    let scaler = reader.scaler(arch.n_in)?;
     reader.finish()?;
-    Ok(model)
+    Ok((model, scaler))
+}
+
+/// The metadata entry holding a saved scaler's [`Scaling`].
+const SCALER_KEY: &str = "scaler";
+
+impl Reader<'_> {
+    /// The scaler saved with the model, if any: metadata `scaler` and tensors
+    /// `scaler.{scale,shift,gain}` of `n_in` `f64` values each, checked as
+    /// [`Scaler::fit`] would have made them.
+    fn scaler(&mut self, n_in: usize) -> Result<Option<Scaler>> {
+        let tensors = ["scaler.scale", "scaler.shift", "scaler.gain"];
+        if !self.has_meta(SCALER_KEY) && !tensors.iter().any(|t| self.has(t)) {
+            return Ok(None);
+        }
+        let scaling: Scaling = self.json(SCALER_KEY)?;
+        let [scale, shift, gain] = tensors.map(|t| self.f64s(t, n_in).map(Array1::from));
+        Scaler::from_parts(scaling, scale?, shift?, gain?)
+            .map(Some)
+            .map_err(|e| self.fail(e.to_string()))
+    }
 }
 
 impl Reader<'_> {
