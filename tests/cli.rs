@@ -302,8 +302,6 @@ fn a_resumed_run_saves_the_same_model_as_an_uninterrupted_one() -> Result<()> {
         "gaussian:0.1",
         "--seed",
         "4",
-        "--scale",
-        "none",
     ];
     let run = |extra: &[&str]| {
         let args: Vec<&str> = common.iter().chain(extra).copied().collect();
@@ -331,5 +329,44 @@ fn a_resumed_run_saves_the_same_model_as_an_uninterrupted_one() -> Result<()> {
     let resumed = std::fs::read(dir.join("resumed.model")).expect("model");
     assert_eq!(whole, resumed, "bit for bit");
     assert_ne!(whole, std::fs::read(dir.join("half.model")).expect("model"));
+    Ok(())
+}
+
+#[test]
+fn the_scaler_travels_with_the_model() -> Result<()> {
+    // Data far from [0, 1]: the tool standardizes them, saves the scaler in the model, and
+    // every later command takes and gives raw data.
+    let dir = folder("scaler");
+    let x = data();
+    npy::write(dir.join("x.npy"), x.view())?;
+    let train = tool(
+        &dir,
+        &[
+            "train", "x.npy", "-o", "x.model", "--hidden", "8", "--latent", "3", "--epochs", "40",
+            "--lr", "1e-2",
+        ],
+    );
+    assert_eq!(train.status.code(), Some(0), "{}", stderr(&train));
+    assert!(
+        stderr(&train).contains("scale standard"),
+        "{}",
+        stderr(&train)
+    );
+    let inspect = tool(&dir, &["inspect", "x.model"]);
+    assert!(
+        stdout(&inspect).contains("scaler: Standard"),
+        "{}",
+        stdout(&inspect)
+    );
+    let o = tool(
+        &dir,
+        &["reconstruct", "x.model", "x.npy", "-o", "recon.npy"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let recon: Array2<f64> = npy::read::<f64, Ix2>(dir.join("recon.npy"))?;
+    // In the data's units: the error is small against the data's own spread around 5.
+    let error = (&recon - &x).mapv(|d| d * d).mean().expect("values");
+    let spread = x.mapv(|v| (v - 5.0) * (v - 5.0)).mean().expect("values");
+    assert!(error < 0.1 * spread, "error {error}, spread {spread}");
     Ok(())
 }

@@ -19,17 +19,16 @@ pub struct ModelFile {
     pub scaler: Option<Scaler>,
 }
 
-/// Saves `model` and its `scaler` to `path`, atomically.
+/// Saves `model` and, if there is one, the `scaler` its inputs go through, to `path`,
+/// atomically.
 ///
 /// # Errors
 /// The model file's: [`Error::Io`] and friends.
 pub fn save<T: Float>(path: &Path, model: &Autoencoder<T>, scaler: Option<&Scaler>) -> Result<()> {
-    if scaler.is_some() {
-        return Err(Error::InvalidConfig(
-            "a scaler cannot be saved in a model file yet; train with --scale none".into(),
-        ));
+    match scaler {
+        Some(s) => model.save_with_scaler(path, s),
+        None => model.save(path),
     }
-    model.save(path)
 }
 
 /// Loads the model at `path`, whichever its element type.
@@ -37,15 +36,15 @@ pub fn save<T: Float>(path: &Path, model: &Autoencoder<T>, scaler: Option<&Scale
 /// # Errors
 /// The loader's, for a file that is not a model.
 pub fn load(path: &Path) -> Result<ModelFile> {
-    let model = match Autoencoder::<f32>::load(path) {
-        Ok(m) => Loaded::F32(m),
-        Err(Error::ElementType { .. }) => Loaded::F64(Autoencoder::<f64>::load(path)?),
+    let (model, scaler) = match Autoencoder::<f32>::load_with_scaler(path) {
+        Ok((m, s)) => (Loaded::F32(m), s),
+        Err(Error::ElementType { .. }) => {
+            let (m, s) = Autoencoder::<f64>::load_with_scaler(path)?;
+            (Loaded::F64(m), s)
+        }
         Err(e) => return Err(e),
     };
-    Ok(ModelFile {
-        model,
-        scaler: None,
-    })
+    Ok(ModelFile { model, scaler })
 }
 
 impl ModelFile {

@@ -225,10 +225,12 @@ fn train<T: Float>(t: &Train, x: Array2<f64>) -> Result<()> {
             if d.unit_range { "in" } else { "not all in" },
         );
         eprintln!(
-            "settings: output {}, loss {}, scale {:?}, penalties [{}], noise {}, {} epochs of batches of {}",
+            "settings: output {}, loss {}, scale {}, penalties [{}], noise {}, {} epochs of batches of {}",
             d.output,
             d.loss,
-            d.scale,
+            d.scale
+                .to_possible_value()
+                .map_or("?".into(), |v| v.get_name().to_string()),
             penalties.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
             t.noise.map_or("none".to_string(), |n| n.to_string()),
             t.epochs,
