@@ -150,10 +150,39 @@ pub mod readme {
                 .is_some_and(|w| w.starts_with("python") || w.ends_with(".py"))
     }
 
-    /// The example a piece runs: the word after `--example`.
+    /// Every command line of the `autoencoder` tool in the README's code (a code line or
+    /// span starting with `autoencoder`), its arguments after the program's name.
+    pub fn tool_commands() -> Vec<Mention> {
+        sections()
+            .into_iter()
+            .flatten()
+            .filter(|p| p.code)
+            .filter_map(|p| {
+                let words: Vec<&str> = p.text.split_whitespace().collect();
+                // Not the name alone (prose), nor `autoencoder = { ... }` (Cargo.toml).
+                match words[..] {
+                    [TOOL, second, ..] if second != "=" => Some(Mention {
+                        line: p.line,
+                        args: words[1..].iter().map(|w| w.to_string()).collect(),
+                    }),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// The command-line tool's name: its pieces belong to it, not to an example.
+    const TOOL: &str = "autoencoder";
+
+    /// The program a piece runs: the word after `--example` or `--bin`, or the tool itself.
     fn example_of(text: &str) -> Option<String> {
         let words: Vec<&str> = text.split_whitespace().collect();
-        let at = words.iter().position(|&w| w == "--example")?;
+        if words.first() == Some(&TOOL) && words.get(1) != Some(&"=") {
+            return Some(TOOL.to_string());
+        }
+        let at = words
+            .iter()
+            .position(|&w| w == "--example" || w == "--bin")?;
         words.get(at + 1).map(|w| w.to_string())
     }
 

@@ -80,6 +80,47 @@ fn run(cli: &Cli) -> autoencoder::Result<()> {
     }
 }
 
+#[cfg(test)]
+#[allow(dead_code)] // the examples' test support; the tool uses its README part
+#[path = "../../../examples/support/cli.rs"]
+mod support;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_flag_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every `autoencoder ...` command line in the README parses (with its placeholders
+    /// as written: they are real file names there).
+    #[test]
+    fn every_command_line_in_the_readme_parses() {
+        let commands = support::readme::tool_commands();
+        assert!(commands.len() >= 4, "found {commands:?}");
+        let refused: Vec<String> = commands
+            .iter()
+            .filter_map(|m| {
+                let args = std::iter::once("autoencoder").chain(m.args.iter().map(String::as_str));
+                match Cli::try_parse_from(args) {
+                    Ok(_) => None,
+                    Err(e) if !e.use_stderr() => None, // --help
+                    Err(e) => Some(format!(
+                        "README.md:{} {:?}: {}",
+                        m.line,
+                        m.args,
+                        args::one_line(&e)
+                    )),
+                }
+            })
+            .collect();
+        assert!(refused.is_empty(), "{}", refused.join("\n"));
+    }
+}
+
 fn main() -> ExitCode {
     // The library returns errors rather than panicking; should a panic happen anyway, it is
     // reported on one line like any other error, without a backtrace.

@@ -135,6 +135,7 @@ pub fn run_evaluate(e: &Evaluate) -> Result<()> {
             Some((
                 metrics::roc_auc(scores.view(), anomalous.view())?,
                 metrics::roc_auc(pca_scores.view(), anomalous.view())?,
+                metrics::average_precision(scores.view(), anomalous.view())?,
             ))
         }
         _ => None,
@@ -149,6 +150,7 @@ pub fn run_evaluate(e: &Evaluate) -> Result<()> {
                 "pca_mse": pca_mse,
                 "roc_auc": auc.map(|a| a.0),
                 "pca_roc_auc": auc.map(|a| a.1),
+                "average_precision": auc.map(|a| a.2),
             })
         );
     } else {
@@ -156,8 +158,8 @@ pub fn run_evaluate(e: &Evaluate) -> Result<()> {
             "{} rows: reconstruction MSE {mse:.6} (PCA-{k} fitted on these rows: {pca_mse:.6})",
             scores.len()
         );
-        if let Some((a, p)) = auc {
-            println!("ROC-AUC of the scores: {a:.4} (PCA-{k}: {p:.4})");
+        if let Some((a, p, ap)) = auc {
+            println!("ROC-AUC of the scores: {a:.4} (PCA-{k}: {p:.4}), average precision {ap:.4}");
         }
     }
     Ok(())

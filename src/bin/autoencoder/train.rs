@@ -21,6 +21,7 @@ use crate::files;
 #[derive(Debug, Clone, Args)]
 #[command(after_help = "Examples:\n  \
     autoencoder train digits.csv --label-column label -o digits.model\n  \
+    autoencoder train cells.csv --label-column diagnosis --normal benign -o cells.model\n  \
     autoencoder train train-images-idx3-ubyte.gz --hidden 256 --latent 32 --epochs 20 -o mnist.model\n  \
     autoencoder train x.npy --scale standard --penalty l2-weights:1e-4 --noise gaussian:0.1 -o x.model\n\n\
     Defaults chosen from the data (printed at the start): data all in [0, 1] get a sigmoid \
@@ -35,6 +36,9 @@ pub struct Train {
     /// CSV: the column holding labels (a header name or a 0-based index), left out of the features
     #[arg(long, value_name = "NAME")]
     pub label_column: Option<String>,
+    /// Train on the rows whose label is VALUE only (the normal ones, for anomaly scores)
+    #[arg(long, value_name = "VALUE", requires = "label_column")]
+    pub normal: Option<String>,
 
     #[command(flatten)]
     pub arch: ArchitectureArgs,
@@ -180,9 +184,24 @@ impl Train {
 /// Runs `autoencoder train`.
 pub fn run(t: &Train) -> Result<()> {
     let table = files::read(&t.data, t.label_column.as_deref())?;
+    let x = match (&t.normal, &table.labels) {
+        (Some(normal), Some(labels)) => {
+            let rows: Vec<usize> = (0..labels.len())
+                .filter(|&i| &labels[i] == normal)
+                .collect();
+            if rows.is_empty() {
+                return Err(Error::InvalidConfig(format!(
+                    "no row of {} has the label `{normal}` (--normal)",
+                    t.data.display()
+                )));
+            }
+            table.x.select(ndarray::Axis(0), &rows)
+        }
+        _ => table.x,
+    };
     match t.precision {
-        Precision::F32 => train::<f32>(t, table.x),
-        Precision::F64 => train::<f64>(t, table.x),
+        Precision::F32 => train::<f32>(t, x),
+        Precision::F64 => train::<f64>(t, x),
     }
 }
 
