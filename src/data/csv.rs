@@ -52,7 +52,7 @@ pub enum LabelColumn {
 /// | [`CsvReader::delimiter`] | `b','` | the byte between cells (`b';'`, `b'\t'`) |
 ///
 /// ```
-/// use autoencoder::datacsv_crate::{CsvReader, LabelColumn};
+/// use autoencoder::data::csv::{CsvReader, LabelColumn};
 /// # fn main() -> autoencoder::Result<()> {
 /// # let dir = std::env::temp_dir().join(format!("csv-doc-{}", std::process::id()));
 /// # std::fs::create_dir_all(&dir).unwrap();
@@ -367,7 +367,7 @@ fn csv_error(path: &Path, e: csv_crate::Error) -> Error {
 /// [`Error::Io`] if the file cannot be written.
 ///
 /// ```
-/// use autoencoder::datacsv_crate::{write, CsvReader};
+/// use autoencoder::data::csv::{write, CsvReader};
 /// use ndarray::array;
 /// # fn main() -> autoencoder::Result<()> {
 /// # let dir = std::env::temp_dir().join(format!("csv-write-doc-{}", std::process::id()));
