@@ -18,6 +18,8 @@
 //! decay (`--l2 0.1`) shrinks the weights to 0: the model then outputs the training mean
 //! and its score is the third row printed, the distance to that mean (training MSE 1).
 
+#[path = "../src/bin/autoencoder/args.rs"]
+mod args;
 #[path = "support/cli.rs"]
 mod cli;
 
@@ -86,7 +88,7 @@ struct Config {
 }
 
 fn main() -> ExitCode {
-    cli::main_with(run)
+    args::main_with(run)
 }
 
 fn run(c: &Config) -> autoencoder::Result<()> {

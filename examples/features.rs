@@ -14,6 +14,8 @@
 //! images are classified. Each representation is standardized (with the training rows'
 //! statistics) only with `--normalize`.
 
+#[path = "../src/bin/autoencoder/args.rs"]
+mod args;
 #[path = "support/cli.rs"]
 mod cli;
 
@@ -100,7 +102,7 @@ impl CodeActivation {
 }
 
 fn main() -> ExitCode {
-    cli::main_with(run)
+    args::main_with(run)
 }
 
 /// Training and test rows in [0, 1], with their labels.

@@ -30,8 +30,8 @@ use std::time::Instant;
 use args::OptimizerKind;
 use autoencoder::data::{mnist, Mnist, Split};
 use autoencoder::{
-    bce_of_probabilities, corrupt, Activation, Adam, Autoencoder, History, Init, Loss, Noise,
-    Optimizer, Pca, Penalty, Progress, Sgd, Trainer,
+    bce_of_probabilities, corrupt, Activation, Adam, Autoencoder, History, Loss, Noise, Optimizer,
+    Pca, Penalty, Progress, Sgd, Trainer,
 };
 use clap::{Parser, ValueEnum};
 use ndarray::{Array2, ArrayView2};
@@ -567,6 +567,7 @@ fn mse(a: ArrayView2<f64>, b: ArrayView2<f64>) -> f64 {
 mod tests {
     use super::*;
     use autoencoder::Error;
+    use autoencoder::Init;
     use clap::error::ErrorKind;
     use clap::CommandFactory;
 

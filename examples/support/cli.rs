@@ -6,8 +6,6 @@
 //! Each example declares its flags once, as a `#[derive(clap::Parser)]` struct: the same
 //! definitions parse the command line and write `--help`, so the two cannot drift apart.
 
-use clap::Parser;
-
 /// The value parser of `--out DIR` for `example`: the folder, or, without the `viz`
 /// feature, an error saying how to build with it.
 #[allow(dead_code)] // mnist_deep and throughput write no pictures
@@ -28,13 +26,14 @@ pub fn out_dir(
 
 /// Parses `line`, split at spaces, as the example's flags (for the tests).
 #[cfg(test)]
-pub fn parse<C: Parser>(line: &str) -> Result<C, clap::Error> {
+pub fn parse<C: clap::Parser>(line: &str) -> Result<C, clap::Error> {
     C::try_parse_from(std::iter::once("example").chain(line.split_whitespace()))
 }
 
 /// As [`parse`], with the error as the one line a user would see (for the tests).
 #[cfg(test)]
-pub fn parsed<C: Parser>(line: &str) -> Result<C, String> {
+#[allow(dead_code)] // not every example's tests use it
+pub fn parsed<C: clap::Parser>(line: &str) -> Result<C, String> {
     parse(line).map_err(|e| crate::args::one_line(&e))
 }
 
@@ -43,7 +42,8 @@ pub fn parsed<C: Parser>(line: &str) -> Result<C, String> {
 /// # Panics
 /// If `line` parses: that is the test failing.
 #[cfg(test)]
-pub fn refused<C: Parser + std::fmt::Debug>(line: &str) -> clap::error::ErrorKind {
+#[allow(dead_code)] // not every example's tests use it
+pub fn refused<C: clap::Parser + std::fmt::Debug>(line: &str) -> clap::error::ErrorKind {
     match parse::<C>(line) {
         Ok(c) => panic!("`{line}` parsed: {c:?}"),
         Err(e) => e.kind(),
@@ -150,6 +150,7 @@ pub mod readme {
                 .is_some_and(|w| w.starts_with("python") || w.ends_with(".py"))
     }
 
+    #[allow(dead_code)] // for the tool's own test (src/bin/autoencoder/main.rs)
     /// Every command line of the `autoencoder` tool in the README's code (a code line or
     /// span starting with `autoencoder`), its arguments after the program's name.
     pub fn tool_commands() -> Vec<Mention> {

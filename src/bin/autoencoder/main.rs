@@ -45,7 +45,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    Train(train::Train),
+    Train(Box<train::Train>),
     /// Write the codes of a data file's rows
     #[command(after_help = "Examples:\n  \
         autoencoder encode digits.model digits.csv --label-column label -o codes.csv\n  \
@@ -78,6 +78,18 @@ fn run(cli: &Cli) -> autoencoder::Result<()> {
         #[cfg(feature = "viz")]
         Command::Pictures(p) => pictures::run(p),
     }
+}
+
+fn main() -> ExitCode {
+    // The library returns errors rather than panicking; should a panic happen anyway, it is
+    // reported on one line like any other error, without a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!(
+            "error: internal error (a bug, please report it): {}",
+            args::flatten(&info.to_string())
+        );
+    }));
+    args::main_with(run)
 }
 
 #[cfg(test)]
@@ -119,16 +131,4 @@ mod tests {
             .collect();
         assert!(refused.is_empty(), "{}", refused.join("\n"));
     }
-}
-
-fn main() -> ExitCode {
-    // The library returns errors rather than panicking; should a panic happen anyway, it is
-    // reported on one line like any other error, without a backtrace.
-    std::panic::set_hook(Box::new(|info| {
-        eprintln!(
-            "error: internal error (a bug, please report it): {}",
-            args::flatten(&info.to_string())
-        );
-    }));
-    args::main_with(run)
 }
