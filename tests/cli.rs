@@ -40,12 +40,16 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// Asserts the run failed with `code` and one line on standard error containing `needle`.
+/// Asserts the run failed with `code` and its error as the last line on standard error, the
+/// only one starting with `error:`, containing `needle`. (Lines before it are the run's
+/// own: what was read, the settings.)
 fn failed(o: &Output, code: i32, needle: &str) {
     let err = stderr(o);
     assert_eq!(o.status.code(), Some(code), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
-    assert!(err.contains(needle), "`{needle}` not in: {err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "not one error line: {err}");
+    assert_eq!(err.trim_end().lines().last(), Some(errors[0]), "{err}");
+    assert!(errors[0].contains(needle), "`{needle}` not in: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
 
@@ -368,5 +372,204 @@ fn the_scaler_travels_with_the_model() -> Result<()> {
     let error = (&recon - &x).mapv(|d| d * d).mean().expect("values");
     let spread = x.mapv(|v| (v - 5.0) * (v - 5.0)).mean().expect("values");
     assert!(error < 0.1 * spread, "error {error}, spread {spread}");
+    Ok(())
+}
+
+#[test]
+fn round_trips_in_csv() -> Result<()> {
+    let dir = folder("csv");
+    let x = data();
+    let mut text = String::from("label,");
+    text += &(0..12)
+        .map(|j| format!("f{j}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    text.push('\n');
+    for (i, row) in x.rows().into_iter().enumerate() {
+        let cells: Vec<String> = row.iter().map(|v| v.to_string()).collect();
+        text += &format!(
+            "{},{}\n",
+            if i % 10 == 0 { "odd" } else { "usual" },
+            cells.join(",")
+        );
+    }
+    std::fs::write(dir.join("x.csv"), text).expect("write");
+    let run = |args: &[&str]| {
+        let o = tool(&dir, args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        o
+    };
+    run(&[
+        "train",
+        "x.csv",
+        "--label-column",
+        "label",
+        "-o",
+        "x.model",
+        "--hidden",
+        "8",
+        "--latent",
+        "3",
+        "--epochs",
+        "20",
+    ]);
+    run(&[
+        "encode",
+        "x.model",
+        "x.csv",
+        "--label-column",
+        "label",
+        "-o",
+        "codes.csv",
+    ]);
+    run(&["decode", "x.model", "codes.csv", "-o", "decoded.csv"]);
+    run(&[
+        "reconstruct",
+        "x.model",
+        "x.csv",
+        "--label-column",
+        "0",
+        "-o",
+        "recon.csv",
+    ]);
+    run(&[
+        "score",
+        "x.model",
+        "x.csv",
+        "--label-column",
+        "label",
+        "-o",
+        "scores.csv",
+        "--threshold",
+        "0.5",
+    ]);
+    let codes = std::fs::read_to_string(dir.join("codes.csv")).expect("codes");
+    assert!(codes.starts_with("z0,z1,z2\n"), "{codes:.40}");
+    assert_eq!(codes.lines().count(), 401);
+    // Decoding the codes written as text gives the reconstructions to the text's precision.
+    let decoded = std::fs::read_to_string(dir.join("decoded.csv")).expect("decoded");
+    let recon = std::fs::read_to_string(dir.join("recon.csv")).expect("recon");
+    assert_eq!(decoded.lines().count(), 401);
+    for (a, b) in decoded.lines().zip(recon.lines()).skip(1) {
+        for (u, v) in a.split(',').zip(b.split(',')) {
+            let (u, v): (f64, f64) = (u.parse().expect("number"), v.parse().expect("number"));
+            assert!((u - v).abs() <= 1e-4 * v.abs().max(1.0), "{u} vs {v}");
+        }
+    }
+    let scores = std::fs::read_to_string(dir.join("scores.csv")).expect("scores");
+    assert!(scores.starts_with("score,anomaly\n"));
+    let evaluate = run(&[
+        "evaluate",
+        "x.model",
+        "x.csv",
+        "--label-column",
+        "label",
+        "--normal",
+        "usual",
+        "--json",
+    ]);
+    let e: serde_json::Value = serde_json::from_str(stdout(&evaluate).trim()).expect("JSON");
+    assert!(
+        e["roc_auc"]
+            .as_f64()
+            .is_some_and(|a| (0.0..=1.0).contains(&a)),
+        "{e}"
+    );
+    Ok(())
+}
+
+#[test]
+fn bad_inputs_say_what_and_where() -> Result<()> {
+    let dir = folder("bad");
+    npy::write(dir.join("x.npy"), data().view())?;
+    npy::write(dir.join("narrow.npy"), Array2::<f64>::zeros((5, 7)).view())?;
+    std::fs::write(dir.join("cells.csv"), "a,b\n1,2\n3,oops\n").expect("write");
+    let ok = tool(
+        &dir,
+        &[
+            "train", "x.npy", "-o", "x.model", "--hidden", "none", "--latent", "2", "--epochs", "1",
+        ],
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    // A file of another width than the model's input.
+    failed(
+        &tool(&dir, &["encode", "x.model", "narrow.npy", "-o", "c.npy"]),
+        1,
+        "12",
+    );
+    assert!(!dir.join("c.npy").exists());
+    // A non-numeric cell: its line and column.
+    failed(
+        &tool(&dir, &["train", "cells.csv", "-o", "c.model"]),
+        1,
+        "oops",
+    );
+    // An architecture that cannot be built.
+    failed(
+        &tool(
+            &dir,
+            &[
+                "train",
+                "x.npy",
+                "-o",
+                "big.model",
+                "--hidden",
+                "18446744073709551615",
+            ],
+        ),
+        1,
+        "memory limit",
+    );
+    failed(
+        &tool(&dir, &["train", "x.npy", "-o", "z.model", "--latent", "0"]),
+        1,
+        "layer width",
+    );
+    // A label asked of a file without columns, an unknown label column.
+    failed(
+        &tool(&dir, &["train", "x.npy", "-o", "m", "--label-column", "y"]),
+        1,
+        "CSV",
+    );
+    failed(
+        &tool(
+            &dir,
+            &["train", "cells.csv", "-o", "m", "--label-column", "nope"],
+        ),
+        1,
+        "nope",
+    );
+    // An unknown flag and a missing model.
+    failed(
+        &tool(
+            &dir,
+            &["encode", "x.model", "x.npy", "-o", "c.npy", "--fast"],
+        ),
+        2,
+        "--fast",
+    );
+    failed(
+        &tool(&dir, &["score", "none.model", "x.npy", "-o", "s.npy"]),
+        1,
+        "none.model",
+    );
+    // Early stopping without validation rows.
+    failed(
+        &tool(
+            &dir,
+            &[
+                "train",
+                "x.npy",
+                "-o",
+                "m",
+                "--valid-fraction",
+                "0",
+                "--early-stopping",
+                "2",
+            ],
+        ),
+        1,
+        "--valid-fraction",
+    );
     Ok(())
 }

@@ -35,6 +35,9 @@ pub struct Score {
     /// Flag the highest-scoring fraction F of the rows, F in [0, 1) (adds a 0/1 column)
     #[arg(long, value_name = "F", value_parser = fraction)]
     pub contamination: Option<f64>,
+    /// Print one JSON line (rows, threshold, rows flagged, mean score)
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs `autoencoder score`.
@@ -49,18 +52,31 @@ pub fn run(s: &Score) -> Result<()> {
     };
     let mut columns = vec!["score".to_string()];
     let mut out = scores.clone().insert_axis(Axis(1));
+    let mut flagged = None;
     if let Some(t) = threshold {
         let flags = scores.mapv(|v| f64::from(u8::from(v > t)));
-        eprintln!(
-            "threshold {t}: {} of {} rows flagged",
-            flags.sum(),
-            scores.len()
-        );
+        flagged = Some(flags.sum());
         out = ndarray::concatenate![Axis(1), out, flags.insert_axis(Axis(1))];
         columns.push("anomaly".into());
     }
     files::write(&s.out, out.view(), &columns)?;
-    eprintln!("wrote {} ({} rows)", s.out.display(), out.nrows());
+    if s.json {
+        println!(
+            "{}",
+            json!({
+                "rows": scores.len(),
+                "mean_score": scores.mean(),
+                "threshold": threshold,
+                "flagged": flagged,
+                "out": s.out.display().to_string(),
+            })
+        );
+    } else {
+        if let (Some(t), Some(f)) = (threshold, flagged) {
+            eprintln!("threshold {t}: {f} of {} rows flagged", scores.len());
+        }
+        eprintln!("wrote {} ({} rows)", s.out.display(), out.nrows());
+    }
     Ok(())
 }
 

@@ -233,6 +233,13 @@ fn train<T: Float>(t: &Train, x: Array2<f64>) -> Result<()> {
         .then(|| prepare(valid_rows))
         .transpose()?;
     let penalties = penalties(t);
+    if t.early_stopping.is_some() && valid_x.is_none() {
+        return Err(Error::InvalidConfig(
+            "--early-stopping watches the validation loss; give a --valid-fraction above 0".into(),
+        ));
+    }
+    // Built before anything is printed: a model that cannot be built is the one error line.
+    let mut model = build::<T>(t, x.ncols(), d.output)?;
     if !t.json {
         eprintln!(
             "{} rows x {} columns from {} ({} for training, {} for validation); data {} [0, 1]",
@@ -256,7 +263,6 @@ fn train<T: Float>(t: &Train, x: Array2<f64>) -> Result<()> {
             t.batch_size,
         );
     }
-    let mut model = build::<T>(t, x.ncols(), d.output)?;
     let lr = t.lr.unwrap_or(t.optimizer.default_lr());
     let history = args::with_optimizer::<T, _>(
         t.optimizer,
@@ -337,12 +343,6 @@ impl<T: Float> WithOptimizer<T> for Fit<'_, T> {
             trainer = trainer.noise(noise);
         }
         if let Some(patience) = t.early_stopping {
-            if self.valid.is_none() {
-                return Err(Error::InvalidConfig(
-                    "--early-stopping watches the validation loss; give a --valid-fraction above 0"
-                        .into(),
-                ));
-            }
             trainer = trainer.early_stopping(EarlyStopping::new(patience));
         }
         if let Some(path) = &t.checkpoint {
