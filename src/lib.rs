@@ -114,7 +114,7 @@ pub use layers::{
     Upsample2d,
 };
 pub use model::latent::GaussianKl;
-pub use model::{Autoencoder, AutoencoderBuilder};
+pub use model::{Autoencoder, AutoencoderBuilder, SequenceBuilder};
 pub use objective::activity::{Activity, ActivityPenalty, KL_EPSILON};
 pub use objective::loss::{bce_of_probabilities, Loss};
 pub use objective::weight::{Biases, Norm, WeightPenalty};
