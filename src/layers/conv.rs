@@ -33,6 +33,7 @@ use crate::data::check_finite;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::init::Init;
+use crate::layers::conv_direct::{self as direct, Plane};
 use crate::layers::scratch::Scratch;
 use crate::layers::{LayerKind, ParamKind, ParamVisitor};
 
@@ -225,6 +226,9 @@ pub(super) fn add_partials<T: Float>(partial: &[T], grad: &mut [T]) {
     }
 }
 
+/// Convolutions with fewer output channels than this (and stride 1) run the direct kernels.
+const DIRECT_BELOW: usize = 4;
+
 /// A 2-D convolution: for each image (row) `x` `(c_in, h, w)`,
 /// `z[o, y, x] = b_o + sum_(c, i, j) W[o, c, i, j] x[c, y sh + i - top, x sw + j - left]`
 /// (0 outside the image), `a = s(z)`, `(c_out, oh, ow)`; see [`Window`] for the sizes.
@@ -367,6 +371,16 @@ impl<T: Float> Conv2d<T> {
         };
         check_elements::<T>("convolution weights", &[ROW_BLOCKS + 2, window.channels, c, g.kh, g.kw])?;
         check_elements::<T>("convolution patches", &[2, c, g.kh, g.kw, oh, ow])?;
+        // The direct kernels' buffers: 2 c_in padded planes and c_out outputs of about
+        // `(h + top + bottom) (w + left + right) + kw` values each (sizes the window checked).
+        let [pt, pb, pl, pr] = window.padding;
+        let (hp, wp) = (h + pt + pb, w + pl + pr);
+        let plane = hp.checked_mul(wp).and_then(|n| n.checked_add(g.kw));
+        let planes = (2 * c).checked_add(window.channels);
+        check_elements::<T>(
+            "convolution planes",
+            &[plane.unwrap_or(usize::MAX), planes.unwrap_or(usize::MAX)],
+        )?;
         Ok(g)
     }
 
@@ -394,6 +408,13 @@ impl<T: Float> Conv2d<T> {
     fn geometry(&self) -> Patches {
         self.patches
             .expect("every constructor (and deserialization, through new) sets the patches")
+    }
+
+    /// The direct kernels' plane, for the layers they are faster for: stride 1 and fewer
+    /// than 4 output channels (measured with `cargo bench --bench conv`: with more, the
+    /// matrix product's register tiles are full and it wins; with 1 or 2, 2-6 times slower).
+    fn plane(&self) -> Option<Plane> {
+        Plane::of(&self.geometry()).filter(|_| self.window.channels < DIRECT_BELOW)
     }
 
     /// The geometry: input image, output channels, kernel, stride, padding.
@@ -489,6 +510,22 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
         let work = input.nrows() * c_out * k * p;
         let blocks = zip3(row_blocks(input), row_blocks_mut(z.view_mut()), row_blocks_mut(a.view_mut()));
         let (w, bias) = (self.weights.view(), flat(self.bias.view()));
+        if let Some(plane) = self.plane() {
+            let c_in = self.window.input[0];
+            for_each_block(work, indexed(blocks), |(block, (x, mut z, mut a))| {
+                self.scratch.with(block, c_in * plane.len + plane.out, |buf| {
+                    let (pad, acc) = buf.split_at_mut(c_in * plane.len);
+                    for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut()) {
+                        direct::pad_image(&g, &plane, flat(x), pad);
+                        let z = flat_mut(z);
+                        direct::forward(&g, &plane, w, pad, acc, z);
+                        bias_activate(bias, self.activation, z, flat_mut(a));
+                    }
+                });
+                0.0
+            });
+            return;
+        }
         for_each_block(work, indexed(blocks), |(block, (x, mut z, mut a))| {
             self.scratch.with(block, k * p, |cols| {
                 for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut()) {
@@ -525,6 +562,29 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
             std::array::from_fn::<_, ROW_BLOCKS, _>(|_| ()),
         );
         let (w, scratch) = (self.weights.view(), &self.scratch);
+        if let Some(plane) = self.plane() {
+            let c_in = self.window.input[0];
+            let (n_pad, n_dp) = (c_in * plane.len, c_out * plane.out);
+            for_each_block(work, indexed(blocks), |(block, ((x, d_z, d_in), partial, ()))| {
+                partial.fill(T::zero());
+                let mut d_in = d_in;
+                scratch.with(block, 2 * n_pad + n_dp, |buf| {
+                    let (pad, rest) = buf.split_at_mut(n_pad);
+                    let (dp, dpad) = rest.split_at_mut(n_dp);
+                    for (b, (x, d)) in x.rows().into_iter().zip(d_z.rows()).enumerate() {
+                        direct::pad_image(&g, &plane, flat(x), pad);
+                        direct::spread(&g, &plane, flat(d), dp);
+                        direct::weight_grad(&g, &plane, dp, pad, partial);
+                        if let Some(d_in) = d_in.as_mut() {
+                            direct::input_grad(&g, &plane, w, dp, dpad, flat_mut(d_in.row_mut(b)));
+                        }
+                    }
+                });
+                0.0
+            });
+            add_partials(&self.partial, self.grad_weights.as_slice_mut().expect("owned"));
+            return;
+        }
         for_each_block(work, indexed(blocks), |(block, ((x, d_z, d_in), partial, ()))| {
             partial.fill(T::zero());
             let mut dw = ArrayViewMut2::from_shape((c_out, k), partial).expect("c_out k");

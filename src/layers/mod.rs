@@ -34,6 +34,7 @@ use crate::error::Result;
 use crate::float::Float;
 
 mod conv;
+mod conv_direct;
 mod conv_transpose;
 mod dense;
 mod pool;
