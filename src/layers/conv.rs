@@ -553,6 +553,7 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
         d_input: Option<ArrayViewMut2<T>>,
     ) {
         let g = self.geometry();
+        let direct = self.plane();
         let (k, p, c_out) = (g.rows(), g.positions(), self.window.channels);
         bias_grad(d_z, self.grad_bias.as_slice_mut().expect("owned"));
         let work = input.nrows() * c_out * k * p * 2;
@@ -562,7 +563,7 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
             std::array::from_fn::<_, ROW_BLOCKS, _>(|_| ()),
         );
         let (w, scratch) = (self.weights.view(), &self.scratch);
-        if let Some(plane) = self.plane() {
+        if let Some(plane) = direct {
             let c_in = self.window.input[0];
             let (n_pad, n_dp) = (c_in * plane.len, c_out * plane.out);
             for_each_block(work, indexed(blocks), |(block, ((x, d_z, d_in), partial, ()))| {
