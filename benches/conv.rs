@@ -50,23 +50,49 @@ fn conv(c: &mut Criterion) {
         ([32, 28, 28], 1, Padding::Same),
     ] {
         let window = Window::conv(input, c_out, [3, 3], [1, 1], padding).expect("valid");
-        let layer = Conv2d::random(window, Activation::Relu, Init::HeUniform, &mut rng).expect("valid");
-        bench(c, "conv2d", &format!("{input:?} -> {c_out} {padding:?}"), layer.into());
+        let layer =
+            Conv2d::random(window, Activation::Relu, Init::HeUniform, &mut rng).expect("valid");
+        bench(
+            c,
+            "conv2d",
+            &format!("{input:?} -> {c_out} {padding:?}"),
+            layer.into(),
+        );
     }
 }
 
 fn conv_transpose(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let window = Window::conv_transpose([32, 7, 7], 32, [2, 2], [2, 2], [0; 4]).expect("valid");
-    let layer = ConvTranspose2d::random(window, Activation::Relu, Init::HeUniform, &mut rng).expect("valid");
-    bench(c, "conv_transpose2d", "[32, 7, 7] -> 32 k2 s2", layer.into());
+    let layer = ConvTranspose2d::random(window, Activation::Relu, Init::HeUniform, &mut rng)
+        .expect("valid");
+    bench(
+        c,
+        "conv_transpose2d",
+        "[32, 7, 7] -> 32 k2 s2",
+        layer.into(),
+    );
 }
 
 fn pool_and_upsample(c: &mut Criterion) {
     let pool = Window::pool([16, 28, 28], [2, 2], [2, 2], Rounding::Floor).expect("valid");
-    bench(c, "max_pool2d", "[16, 28, 28] 2x2", MaxPool2d::new(pool, Activation::Identity).expect("valid").into());
+    bench(
+        c,
+        "max_pool2d",
+        "[16, 28, 28] 2x2",
+        MaxPool2d::new(pool, Activation::Identity)
+            .expect("valid")
+            .into(),
+    );
     let up = Window::upsample([16, 14, 14], [2, 2]).expect("valid");
-    bench(c, "upsample2d", "[16, 14, 14] x2", Upsample2d::new(up, Activation::Identity).expect("valid").into());
+    bench(
+        c,
+        "upsample2d",
+        "[16, 14, 14] x2",
+        Upsample2d::new(up, Activation::Identity)
+            .expect("valid")
+            .into(),
+    );
 }
 
 criterion_group!(benches, conv, conv_transpose, pool_and_upsample);

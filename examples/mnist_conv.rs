@@ -214,12 +214,18 @@ fn run(c: &Config) -> autoencoder::Result<()> {
         figures["test_bce_noisy_input"] = json!(ae.evaluate(corrupted.view(), test.view(), bce)?);
         shown.push(corrupted.slice(s![..16, ..]).to_owned());
     }
-    let input = shown.last().cloned().unwrap_or_else(|| test.slice(s![..16, ..]).to_owned());
+    let input = shown
+        .last()
+        .cloned()
+        .unwrap_or_else(|| test.slice(s![..16, ..]).to_owned());
     shown.push(ae.reconstruct(input.view())?);
     if c.json {
         println!("{}", json!({ "config": c.to_json(), "results": figures }));
     } else {
-        println!("{}", serde_json::to_string_pretty(&figures).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&figures).unwrap_or_default()
+        );
     }
     if let Some(dir) = &c.out {
         pictures(dir, &ae, &shown, c)?;
@@ -285,7 +291,10 @@ mod tests {
     #[test]
     fn defaults_and_flags_parse() -> Result<(), clap::Error> {
         let c: Config = cli::parse("")?;
-        assert_eq!((c.model, c.epochs, c.train_images, c.json), (Model::Small, 10, 60_000, false));
+        assert_eq!(
+            (c.model, c.epochs, c.train_images, c.json),
+            (Model::Small, 10, 60_000, false)
+        );
         let c: Config = cli::parse("--model denoise --epochs 2 --json")?;
         assert_eq!((c.model, c.epochs, c.json), (Model::Denoise, 2, true));
         assert!(cli::parse::<Config>("--model large").is_err());
@@ -319,7 +328,10 @@ mod tests {
         let small = build(Model::Small)?;
         assert_eq!((small.n_params(), small.n_latent()), (4_385, 128));
         let denoise = build(Model::Denoise)?;
-        assert_eq!((denoise.n_params(), denoise.n_latent()), (28_353, 32 * 7 * 7));
+        assert_eq!(
+            (denoise.n_params(), denoise.n_latent()),
+            (28_353, 32 * 7 * 7)
+        );
         Ok(())
     }
 }

@@ -237,7 +237,11 @@ impl Window {
     /// that differs from the scale on upsampling, rounding up anywhere but pooling, a dense
     /// `kind`, or sizes that overflow.
     pub fn output(&self, kind: LayerKindName) -> Result<[usize; 3]> {
-        let bad = |what: String| Err(Error::InvalidConfig(format!("{kind:?} window {self:?}: {what}")));
+        let bad = |what: String| {
+            Err(Error::InvalidConfig(format!(
+                "{kind:?} window {self:?}: {what}"
+            )))
+        };
         let [c, h, w] = self.input;
         if c == 0 || h == 0 || w == 0 || self.channels == 0 {
             return bad("the input and output need at least 1 channel, row and column".into());
@@ -292,12 +296,17 @@ impl Window {
                     Ok(if past { out - 1 } else { out })
                 }
                 LayerKindName::Upsample2d => n.checked_mul(k).ok_or_else(overflow),
-                LayerKindName::Dense => Err(Error::InvalidConfig("a dense layer has no window".into())),
+                LayerKindName::Dense => {
+                    Err(Error::InvalidConfig("a dense layer has no window".into()))
+                }
             }
         };
         if matches!(kind, LayerKindName::MaxPool2d | LayerKindName::Upsample2d) {
             if self.channels != c {
-                return bad(format!("{} input channels cannot become {}", c, self.channels));
+                return bad(format!(
+                    "{} input channels cannot become {}",
+                    c, self.channels
+                ));
             }
             if self.padding != [0; 4] {
                 return bad("pooling and upsampling take no padding".into());

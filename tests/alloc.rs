@@ -207,7 +207,10 @@ fn convolutional_steps_allocate_nothing() -> Result<()> {
     let sink = Arc::clone(&log);
     let mut trainer = Trainer::new(Adam::new(1e-3).eps(1e-7))
         .loss(Loss::BinaryCrossEntropy)
-        .noise(Noise::Gaussian { std: 0.3, clip: Some((0.0, 1.0)) })
+        .noise(Noise::Gaussian {
+            std: 0.3,
+            clip: Some((0.0, 1.0)),
+        })
         .batch_size(128)
         .epochs(3)
         .on_batch(move |p| {

@@ -9,7 +9,7 @@
 use autoencoder::gradcheck::{check_layer, check_model};
 use autoencoder::{
     Activation, Autoencoder, Conv2d, ConvTranspose2d, Dense, Init, Layer, LayerKind, Loss,
-    MaxPool2d, Padding, Rounding, Upsample2d, Window, Result,
+    MaxPool2d, Padding, Result, Rounding, Upsample2d, Window,
 };
 use ndarray::{Array1, Array2};
 use rand::seq::SliceRandom;
@@ -50,7 +50,11 @@ fn distinct(rows: usize, cols: usize, rng: &mut ChaCha8Rng) -> Array2<f64> {
 /// (the direct kernels) if `unit_stride`, else any (mostly im2col and the matrix product).
 fn conv_window(rng: &mut ChaCha8Rng, unit_stride: bool) -> Window {
     loop {
-        let input = [rng.random_range(1..4), rng.random_range(1..8), rng.random_range(1..8)];
+        let input = [
+            rng.random_range(1..4),
+            rng.random_range(1..8),
+            rng.random_range(1..8),
+        ];
         let kernel = [rng.random_range(1..5), rng.random_range(1..5)];
         let stride = match unit_stride {
             true => [1, 1],
@@ -79,9 +83,13 @@ fn conv_reference(w: &Window, weights: &Array2<f64>, bias: &Array1<f64>, x: &[f6
                 for c in 0..c_in {
                     for i in 0..kh {
                         for j in 0..kw {
-                            let (iy, ix) = ((y * sh + i) as isize - top as isize, (xx * sw + j) as isize - left as isize);
+                            let (iy, ix) = (
+                                (y * sh + i) as isize - top as isize,
+                                (xx * sw + j) as isize - left as isize,
+                            );
                             if (0..h as isize).contains(&iy) && (0..wd as isize).contains(&ix) {
-                                s += weights[[o, (c * kh + i) * kw + j]] * x[(c * h + iy as usize) * wd + ix as usize];
+                                s += weights[[o, (c * kh + i) * kw + j]]
+                                    * x[(c * h + iy as usize) * wd + ix as usize];
                             }
                         }
                     }
@@ -95,7 +103,12 @@ fn conv_reference(w: &Window, weights: &Array2<f64>, bias: &Array1<f64>, x: &[f6
 
 /// The definition of the transposed convolution: each input pixel adds `x W[c, o]` as a
 /// `kh x kw` stamp at `(y sh - top, x sw - left)`.
-fn conv_transpose_reference(w: &Window, weights: &Array2<f64>, bias: &Array1<f64>, x: &[f64]) -> Vec<f64> {
+fn conv_transpose_reference(
+    w: &Window,
+    weights: &Array2<f64>,
+    bias: &Array1<f64>,
+    x: &[f64],
+) -> Vec<f64> {
     let [c_in, h, wd] = w.input;
     let [kh, kw] = w.kernel;
     let [sh, sw] = w.stride;
@@ -113,7 +126,10 @@ fn conv_transpose_reference(w: &Window, weights: &Array2<f64>, bias: &Array1<f64
                 for o in 0..c_out {
                     for i in 0..kh {
                         for j in 0..kw {
-                            let (oy, ox) = ((y * sh + i) as isize - top as isize, (xx * sw + j) as isize - left as isize);
+                            let (oy, ox) = (
+                                (y * sh + i) as isize - top as isize,
+                                (xx * sw + j) as isize - left as isize,
+                            );
                             if (0..oh as isize).contains(&oy) && (0..ow as isize).contains(&ox) {
                                 z[(o * oh + oy as usize) * ow + ox as usize] +=
                                     weights[[c, (o * kh + i) * kw + j]] * x[(c * h + y) * wd + xx];
@@ -130,7 +146,10 @@ fn conv_transpose_reference(w: &Window, weights: &Array2<f64>, bias: &Array1<f64
 fn assert_close(got: &[f64], want: &[f64], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= 1e-12 * (1.0 + w.abs()), "{what}: [{i}] {g} vs {w}");
+        assert!(
+            (g - w).abs() <= 1e-12 * (1.0 + w.abs()),
+            "{what}: [{i}] {g} vs {w}"
+        );
     }
 }
 
@@ -149,16 +168,31 @@ fn conv2d_forward_is_the_definition_and_its_gradients_match_finite_differences()
         assert_eq!(z.n_out, layer.n_out());
         let out = layer.infer(x.view())?;
         for b in 0..batch {
-            let want: Vec<f64> = conv_reference(&window, &layer.weights().to_owned(), &bias, x.row(b).as_slice().unwrap())
-                .into_iter()
-                .map(|z| activation.value(z))
-                .collect();
-            assert_close(out.row(b).as_slice().unwrap(), &want, &format!("seed {seed} {window:?}"));
+            let want: Vec<f64> = conv_reference(
+                &window,
+                &layer.weights().to_owned(),
+                &bias,
+                x.row(b).as_slice().unwrap(),
+            )
+            .into_iter()
+            .map(|z| activation.value(z))
+            .collect();
+            assert_close(
+                out.row(b).as_slice().unwrap(),
+                &want,
+                &format!("seed {seed} {window:?}"),
+            );
         }
         let upstream = random(batch, layer.n_out(), &mut rng);
         let report = check_layer(&mut layer, x.view(), upstream.view(), H)?;
-        assert!(report.max_rel_error < BOUND, "seed {seed}, {window:?}: {report:?}");
-        assert_eq!(report.n_checked, batch * layer.n_in() + layer.weights().len() + window.channels);
+        assert!(
+            report.max_rel_error < BOUND,
+            "seed {seed}, {window:?}: {report:?}"
+        );
+        assert_eq!(
+            report.n_checked,
+            batch * layer.n_in() + layer.weights().len() + window.channels
+        );
     }
     Ok(())
 }
@@ -168,34 +202,59 @@ fn conv_transpose_forward_is_the_definition_and_its_gradients_match() -> Result<
     let mut done = 0;
     for seed in 0..200u64 {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let input = [rng.random_range(1..4), rng.random_range(1..6), rng.random_range(1..6)];
+        let input = [
+            rng.random_range(1..4),
+            rng.random_range(1..6),
+            rng.random_range(1..6),
+        ];
         let kernel = [rng.random_range(1..5), rng.random_range(1..5)];
         let stride = [rng.random_range(1..4), rng.random_range(1..4)];
         let padding = std::array::from_fn(|_| rng.random_range(0..3));
-        let Ok(window) = Window::conv_transpose(input, rng.random_range(1..4), kernel, stride, padding) else {
+        let Ok(window) =
+            Window::conv_transpose(input, rng.random_range(1..4), kernel, stride, padding)
+        else {
             continue;
         };
         let activation = SMOOTH[seed as usize % SMOOTH.len()];
         let init = ConvTranspose2d::random(window, activation, Init::GlorotUniform, &mut rng)?;
         let bias = Array1::from_shape_fn(window.channels, |_| rng.random_range(-0.5..0.5));
-        let mut layer = ConvTranspose2d::new(window, init.weights().to_owned(), bias.clone(), activation)?;
+        let mut layer =
+            ConvTranspose2d::new(window, init.weights().to_owned(), bias.clone(), activation)?;
         let batch = rng.random_range(1..4);
         let x = random(batch, layer.n_in(), &mut rng);
         let out = layer.infer(x.view())?;
         for b in 0..batch {
-            let want: Vec<f64> = conv_transpose_reference(&window, &layer.weights().to_owned(), &bias, x.row(b).as_slice().unwrap())
-                .into_iter()
-                .map(|z| activation.value(z))
-                .collect();
-            assert_close(out.row(b).as_slice().unwrap(), &want, &format!("seed {seed} {window:?}"));
+            let want: Vec<f64> = conv_transpose_reference(
+                &window,
+                &layer.weights().to_owned(),
+                &bias,
+                x.row(b).as_slice().unwrap(),
+            )
+            .into_iter()
+            .map(|z| activation.value(z))
+            .collect();
+            assert_close(
+                out.row(b).as_slice().unwrap(),
+                &want,
+                &format!("seed {seed} {window:?}"),
+            );
         }
         let upstream = random(batch, layer.n_out(), &mut rng);
         let report = check_layer(&mut layer, x.view(), upstream.view(), H)?;
-        assert!(report.max_rel_error < BOUND, "seed {seed}, {window:?}: {report:?}");
-        assert_eq!(report.n_checked, batch * layer.n_in() + layer.weights().len() + window.channels);
+        assert!(
+            report.max_rel_error < BOUND,
+            "seed {seed}, {window:?}: {report:?}"
+        );
+        assert_eq!(
+            report.n_checked,
+            batch * layer.n_in() + layer.weights().len() + window.channels
+        );
         done += 1;
     }
-    assert!(done >= 40, "only {done} random transposed windows were valid");
+    assert!(
+        done >= 40,
+        "only {done} random transposed windows were valid"
+    );
     Ok(())
 }
 
@@ -204,10 +263,18 @@ fn max_pool_routes_gradients_to_the_maxima() -> Result<()> {
     let mut done = 0;
     for seed in 0..120u64 {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let input = [rng.random_range(1..4), rng.random_range(1..8), rng.random_range(1..8)];
+        let input = [
+            rng.random_range(1..4),
+            rng.random_range(1..8),
+            rng.random_range(1..8),
+        ];
         let kernel = [rng.random_range(1..4), rng.random_range(1..4)];
         let stride = [rng.random_range(1..4), rng.random_range(1..4)];
-        let rounding = if seed % 2 == 0 { Rounding::Floor } else { Rounding::Ceil };
+        let rounding = if seed % 2 == 0 {
+            Rounding::Floor
+        } else {
+            Rounding::Ceil
+        };
         let Ok(window) = Window::pool(input, kernel, stride, rounding) else {
             continue;
         };
@@ -228,14 +295,21 @@ fn max_pool_routes_gradients_to_the_maxima() -> Result<()> {
                                 m = m.max(x[[b, (ch * h + i) * w + j]]);
                             }
                         }
-                        assert_eq!(out[[b, (ch * oh + y) * ow + xx]], Activation::Softplus.value(m), "seed {seed}");
+                        assert_eq!(
+                            out[[b, (ch * oh + y) * ow + xx]],
+                            Activation::Softplus.value(m),
+                            "seed {seed}"
+                        );
                     }
                 }
             }
         }
         let upstream = random(batch, layer.n_out(), &mut rng);
         let report = check_layer(&mut layer, x.view(), upstream.view(), H)?;
-        assert!(report.max_rel_error < BOUND, "seed {seed}, {window:?}: {report:?}");
+        assert!(
+            report.max_rel_error < BOUND,
+            "seed {seed}, {window:?}: {report:?}"
+        );
         done += 1;
     }
     assert!(done >= 40);
@@ -257,7 +331,11 @@ fn pool_sizes_follow_pytorch() -> Result<()> {
         (3, 3, 1, Rounding::Ceil, 1),
     ] {
         let window = Window::pool([1, h, h], [k, k], [s, s], rounding)?;
-        assert_eq!(window.output(Pool)?, [1, want, want], "h {h} k {k} s {s} {rounding:?}");
+        assert_eq!(
+            window.output(Pool)?,
+            [1, want, want],
+            "h {h} k {k} s {s} {rounding:?}"
+        );
     }
     Ok(())
 }
@@ -266,7 +344,11 @@ fn pool_sizes_follow_pytorch() -> Result<()> {
 fn upsampling_sums_the_gradients_of_its_copies() -> Result<()> {
     for seed in 0..30u64 {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let input = [rng.random_range(1..4), rng.random_range(1..6), rng.random_range(1..6)];
+        let input = [
+            rng.random_range(1..4),
+            rng.random_range(1..6),
+            rng.random_range(1..6),
+        ];
         let scale = [rng.random_range(1..4), rng.random_range(1..4)];
         let mut layer = Upsample2d::new(Window::upsample(input, scale)?, Activation::Softplus)?;
         let batch = rng.random_range(1..4);
@@ -278,7 +360,8 @@ fn upsampling_sums_the_gradients_of_its_copies() -> Result<()> {
             for ch in 0..c {
                 for y in 0..oh {
                     for xx in 0..ow {
-                        let want = Activation::Softplus.value(x[[b, (ch * h + y / scale[0]) * w + xx / scale[1]]]);
+                        let want = Activation::Softplus
+                            .value(x[[b, (ch * h + y / scale[0]) * w + xx / scale[1]]]);
                         assert_eq!(out[[b, (ch * oh + y) * ow + xx]], want);
                     }
                 }
@@ -304,17 +387,33 @@ fn same_padding_keeps_the_size_and_valid_shrinks_it() -> Result<()> {
     assert!(Window::conv([1, 5, 5], 1, [3, 3], [2, 2], Padding::Same).is_err());
     assert!(Window::conv([1, 2, 2], 1, [3, 3], [1, 1], Padding::Valid).is_err());
     assert!(Window::conv([0, 2, 2], 1, [1, 1], [1, 1], Padding::Valid).is_err());
-    assert!(Window::conv([1, usize::MAX, 2], 1, [1, 1], [1, 1], Padding::Explicit([1, 1, 0, 0])).is_err());
+    assert!(Window::conv(
+        [1, usize::MAX, 2],
+        1,
+        [1, 1],
+        [1, 1],
+        Padding::Explicit([1, 1, 0, 0])
+    )
+    .is_err());
     Ok(())
 }
 
 /// Biases away from 0: with a zero bias, a ReLU layer whose inputs are all 0 (a dead unit
 /// below, or a patch wholly in the padding) sits exactly on its kink.
 fn bias(n: usize, rng: &mut ChaCha8Rng) -> Array1<f64> {
-    Array1::from_shape_fn(n, |_| rng.random_range(0.05..0.3) * if rng.random::<bool>() { 1.0 } else { -1.0 })
+    Array1::from_shape_fn(n, |_| {
+        rng.random_range(0.05..0.3) * if rng.random::<bool>() { 1.0 } else { -1.0 }
+    })
 }
 
-fn conv(input: [usize; 3], c: usize, k: usize, padding: Padding, s: Activation, rng: &mut ChaCha8Rng) -> Result<Layer<f64>> {
+fn conv(
+    input: [usize; 3],
+    c: usize,
+    k: usize,
+    padding: Padding,
+    s: Activation,
+    rng: &mut ChaCha8Rng,
+) -> Result<Layer<f64>> {
     let window = Window::conv(input, c, [k, k], [1, 1], padding)?;
     let layer = Conv2d::random(window, s, Init::GlorotUniform, rng)?;
     Ok(Conv2d::new(window, layer.weights().to_owned(), bias(c, rng), s)?.into())
@@ -325,18 +424,25 @@ fn conv(input: [usize; 3], c: usize, k: usize, padding: Padding, s: Activation, 
 /// -> upsample -> conv valid, sigmoid output, BCE.
 fn conv_model(rng: &mut ChaCha8Rng, hidden: Activation) -> Result<Autoencoder<f64>> {
     let c1 = conv([1, 7, 7], 3, 3, Padding::Same, hidden, rng)?; // 3x7x7
-    let p1: Layer<f64> = MaxPool2d::new(Window::pool([3, 7, 7], [2, 2], [2, 2], Rounding::Ceil)?, Activation::Identity)?.into(); // 3x4x4
+    let p1: Layer<f64> = MaxPool2d::new(
+        Window::pool([3, 7, 7], [2, 2], [2, 2], Rounding::Ceil)?,
+        Activation::Identity,
+    )?
+    .into(); // 3x4x4
     let w2 = Window::conv([3, 4, 4], 2, [2, 2], [2, 2], Padding::Valid)?; // 2x2x2
     let c2 = Conv2d::random(w2, hidden, Init::GlorotUniform, rng)?;
     let c2: Layer<f64> = Conv2d::new(w2, c2.weights().to_owned(), bias(2, rng), hidden)?.into();
     let code = Dense::random(8, 5, Activation::Tanh, Init::GlorotUniform, rng)?;
-    let code: Layer<f64> = Dense::new(code.weights().to_owned(), bias(5, rng), Activation::Tanh)?.into();
+    let code: Layer<f64> =
+        Dense::new(code.weights().to_owned(), bias(5, rng), Activation::Tanh)?.into();
     let d1 = Dense::random(5, 8, hidden, Init::GlorotUniform, rng)?; // 2x2x2
     let d1: Layer<f64> = Dense::new(d1.weights().to_owned(), bias(8, rng), hidden)?.into();
     let t = Window::conv_transpose([2, 2, 2], 2, [3, 3], [2, 2], [1, 0, 1, 0])?; // 2x4x4
     let t1 = ConvTranspose2d::random(t, hidden, Init::GlorotUniform, rng)?;
-    let t1: Layer<f64> = ConvTranspose2d::new(t, t1.weights().to_owned(), bias(2, rng), hidden)?.into();
-    let u1: Layer<f64> = Upsample2d::new(Window::upsample([2, 4, 4], [2, 2])?, Activation::Identity)?.into(); // 2x8x8
+    let t1: Layer<f64> =
+        ConvTranspose2d::new(t, t1.weights().to_owned(), bias(2, rng), hidden)?.into();
+    let u1: Layer<f64> =
+        Upsample2d::new(Window::upsample([2, 4, 4], [2, 2])?, Activation::Identity)?.into(); // 2x8x8
     let out = conv([2, 8, 8], 1, 2, Padding::Valid, Activation::Sigmoid, rng)?; // 1x7x7
     Autoencoder::from_layers(vec![c1, p1, c2, code], vec![d1, t1, u1, out])
 }
@@ -348,11 +454,31 @@ fn whole_convolutional_models_match_finite_differences() -> Result<()> {
         for hidden in [Activation::Tanh, Activation::Softplus] {
             let mut model = conv_model(&mut rng, hidden)?;
             let x = Array2::from_shape_simple_fn((3, 49), || rng.random_range(0.02..0.98));
-            let report = check_model(&mut model, x.view(), x.view(), Loss::BinaryCrossEntropy, &[], H)?;
-            assert!(report.max_rel_error < BOUND, "seed {seed} {hidden:?}: {report:?}");
+            let report = check_model(
+                &mut model,
+                x.view(),
+                x.view(),
+                Loss::BinaryCrossEntropy,
+                &[],
+                H,
+            )?;
+            assert!(
+                report.max_rel_error < BOUND,
+                "seed {seed} {hidden:?}: {report:?}"
+            );
             assert_eq!(report.n_checked, model.n_params());
-            let report = check_model(&mut model, x.view(), x.view(), Loss::MeanSquaredError, &[], H)?;
-            assert!(report.max_rel_error < BOUND, "seed {seed} {hidden:?} MSE: {report:?}");
+            let report = check_model(
+                &mut model,
+                x.view(),
+                x.view(),
+                Loss::MeanSquaredError,
+                &[],
+                H,
+            )?;
+            assert!(
+                report.max_rel_error < BOUND,
+                "seed {seed} {hidden:?} MSE: {report:?}"
+            );
         }
     }
     Ok(())
@@ -365,10 +491,19 @@ fn a_relu_conv_model_matches_away_from_its_kinks() -> Result<()> {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let mut model = conv_model(&mut rng, hidden)?;
             let x = Array2::from_shape_simple_fn((2, 49), || rng.random_range(0.02..0.98));
-            let report = check_model(&mut model, x.view(), x.view(), Loss::BinaryCrossEntropy, &[], H)?;
-            assert!(report.max_rel_error < BOUND, "seed {seed} {hidden:?}: {report:?}");
+            let report = check_model(
+                &mut model,
+                x.view(),
+                x.view(),
+                Loss::BinaryCrossEntropy,
+                &[],
+                H,
+            )?;
+            assert!(
+                report.max_rel_error < BOUND,
+                "seed {seed} {hidden:?}: {report:?}"
+            );
         }
     }
     Ok(())
 }
-

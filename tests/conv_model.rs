@@ -64,7 +64,16 @@ fn the_sequence_builds_the_shapes_it_says() -> Result<()> {
     use LayerKindName::*;
     assert_eq!(
         kinds,
-        [Conv2d, MaxPool2d, Conv2d, Dense, Dense, ConvTranspose2d, Upsample2d, Conv2d]
+        [
+            Conv2d,
+            MaxPool2d,
+            Conv2d,
+            Dense,
+            Dense,
+            ConvTranspose2d,
+            Upsample2d,
+            Conv2d
+        ]
     );
     assert_eq!(
         ae.sizes(),
@@ -79,31 +88,69 @@ fn the_sequence_builds_the_shapes_it_says() -> Result<()> {
 fn the_sequence_refuses_what_does_not_fit() {
     let base = || Autoencoder::<f32>::sequence([1, 5, 5]);
     let cases = [
-        ("no code", base().conv(1, 3, Same, Sigmoid).build(&mut ChaCha8Rng::seed_from_u64(0))),
-        ("code first", base().code().conv(1, 3, Same, Sigmoid).build(&mut ChaCha8Rng::seed_from_u64(0))),
+        (
+            "no code",
+            base()
+                .conv(1, 3, Same, Sigmoid)
+                .build(&mut ChaCha8Rng::seed_from_u64(0)),
+        ),
+        (
+            "code first",
+            base()
+                .code()
+                .conv(1, 3, Same, Sigmoid)
+                .build(&mut ChaCha8Rng::seed_from_u64(0)),
+        ),
         (
             "kernel too large",
-            base().conv(2, 7, Valid, Relu).code().conv(1, 3, Same, Sigmoid).build(&mut ChaCha8Rng::seed_from_u64(0)),
+            base()
+                .conv(2, 7, Valid, Relu)
+                .code()
+                .conv(1, 3, Same, Sigmoid)
+                .build(&mut ChaCha8Rng::seed_from_u64(0)),
         ),
         (
             "bad reshape",
-            base().dense(4, Relu).code().reshape([1, 3, 3]).conv(1, 3, Same, Sigmoid).build(&mut ChaCha8Rng::seed_from_u64(0)),
+            base()
+                .dense(4, Relu)
+                .code()
+                .reshape([1, 3, 3])
+                .conv(1, 3, Same, Sigmoid)
+                .build(&mut ChaCha8Rng::seed_from_u64(0)),
         ),
         (
             "same with stride 2",
-            base().conv_strided(2, [3, 3], [2, 2], Same, Relu).code().dense(25, Sigmoid).build(&mut ChaCha8Rng::seed_from_u64(0)),
+            base()
+                .conv_strided(2, [3, 3], [2, 2], Same, Relu)
+                .code()
+                .dense(25, Sigmoid)
+                .build(&mut ChaCha8Rng::seed_from_u64(0)),
         ),
         (
             "pool larger than the image",
-            base().max_pool(6, Rounding::Floor).code().dense(25, Sigmoid).build(&mut ChaCha8Rng::seed_from_u64(0)),
+            base()
+                .max_pool(6, Rounding::Floor)
+                .code()
+                .dense(25, Sigmoid)
+                .build(&mut ChaCha8Rng::seed_from_u64(0)),
         ),
     ];
     for (what, result) in cases {
-        assert!(matches!(result, Err(Error::InvalidConfig(_))), "{what}: {result:?}");
+        assert!(
+            matches!(result, Err(Error::InvalidConfig(_))),
+            "{what}: {result:?}"
+        );
     }
     // The output must have the input's width.
-    let wrong = base().conv(2, 3, Same, Relu).code().conv(2, 3, Same, Sigmoid).build(&mut ChaCha8Rng::seed_from_u64(0));
-    assert!(matches!(wrong, Err(Error::ShapeMismatch { .. })), "{wrong:?}");
+    let wrong = base()
+        .conv(2, 3, Same, Relu)
+        .code()
+        .conv(2, 3, Same, Sigmoid)
+        .build(&mut ChaCha8Rng::seed_from_u64(0));
+    assert!(
+        matches!(wrong, Err(Error::ShapeMismatch { .. })),
+        "{wrong:?}"
+    );
     // An absurd size is refused before anything is allocated.
     let huge = Autoencoder::<f32>::sequence([1 << 20, 1 << 20, 1 << 20])
         .conv(1, 1, Valid, Relu)
@@ -142,7 +189,10 @@ fn training_lowers_the_loss() -> Result<()> {
         .batch_size(40)
         .fit(&mut ae, x.view(), None)?;
     let after = ae.evaluate(x.view(), x.view(), Loss::BinaryCrossEntropy)?;
-    assert!(after < before - 0.01, "BCE {before} -> {after}: {history:?}");
+    assert!(
+        after < before - 0.01,
+        "BCE {before} -> {after}: {history:?}"
+    );
     Ok(())
 }
 
@@ -177,9 +227,18 @@ fn model_files_hold_pytorch_weight_layouts_and_round_trip() -> Result<()> {
         panic!("layer 2 is a convolution")
     };
     let t = file.tensor("layers.2.weight").expect("tensor");
-    let at = |flat: usize| f32::from_le_bytes(t.data()[4 * flat..4 * flat + 4].try_into().expect("4 bytes"));
+    let at = |flat: usize| {
+        f32::from_le_bytes(
+            t.data()[4 * flat..4 * flat + 4]
+                .try_into()
+                .expect("4 bytes"),
+        )
+    };
     let (o, c, i, j) = (3, 5, 2, 1);
-    assert_eq!(at(((o * 6 + c) * 3 + i) * 3 + j), conv.weights()[[o, (c * 3 + i) * 3 + j]]);
+    assert_eq!(
+        at(((o * 6 + c) * 3 + i) * 3 + j),
+        conv.weights()[[o, (c * 3 + i) * 3 + j]]
+    );
     std::fs::remove_dir_all(dir).expect("cleanup");
     Ok(())
 }
@@ -210,11 +269,25 @@ fn conv_training_resumes_bit_for_bit() -> Result<()> {
     let mut first = model(10)?;
     trainer()
         .checkpoint(&path, 1)
-        .on_epoch(|r| if r.epoch == 0 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        .on_epoch(|r| {
+            if r.epoch == 0 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
         .fit(&mut first, x.view(), None)?;
     let mut resumed = model(10)?;
-    trainer().resume(&mut resumed, Checkpoint::<f32>::load(&path)?, x.view(), None)?;
-    assert!(param_bits(&resumed) == param_bits(&straight), "resumed weights differ");
+    trainer().resume(
+        &mut resumed,
+        Checkpoint::<f32>::load(&path)?,
+        x.view(),
+        None,
+    )?;
+    assert!(
+        param_bits(&resumed) == param_bits(&straight),
+        "resumed weights differ"
+    );
     std::fs::remove_dir_all(dir).expect("cleanup");
     Ok(())
 }

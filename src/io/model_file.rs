@@ -193,7 +193,10 @@ impl Reader<'_> {
                 (Vec::new(), Vec::new())
             } else {
                 let weights = self.floats::<T>(&format!("{prefix}layers.{i}.weight"), &shape)?;
-                (weights, self.floats::<T>(&format!("{prefix}layers.{i}.bias"), &[n_bias])?)
+                (
+                    weights,
+                    self.floats::<T>(&format!("{prefix}layers.{i}.bias"), &[n_bias])?,
+                )
             };
             // Dense (n_in, n_out); a convolution's 4-D tensor as (shape[0], the rest).
             let (rows, cols) = (shape[0], shape[1..].iter().product());

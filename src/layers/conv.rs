@@ -161,7 +161,8 @@ pub(super) fn flat<'a, T>(row: ArrayView1<'a, T>) -> &'a [T] {
 
 /// [`flat`] of a mutable row.
 pub(super) fn flat_mut<'a, T>(row: ArrayViewMut1<'a, T>) -> &'a mut [T] {
-    row.into_slice().expect("image layers write contiguous rows")
+    row.into_slice()
+        .expect("image layers write contiguous rows")
 }
 
 /// `z[c, q] += b[c]` for each channel `c` of a row `(channels, q)`, then `a = s(z)`.
@@ -324,8 +325,17 @@ impl<T: Float> Conv2d<T> {
     ) -> Result<Self> {
         let patches = Self::patches(&window)?;
         let shape = (window.channels, patches.rows());
-        check_params("Conv2d", &weights, shape, &bias, window.channels, activation)?;
-        Ok(Self::with_params(window, patches, weights, bias, activation))
+        check_params(
+            "Conv2d",
+            &weights,
+            shape,
+            &bias,
+            window.channels,
+            activation,
+        )?;
+        Ok(Self::with_params(
+            window, patches, weights, bias, activation,
+        ))
     }
 
     /// A convolution with weights drawn by `init` (fans `c_in kh kw` and `c_out kh kw`) and
@@ -349,7 +359,9 @@ impl<T: Float> Conv2d<T> {
             rng,
         );
         let bias = Array1::zeros(window.channels);
-        Ok(Self::with_params(window, patches, weights, bias, activation))
+        Ok(Self::with_params(
+            window, patches, weights, bias, activation,
+        ))
     }
 
     /// The patch geometry of `window`, with every buffer size checked against the budget.
@@ -369,7 +381,10 @@ impl<T: Float> Conv2d<T> {
             oh,
             ow,
         };
-        check_elements::<T>("convolution weights", &[ROW_BLOCKS + 2, window.channels, c, g.kh, g.kw])?;
+        check_elements::<T>(
+            "convolution weights",
+            &[ROW_BLOCKS + 2, window.channels, c, g.kh, g.kw],
+        )?;
         check_elements::<T>("convolution patches", &[2, c, g.kh, g.kw, oh, ow])?;
         // The direct kernels' buffers: 2 c_in padded planes and c_out outputs of about
         // `(h + top + bottom) (w + left + right) + kw` values each (sizes the window checked).
@@ -431,7 +446,12 @@ impl<T: Float> Conv2d<T> {
     /// The shape model files give the weights, PyTorch's `(c_out, c_in, kh, kw)`.
     pub fn weight_shape(&self) -> [usize; 4] {
         let [c_in, ..] = self.window.input;
-        [self.window.channels, c_in, self.window.kernel[0], self.window.kernel[1]]
+        [
+            self.window.channels,
+            c_in,
+            self.window.kernel[0],
+            self.window.kernel[1],
+        ]
     }
 
     /// Weights `(c_out, c_in kh kw)`.
@@ -508,20 +528,26 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
         let g = self.geometry();
         let (k, p, c_out) = (g.rows(), g.positions(), self.window.channels);
         let work = input.nrows() * c_out * k * p;
-        let blocks = zip3(row_blocks(input), row_blocks_mut(z.view_mut()), row_blocks_mut(a.view_mut()));
+        let blocks = zip3(
+            row_blocks(input),
+            row_blocks_mut(z.view_mut()),
+            row_blocks_mut(a.view_mut()),
+        );
         let (w, bias) = (self.weights.view(), flat(self.bias.view()));
         if let Some(plane) = self.plane() {
             let c_in = self.window.input[0];
             for_each_block(work, indexed(blocks), |(block, (x, mut z, mut a))| {
-                self.scratch.with(block, c_in * plane.len + plane.out, |buf| {
-                    let (pad, acc) = buf.split_at_mut(c_in * plane.len);
-                    for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut()) {
-                        direct::pad_image(&g, &plane, flat(x), pad);
-                        let z = flat_mut(z);
-                        direct::forward(&g, &plane, w, pad, acc, z);
-                        bias_activate(bias, self.activation, z, flat_mut(a));
-                    }
-                });
+                self.scratch
+                    .with(block, c_in * plane.len + plane.out, |buf| {
+                        let (pad, acc) = buf.split_at_mut(c_in * plane.len);
+                        for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut())
+                        {
+                            direct::pad_image(&g, &plane, flat(x), pad);
+                            let z = flat_mut(z);
+                            direct::forward(&g, &plane, w, pad, acc, z);
+                            bias_activate(bias, self.activation, z, flat_mut(a));
+                        }
+                    });
                 0.0
             });
             return;
@@ -566,49 +592,71 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
         if let Some(plane) = direct {
             let c_in = self.window.input[0];
             let (n_pad, n_dp) = (c_in * plane.len, c_out * plane.out);
-            for_each_block(work, indexed(blocks), |(block, ((x, d_z, d_in), partial, ()))| {
+            for_each_block(
+                work,
+                indexed(blocks),
+                |(block, ((x, d_z, d_in), partial, ()))| {
+                    partial.fill(T::zero());
+                    let mut d_in = d_in;
+                    scratch.with(block, 2 * n_pad + n_dp, |buf| {
+                        let (pad, rest) = buf.split_at_mut(n_pad);
+                        let (dp, dpad) = rest.split_at_mut(n_dp);
+                        for (b, (x, d)) in x.rows().into_iter().zip(d_z.rows()).enumerate() {
+                            direct::pad_image(&g, &plane, flat(x), pad);
+                            direct::spread(&g, &plane, flat(d), dp);
+                            direct::weight_grad(&g, &plane, dp, pad, partial);
+                            if let Some(d_in) = d_in.as_mut() {
+                                direct::input_grad(
+                                    &g,
+                                    &plane,
+                                    w,
+                                    dp,
+                                    dpad,
+                                    flat_mut(d_in.row_mut(b)),
+                                );
+                            }
+                        }
+                    });
+                    0.0
+                },
+            );
+            add_partials(
+                &self.partial,
+                self.grad_weights.as_slice_mut().expect("owned"),
+            );
+            return;
+        }
+        for_each_block(
+            work,
+            indexed(blocks),
+            |(block, ((x, d_z, d_in), partial, ()))| {
                 partial.fill(T::zero());
+                let mut dw = ArrayViewMut2::from_shape((c_out, k), partial).expect("c_out k");
                 let mut d_in = d_in;
-                scratch.with(block, 2 * n_pad + n_dp, |buf| {
-                    let (pad, rest) = buf.split_at_mut(n_pad);
-                    let (dp, dpad) = rest.split_at_mut(n_dp);
+                scratch.with(block, 2 * k * p, |buf| {
+                    let (cols, d_cols) = buf.split_at_mut(k * p);
                     for (b, (x, d)) in x.rows().into_iter().zip(d_z.rows()).enumerate() {
-                        direct::pad_image(&g, &plane, flat(x), pad);
-                        direct::spread(&g, &plane, flat(d), dp);
-                        direct::weight_grad(&g, &plane, dp, pad, partial);
+                        im2col(&g, flat(x), cols);
+                        let cm = ArrayView2::from_shape((k, p), &*cols).expect("k p");
+                        let dm = ArrayView2::from_shape((c_out, p), flat(d)).expect("row");
+                        product(T::one(), &dm, &cm.t(), T::one(), &mut dw);
                         if let Some(d_in) = d_in.as_mut() {
-                            direct::input_grad(&g, &plane, w, dp, dpad, flat_mut(d_in.row_mut(b)));
+                            let mut dcm =
+                                ArrayViewMut2::from_shape((k, p), &mut *d_cols).expect("k p");
+                            product(T::one(), &w.t(), &dm, T::zero(), &mut dcm);
+                            let dx = flat_mut(d_in.row_mut(b));
+                            dx.fill(T::zero());
+                            col2im_add(&g, d_cols, dx);
                         }
                     }
                 });
                 0.0
-            });
-            add_partials(&self.partial, self.grad_weights.as_slice_mut().expect("owned"));
-            return;
-        }
-        for_each_block(work, indexed(blocks), |(block, ((x, d_z, d_in), partial, ()))| {
-            partial.fill(T::zero());
-            let mut dw = ArrayViewMut2::from_shape((c_out, k), partial).expect("c_out k");
-            let mut d_in = d_in;
-            scratch.with(block, 2 * k * p, |buf| {
-                let (cols, d_cols) = buf.split_at_mut(k * p);
-                for (b, (x, d)) in x.rows().into_iter().zip(d_z.rows()).enumerate() {
-                    im2col(&g, flat(x), cols);
-                    let cm = ArrayView2::from_shape((k, p), &*cols).expect("k p");
-                    let dm = ArrayView2::from_shape((c_out, p), flat(d)).expect("row");
-                    product(T::one(), &dm, &cm.t(), T::one(), &mut dw);
-                    if let Some(d_in) = d_in.as_mut() {
-                        let mut dcm = ArrayViewMut2::from_shape((k, p), &mut *d_cols).expect("k p");
-                        product(T::one(), &w.t(), &dm, T::zero(), &mut dcm);
-                        let dx = flat_mut(d_in.row_mut(b));
-                        dx.fill(T::zero());
-                        col2im_add(&g, d_cols, dx);
-                    }
-                }
-            });
-            0.0
-        });
-        add_partials(&self.partial, self.grad_weights.as_slice_mut().expect("owned"));
+            },
+        );
+        add_partials(
+            &self.partial,
+            self.grad_weights.as_slice_mut().expect("owned"),
+        );
     }
 
     fn zero_grad(&mut self) {
@@ -670,7 +718,19 @@ mod tests {
         ] {
             let oh = (h + top + bottom - kh) / sh + 1;
             let ow = (w + left + right - kw) / sw + 1;
-            let g = Patches { c: 2, h, w, kh, kw, sh, sw, top, left, oh, ow };
+            let g = Patches {
+                c: 2,
+                h,
+                w,
+                kh,
+                kw,
+                sh,
+                sw,
+                top,
+                left,
+                oh,
+                ow,
+            };
             let x: Vec<f64> = (0..2 * h * w).map(|i| i as f64 + 1.0).collect();
             let mut cols = vec![-1.0; g.rows() * g.positions()];
             im2col(&g, &x, &mut cols);
@@ -681,8 +741,13 @@ mod tests {
                             for ox in 0..ow {
                                 let y = (oy * sh + i) as isize - top as isize;
                                 let xx = (ox * sw + j) as isize - left as isize;
-                                let inside = (0..h as isize).contains(&y) && (0..w as isize).contains(&xx);
-                                let want = if inside { x[c * h * w + y as usize * w + xx as usize] } else { 0.0 };
+                                let inside =
+                                    (0..h as isize).contains(&y) && (0..w as isize).contains(&xx);
+                                let want = if inside {
+                                    x[c * h * w + y as usize * w + xx as usize]
+                                } else {
+                                    0.0
+                                };
                                 let r = (c * kh + i) * kw + j;
                                 assert_eq!(cols[r * g.positions() + oy * ow + ox], want);
                             }

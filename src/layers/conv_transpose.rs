@@ -88,7 +88,14 @@ impl<T: Float> ConvTranspose2d<T> {
     ) -> Result<Self> {
         let g = Self::patches(&window)?;
         let shape = (window.input[0], g.rows());
-        check_params("ConvTranspose2d", &weights, shape, &bias, window.channels, activation)?;
+        check_params(
+            "ConvTranspose2d",
+            &weights,
+            shape,
+            &bias,
+            window.channels,
+            activation,
+        )?;
         Ok(Self::with_params(window, g, weights, bias, activation))
     }
 
@@ -128,7 +135,10 @@ impl<T: Float> ConvTranspose2d<T> {
             oh: h,
             ow: w,
         };
-        check_elements::<T>("convolution weights", &[ROW_BLOCKS + 2, c_in, c_out, g.kh, g.kw])?;
+        check_elements::<T>(
+            "convolution weights",
+            &[ROW_BLOCKS + 2, c_in, c_out, g.kh, g.kw],
+        )?;
         check_elements::<T>("convolution patches", &[c_out, g.kh, g.kw, h, w])?;
         Ok(g)
     }
@@ -175,6 +185,21 @@ impl<T: Float> ConvTranspose2d<T> {
         [w.input[0], w.channels, w.kernel[0], w.kernel[1]]
     }
 
+    /// Weights `(c_in, c_out kh kw)`.
+    pub fn weights(&self) -> ArrayView2<'_, T> {
+        self.weights.view()
+    }
+
+    /// Bias `(c_out)`.
+    pub fn bias(&self) -> ArrayView1<'_, T> {
+        self.bias.view()
+    }
+
+    /// `dL/dW` accumulated since the last zeroing, `(c_in, c_out kh kw)`.
+    pub fn grad_weights(&self) -> ArrayView2<'_, T> {
+        self.grad_weights.view()
+    }
+
     /// Forward pass for inference (allocates).
     ///
     /// # Errors
@@ -213,7 +238,11 @@ impl<T: Float> LayerKind<T> for ConvTranspose2d<T> {
         let g = self.geometry();
         let (k, p, c_in) = (g.rows(), g.positions(), self.window.input[0]);
         let work = input.nrows() * c_in * k * p;
-        let blocks = zip3(row_blocks(input), row_blocks_mut(z.view_mut()), row_blocks_mut(a.view_mut()));
+        let blocks = zip3(
+            row_blocks(input),
+            row_blocks_mut(z.view_mut()),
+            row_blocks_mut(a.view_mut()),
+        );
         let (w, bias) = (self.weights.view(), flat(self.bias.view()));
         for_each_block(work, indexed(blocks), |(block, (x, mut z, mut a))| {
             self.scratch.with(block, k * p, |cols| {
@@ -252,26 +281,33 @@ impl<T: Float> LayerKind<T> for ConvTranspose2d<T> {
             std::array::from_fn::<_, ROW_BLOCKS, _>(|_| ()),
         );
         let (w, scratch) = (self.weights.view(), &self.scratch);
-        for_each_block(work, indexed(blocks), |(block, ((x, d_z, d_in), partial, ()))| {
-            partial.fill(T::zero());
-            let mut dw = ArrayViewMut2::from_shape((c_in, k), partial).expect("c_in k");
-            let mut d_in = d_in;
-            scratch.with(block, k * p, |cols| {
-                for (b, (x, d)) in x.rows().into_iter().zip(d_z.rows()).enumerate() {
-                    im2col(&g, flat(d), cols);
-                    let cm = ArrayView2::from_shape((k, p), &*cols).expect("k p");
-                    let xm = ArrayView2::from_shape((c_in, p), flat(x)).expect("row");
-                    product(T::one(), &xm, &cm.t(), T::one(), &mut dw);
-                    if let Some(d_in) = d_in.as_mut() {
-                        let dx = flat_mut(d_in.row_mut(b));
-                        let mut dxm = ArrayViewMut2::from_shape((c_in, p), dx).expect("row");
-                        product(T::one(), &w, &cm, T::zero(), &mut dxm);
+        for_each_block(
+            work,
+            indexed(blocks),
+            |(block, ((x, d_z, d_in), partial, ()))| {
+                partial.fill(T::zero());
+                let mut dw = ArrayViewMut2::from_shape((c_in, k), partial).expect("c_in k");
+                let mut d_in = d_in;
+                scratch.with(block, k * p, |cols| {
+                    for (b, (x, d)) in x.rows().into_iter().zip(d_z.rows()).enumerate() {
+                        im2col(&g, flat(d), cols);
+                        let cm = ArrayView2::from_shape((k, p), &*cols).expect("k p");
+                        let xm = ArrayView2::from_shape((c_in, p), flat(x)).expect("row");
+                        product(T::one(), &xm, &cm.t(), T::one(), &mut dw);
+                        if let Some(d_in) = d_in.as_mut() {
+                            let dx = flat_mut(d_in.row_mut(b));
+                            let mut dxm = ArrayViewMut2::from_shape((c_in, p), dx).expect("row");
+                            product(T::one(), &w, &cm, T::zero(), &mut dxm);
+                        }
                     }
-                }
-            });
-            0.0
-        });
-        add_partials(&self.partial, self.grad_weights.as_slice_mut().expect("owned"));
+                });
+                0.0
+            },
+        );
+        add_partials(
+            &self.partial,
+            self.grad_weights.as_slice_mut().expect("owned"),
+        );
     }
 
     fn zero_grad(&mut self) {

@@ -261,7 +261,10 @@ impl<T: Float> Layer<T> {
     ) -> Result<Self> {
         let window = || {
             spec.window.ok_or_else(|| {
-                crate::error::Error::InvalidConfig(format!("a {:?} layer needs its window", spec.kind))
+                crate::error::Error::InvalidConfig(format!(
+                    "a {:?} layer needs its window",
+                    spec.kind
+                ))
             })
         };
         let layer = match spec.kind {
@@ -269,10 +272,15 @@ impl<T: Float> Layer<T> {
             LayerKindName::Conv2d => {
                 Layer::Conv2d(Conv2d::new(window()?, weights, bias, spec.activation)?)
             }
-            LayerKindName::ConvTranspose2d => {
-                Layer::ConvTranspose2d(ConvTranspose2d::new(window()?, weights, bias, spec.activation)?)
+            LayerKindName::ConvTranspose2d => Layer::ConvTranspose2d(ConvTranspose2d::new(
+                window()?,
+                weights,
+                bias,
+                spec.activation,
+            )?),
+            LayerKindName::MaxPool2d => {
+                Layer::MaxPool2d(MaxPool2d::new(window()?, spec.activation)?)
             }
-            LayerKindName::MaxPool2d => Layer::MaxPool2d(MaxPool2d::new(window()?, spec.activation)?),
             LayerKindName::Upsample2d => {
                 Layer::Upsample2d(Upsample2d::new(window()?, spec.activation)?)
             }
@@ -281,7 +289,12 @@ impl<T: Float> Layer<T> {
             return Err(crate::error::Error::ShapeMismatch {
                 context: "Layer::from_parts",
                 expected: format!("a layer from {n_in} to {} values", spec.n_out),
-                found: format!("a {:?} layer from {} to {}", spec.kind, layer.n_in(), layer.n_out()),
+                found: format!(
+                    "a {:?} layer from {} to {}",
+                    spec.kind,
+                    layer.n_in(),
+                    layer.n_out()
+                ),
             });
         }
         Ok(layer)

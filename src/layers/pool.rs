@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::activation::Activation;
 use crate::architecture::{LayerKindName, Window};
+use crate::compute::{for_each_block, row_blocks, row_blocks_mut};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::conv::{activate, flat, flat_mut, indexed, infer_kind, optional_blocks, zip3};
 use crate::layers::{LayerKind, ParamKind, ParamVisitor};
-use crate::compute::{for_each_block, row_blocks, row_blocks_mut};
 
 /// Max pooling: for each image `x` `(c, h, w)` and channel `c`,
 /// `z[c, y, x] = max over (i, j) in the window of x[c, y sh + i, x sw + j]`, where the
@@ -112,7 +112,11 @@ impl<T: Float> MaxPool2d<T> {
                             // Branch-free: a data-dependent branch mispredicts half the time.
                             let take = v > best;
                             best = if take { v } else { best };
-                            best_at = if take { (oy * sh + r) * w + x0 + dx } else { best_at };
+                            best_at = if take {
+                                (oy * sh + r) * w + x0 + dx
+                            } else {
+                                best_at
+                            };
                         }
                     }
                     f(o, base + best_at);
@@ -150,7 +154,11 @@ impl<T: Float> LayerKind<T> for MaxPool2d<T> {
     /// If the shapes disagree or a row is not contiguous (internal invariants).
     fn forward(&self, input: ArrayView2<T>, mut z: ArrayViewMut2<T>, mut a: ArrayViewMut2<T>) {
         let work = input.len();
-        let blocks = zip3(row_blocks(input), row_blocks_mut(z.view_mut()), row_blocks_mut(a.view_mut()));
+        let blocks = zip3(
+            row_blocks(input),
+            row_blocks_mut(z.view_mut()),
+            row_blocks_mut(a.view_mut()),
+        );
         for_each_block(work, indexed(blocks), |(_, (x, mut z, mut a))| {
             for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut()) {
                 let (x, z, a) = (flat(x), flat_mut(z), flat_mut(a));

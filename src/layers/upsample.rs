@@ -118,11 +118,19 @@ impl<T: Float> LayerKind<T> for Upsample2d<T> {
         let [sh, sw] = self.window.kernel;
         let ow = w * sw;
         let work = z.len();
-        let blocks = zip3(row_blocks(input), row_blocks_mut(z.view_mut()), row_blocks_mut(a.view_mut()));
+        let blocks = zip3(
+            row_blocks(input),
+            row_blocks_mut(z.view_mut()),
+            row_blocks_mut(a.view_mut()),
+        );
         for_each_block(work, indexed(blocks), |(_, (x, mut z, mut a))| {
             for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut()) {
                 let (x, z) = (flat(x), flat_mut(z));
-                for (src, dst) in x.chunks_exact(w).zip(z.chunks_exact_mut(ow * sh)).take(c * h) {
+                for (src, dst) in x
+                    .chunks_exact(w)
+                    .zip(z.chunks_exact_mut(ow * sh))
+                    .take(c * h)
+                {
                     let (first, rest) = dst.split_at_mut(ow);
                     for (d, &v) in first.chunks_exact_mut(sw).zip(src) {
                         d.fill(v);

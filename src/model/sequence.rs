@@ -112,7 +112,13 @@ impl<T: Float> SequenceBuilder<T> {
     }
 
     /// A `kernel x kernel` convolution with stride 1 and `channels` outputs.
-    pub fn conv(self, channels: usize, kernel: usize, padding: Padding, activation: Activation) -> Self {
+    pub fn conv(
+        self,
+        channels: usize,
+        kernel: usize,
+        padding: Padding,
+        activation: Activation,
+    ) -> Self {
         self.conv_strided(channels, [kernel, kernel], [1, 1], padding, activation)
     }
 
@@ -214,7 +220,8 @@ impl<T: Float> SequenceBuilder<T> {
                     padding,
                     activation,
                 } => {
-                    let window = Window::conv(shape, channels, kernel, stride, padding).map_err(fail)?;
+                    let window =
+                        Window::conv(shape, channels, kernel, stride, padding).map_err(fail)?;
                     Conv2d::random(window, activation, init(activation), rng)?.into()
                 }
                 Step::ConvTranspose {
@@ -224,8 +231,8 @@ impl<T: Float> SequenceBuilder<T> {
                     padding,
                     activation,
                 } => {
-                    let window =
-                        Window::conv_transpose(shape, channels, kernel, stride, padding).map_err(fail)?;
+                    let window = Window::conv_transpose(shape, channels, kernel, stride, padding)
+                        .map_err(fail)?;
                     ConvTranspose2d::random(window, activation, init(activation), rng)?.into()
                 }
                 Step::MaxPool { size, rounding } => {
@@ -241,7 +248,10 @@ impl<T: Float> SequenceBuilder<T> {
                     Dense::random(n_in, n_out, activation, init(activation), rng)?.into()
                 }
                 Step::Reshape(to) => {
-                    let (from, width) = (shape.iter().product::<usize>(), to.iter().product::<usize>());
+                    let (from, width) = (
+                        shape.iter().product::<usize>(),
+                        to.iter().product::<usize>(),
+                    );
                     if from != width || width == 0 {
                         return Err(Error::InvalidConfig(format!(
                             "sequence step {i}: cannot reshape {shape:?} ({from} values) to {to:?}"
