@@ -13,7 +13,7 @@ use autoencoder::{
     Trainer,
 };
 use common::param_bits;
-use ndarray::Array2;
+use ndarray::{Array2, ShapeBuilder};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -289,5 +289,22 @@ fn conv_training_resumes_bit_for_bit() -> Result<()> {
         "resumed weights differ"
     );
     std::fs::remove_dir_all(dir).expect("cleanup");
+    Ok(())
+}
+
+#[test]
+fn inputs_in_any_memory_layout_give_the_same_outputs() -> Result<()> {
+    let ae = model(12)?;
+    let x = images(6, 13);
+    let mut columns_first = Array2::zeros(x.dim().f());
+    columns_first.assign(&x);
+    assert_eq!(
+        ae.reconstruct(columns_first.view())?,
+        ae.reconstruct(x.view())?
+    );
+    let wide = ndarray::concatenate![ndarray::Axis(1), x, x];
+    let every_other = wide.slice(ndarray::s![.., ..;2]).to_owned();
+    let strided = wide.slice(ndarray::s![.., ..;2]);
+    assert_eq!(ae.encode(strided)?, ae.encode(every_other.view())?);
     Ok(())
 }

@@ -233,13 +233,15 @@ impl<T: Float> LayerKind<T> for ConvTranspose2d<T> {
     /// Per image: `Y_col = W^T x`, `z = col2im(Y_col) + b`, `a = s(z)`.
     ///
     /// # Panics
-    /// If the shapes disagree or a row is not contiguous (internal invariants).
+    /// If the shapes disagree or a row of the output buffers is not contiguous (internal
+    /// invariants: the model's buffers are).
     fn forward(&self, input: ArrayView2<T>, mut z: ArrayViewMut2<T>, mut a: ArrayViewMut2<T>) {
+        let input = input.as_standard_layout(); // copies only a caller's non-contiguous view
         let g = self.geometry();
         let (k, p, c_in) = (g.rows(), g.positions(), self.window.input[0]);
         let work = input.nrows() * c_in * k * p;
         let blocks = zip3(
-            row_blocks(input),
+            row_blocks(input.view()),
             row_blocks_mut(z.view_mut()),
             row_blocks_mut(a.view_mut()),
         );
@@ -264,19 +266,26 @@ impl<T: Float> LayerKind<T> for ConvTranspose2d<T> {
     /// `dL/db_c += sum D[c, :]`, `dL/dx = W D_col` (overwritten).
     ///
     /// # Panics
-    /// If the shapes disagree or a row is not contiguous (internal invariants).
+    /// If the shapes disagree or a row of the output buffers is not contiguous (internal
+    /// invariants: the model's buffers are).
     fn backward(
         &mut self,
         input: ArrayView2<T>,
         d_z: ArrayView2<T>,
         d_input: Option<ArrayViewMut2<T>>,
     ) {
+        // Copies only a caller's non-contiguous view (the model's buffers are contiguous).
+        let (input, d_z) = (input.as_standard_layout(), d_z.as_standard_layout());
         let g = self.geometry();
         let (k, p, c_in) = (g.rows(), g.positions(), self.window.input[0]);
-        bias_grad(d_z, self.grad_bias.as_slice_mut().expect("owned"));
+        bias_grad(d_z.view(), self.grad_bias.as_slice_mut().expect("owned"));
         let work = input.nrows() * c_in * k * p * 2;
         let blocks = zip3(
-            zip3(row_blocks(input), row_blocks(d_z), optional_blocks(d_input)),
+            zip3(
+                row_blocks(input.view()),
+                row_blocks(d_z.view()),
+                optional_blocks(d_input),
+            ),
             slice_blocks_mut(&mut self.partial),
             std::array::from_fn::<_, ROW_BLOCKS, _>(|_| ()),
         );

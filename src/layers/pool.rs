@@ -151,11 +151,13 @@ impl<T: Float> LayerKind<T> for MaxPool2d<T> {
     /// `z[c, y, x] = max of the window`, `a = s(z)`.
     ///
     /// # Panics
-    /// If the shapes disagree or a row is not contiguous (internal invariants).
+    /// If the shapes disagree or a row of the output buffers is not contiguous (internal
+    /// invariants: the model's buffers are).
     fn forward(&self, input: ArrayView2<T>, mut z: ArrayViewMut2<T>, mut a: ArrayViewMut2<T>) {
+        let input = input.as_standard_layout(); // copies only a caller's non-contiguous view
         let work = input.len();
         let blocks = zip3(
-            row_blocks(input),
+            row_blocks(input.view()),
             row_blocks_mut(z.view_mut()),
             row_blocks_mut(a.view_mut()),
         );
@@ -172,18 +174,25 @@ impl<T: Float> LayerKind<T> for MaxPool2d<T> {
     /// `dL/dx = 0`, then `dL/dx[argmax of window o] += dL/dz[o]` for each output `o`.
     ///
     /// # Panics
-    /// If the shapes disagree or a row is not contiguous (internal invariants).
+    /// If the shapes disagree or a row of the output buffers is not contiguous (internal
+    /// invariants: the model's buffers are).
     fn backward(
         &mut self,
         input: ArrayView2<T>,
         d_z: ArrayView2<T>,
         d_input: Option<ArrayViewMut2<T>>,
     ) {
+        // Copies only a caller's non-contiguous view (the model's buffers are contiguous).
+        let (input, d_z) = (input.as_standard_layout(), d_z.as_standard_layout());
         if d_input.is_none() {
             return;
         }
         let work = input.len();
-        let blocks = zip3(row_blocks(input), row_blocks(d_z), optional_blocks(d_input));
+        let blocks = zip3(
+            row_blocks(input.view()),
+            row_blocks(d_z.view()),
+            optional_blocks(d_input),
+        );
         let this = &*self;
         for_each_block(work, indexed(blocks), |(_, (x, d_z, d_in))| {
             if let Some(mut d_in) = d_in {

@@ -112,14 +112,16 @@ impl<T: Float> LayerKind<T> for Upsample2d<T> {
     /// `z[c, y, x] = x[c, y / sh, x / sw]`, `a = s(z)`.
     ///
     /// # Panics
-    /// If the shapes disagree or a row is not contiguous (internal invariants).
+    /// If the shapes disagree or a row of the output buffers is not contiguous (internal
+    /// invariants: the model's buffers are).
     fn forward(&self, input: ArrayView2<T>, mut z: ArrayViewMut2<T>, mut a: ArrayViewMut2<T>) {
+        let input = input.as_standard_layout(); // copies only a caller's non-contiguous view
         let [c, h, w] = self.window.input;
         let [sh, sw] = self.window.kernel;
         let ow = w * sw;
         let work = z.len();
         let blocks = zip3(
-            row_blocks(input),
+            row_blocks(input.view()),
             row_blocks_mut(z.view_mut()),
             row_blocks_mut(a.view_mut()),
         );
@@ -148,13 +150,16 @@ impl<T: Float> LayerKind<T> for Upsample2d<T> {
     /// `dL/dx[c, y, x] = sum of dL/dz over the `sh x sw` copies of the pixel`.
     ///
     /// # Panics
-    /// If the shapes disagree or a row is not contiguous (internal invariants).
+    /// If the shapes disagree or a row of the output buffers is not contiguous (internal
+    /// invariants: the model's buffers are).
     fn backward(
         &mut self,
         input: ArrayView2<T>,
         d_z: ArrayView2<T>,
         d_input: Option<ArrayViewMut2<T>>,
     ) {
+        // Copies only a caller's non-contiguous view (the model's buffers are contiguous).
+        let (input, d_z) = (input.as_standard_layout(), d_z.as_standard_layout());
         if d_input.is_none() {
             return;
         }
@@ -162,7 +167,11 @@ impl<T: Float> LayerKind<T> for Upsample2d<T> {
         let [sh, sw] = self.window.kernel;
         let ow = w * sw;
         let work = d_z.len();
-        let blocks = zip3(row_blocks(input), row_blocks(d_z), optional_blocks(d_input));
+        let blocks = zip3(
+            row_blocks(input.view()),
+            row_blocks(d_z.view()),
+            optional_blocks(d_input),
+        );
         for_each_block(work, indexed(blocks), |(_, (_, d_z, d_in))| {
             if let Some(mut d_in) = d_in {
                 for (d, dx) in d_z.rows().into_iter().zip(d_in.rows_mut()) {
