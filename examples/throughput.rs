@@ -4,8 +4,12 @@
 //!
 //! ```text
 //! cargo run --release --example throughput -- [--threads N] [--epochs E] [--rows N]
-//!     [--workload shallow|deep|wide]... [--json]
+//!     [--workload shallow|deep|wide|c-small|c-denoise]... [--json]
 //! ```
+//!
+//! `c-small` and `c-denoise` are the convolutional models of `examples/mnist_conv.rs` (batch
+//! 128, as `../shared/bench/torch_conv_reference.py`); their GFLOP/s count `3 x 2 x` the
+//! multiply-adds of every convolution and dense layer per sample.
 //!
 //! Each workload: f32, Glorot-uniform weights, zero biases, Adam (lr 1e-3, eps 1e-7), batch
 //! 256, binary cross-entropy, reshuffled every epoch, one epoch = `--rows` samples (default
@@ -57,7 +61,8 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 60_000, value_parser = at_least_one)]
     rows: usize,
     /// Workload to run (repeatable): shallow 784-32-784, deep 784-128-64-32-64-128-784,
-    /// wide 784-512-128-512-784
+    /// wide 784-512-128-512-784, c-small and c-denoise (the convolutional models of
+    /// mnist_conv)
     #[arg(long = "workload", value_name = "W", value_enum,
           default_values = ["shallow", "deep", "wide"])]
     workloads: Vec<WorkloadName>,
@@ -72,6 +77,8 @@ enum WorkloadName {
     Shallow,
     Deep,
     Wide,
+    CSmall,
+    CDenoise,
 }
 
 /// A whole number >= 1 (`--threads`, `--epochs`, `--rows`).
@@ -121,26 +128,101 @@ struct Workload {
     latent: usize,
 }
 
-const WORKLOADS: [Workload; 3] = [
+const WORKLOADS: [Workload; 5] = [
     Workload {
         kind: WorkloadName::Shallow,
-        name: "shallow",
+        name: "W-shallow",
         hidden: &[],
         latent: 32,
     },
     Workload {
         kind: WorkloadName::Deep,
-        name: "deep",
+        name: "W-deep",
         hidden: &[128, 64],
         latent: 32,
     },
     Workload {
         kind: WorkloadName::Wide,
-        name: "wide",
+        name: "W-wide",
         hidden: &[512],
         latent: 128,
     },
+    // The convolutional models are built by `conv_model`; the widths here are unused.
+    Workload {
+        kind: WorkloadName::CSmall,
+        name: "C-small",
+        hidden: &[],
+        latent: 0,
+    },
+    Workload {
+        kind: WorkloadName::CDenoise,
+        name: "C-denoise",
+        hidden: &[],
+        latent: 0,
+    },
 ];
+
+/// The convolutional models of `examples/mnist_conv.rs` (3x3 convolutions, ReLU, sigmoid
+/// output): c-small 16-8-8 with a 4x4x8 code, c-denoise 32-32 with a 7x7x32 code.
+fn conv_model(kind: WorkloadName) -> autoencoder::Result<Autoencoder<f32>> {
+    use autoencoder::Activation::{Relu, Sigmoid};
+    use autoencoder::Padding::{Same, Valid};
+    use autoencoder::Rounding::{Ceil, Floor};
+    let rng = &mut ChaCha8Rng::seed_from_u64(42);
+    let s = Autoencoder::<f32>::sequence([1, 28, 28]);
+    match kind {
+        WorkloadName::CSmall => s
+            .conv(16, 3, Same, Relu)
+            .max_pool(2, Floor)
+            .conv(8, 3, Same, Relu)
+            .max_pool(2, Floor)
+            .conv(8, 3, Same, Relu)
+            .max_pool(2, Ceil)
+            .code()
+            .conv(8, 3, Same, Relu)
+            .upsample(2)
+            .conv(8, 3, Same, Relu)
+            .upsample(2)
+            .conv(16, 3, Valid, Relu)
+            .upsample(2)
+            .conv(1, 3, Same, Sigmoid)
+            .build(rng),
+        _ => s
+            .conv(32, 3, Same, Relu)
+            .max_pool(2, Floor)
+            .conv(32, 3, Same, Relu)
+            .max_pool(2, Floor)
+            .code()
+            .conv(32, 3, Same, Relu)
+            .upsample(2)
+            .conv(32, 3, Same, Relu)
+            .upsample(2)
+            .conv(1, 3, Same, Sigmoid)
+            .build(rng),
+    }
+}
+
+/// Multiply-adds per sample of the forward pass: `n_in n_out` for a dense layer, the
+/// weights times the output positions for a convolution (times the input positions for a
+/// transposed one), none for pooling and upsampling.
+fn macs_per_sample(ae: &Autoencoder<f32>) -> usize {
+    use autoencoder::Layer;
+    ae.layers()
+        .iter()
+        .map(|layer| match layer {
+            Layer::Conv2d(c) => {
+                let [_, oh, ow] = c.output_shape();
+                c.weights().len() * oh * ow
+            }
+            Layer::ConvTranspose2d(c) => {
+                let [_, h, w] = c.window().input;
+                c.weights().len() * h * w
+            }
+            Layer::Dense(d) => d.n_in() * d.n_out(),
+            _ => 0,
+        })
+        .sum()
+}
 
 struct Measured {
     name: &'static str,
@@ -153,26 +235,31 @@ struct Measured {
 }
 
 fn run(w: &Workload, data: &Array2<f32>, epochs: usize) -> autoencoder::Result<Measured> {
-    let mut rng = ChaCha8Rng::seed_from_u64(42);
-    let mut builder = Autoencoder::<f32>::builder(784);
-    for &h in w.hidden {
-        builder = builder.hidden(h, Activation::Relu);
-    }
-    let mut ae = builder
-        .latent(w.latent, Activation::Relu)
-        .output(Activation::Sigmoid)
-        .init(Init::GlorotUniform)
-        .build(&mut rng)?;
+    let conv = matches!(w.kind, WorkloadName::CSmall | WorkloadName::CDenoise);
+    let mut ae = if conv {
+        conv_model(w.kind)?
+    } else {
+        let mut rng = ChaCha8Rng::seed_from_u64(42);
+        let mut builder = Autoencoder::<f32>::builder(784);
+        for &h in w.hidden {
+            builder = builder.hidden(h, Activation::Relu);
+        }
+        builder
+            .latent(w.latent, Activation::Relu)
+            .output(Activation::Sigmoid)
+            .init(Init::GlorotUniform)
+            .build(&mut rng)?
+    };
     let history = Trainer::new(Adam::new(1e-3).eps(1e-7))
         .loss(Loss::BinaryCrossEntropy)
         .epochs(epochs.saturating_add(1))
-        .batch_size(256)
+        .batch_size(if conv { 128 } else { 256 })
         .seed(7)
         .fit(&mut ae, data.view(), None)?;
     let mut seconds: Vec<f64> = history.epochs[1..].iter().map(|e| e.seconds).collect();
     let seconds = median(&mut seconds);
     let sizes = ae.sizes();
-    let macs: usize = sizes.windows(2).map(|p| p[0] * p[1]).sum();
+    let macs = macs_per_sample(&ae);
     let samples_per_second = data.nrows() as f64 / seconds;
     Ok(Measured {
         name: w.name,
@@ -234,7 +321,7 @@ fn measure(args: &Args) -> autoencoder::Result<()> {
         m.peak = (before + after) / 2.0;
         if !args.json {
             println!(
-                "W-{:<8} {:>7.3} s/epoch {:>9.0} samples/s {:>6.1} GFLOP/s {:>5.1}% of peak {:.0} \
+                "{:<10} {:>7.3} s/epoch {:>9.0} samples/s {:>6.1} GFLOP/s {:>5.1}% of peak {:.0} \
                  (peak before/after {before:.0}/{after:.0}; loss {:.4})",
                 m.name,
                 m.seconds,
@@ -252,7 +339,7 @@ fn measure(args: &Args) -> autoencoder::Result<()> {
             .iter()
             .map(|m| {
                 format!(
-                    "{{\"workload\":\"W-{}\",\"sizes\":{:?},\"seconds_per_epoch\":{:.5},\
+                    "{{\"workload\":\"{}\",\"sizes\":{:?},\"seconds_per_epoch\":{:.5},\
                      \"samples_per_second\":{:.1},\"gflops\":{:.2},\"peak_gflops\":{:.2},\
                      \"fraction_of_peak\":{:.4},\"final_loss\":{:.9}}}",
                     m.name,

@@ -42,6 +42,287 @@ pub enum LayerKindName {
     /// A fully connected layer, [`crate::Dense`].
     #[default]
     Dense,
+    /// A 2-D convolution, [`crate::Conv2d`].
+    Conv2d,
+    /// A 2-D transposed convolution, [`crate::ConvTranspose2d`].
+    ConvTranspose2d,
+    /// 2-D max pooling, [`crate::MaxPool2d`].
+    MaxPool2d,
+    /// 2-D nearest-neighbour upsampling, [`crate::Upsample2d`].
+    Upsample2d,
+}
+
+/// How a pooling layer rounds its output size: `floor((h - k) / s) + 1` or
+/// `ceil((h - k) / s) + 1` (PyTorch's `ceil_mode`, which pools 7x7 to 4x4 with 2x2 windows;
+/// a last window that would start past the input is dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Rounding {
+    /// Windows that do not fit whole are dropped.
+    #[default]
+    Floor,
+    /// A last, partial window is kept (it reads only the pixels inside the image).
+    Ceil,
+}
+
+/// The geometry of an image layer (convolution, pooling, upsampling): images are rows,
+/// channels first, so a row of `c * h * w` values is the image `(c, h, w)`.
+///
+/// | field | [`LayerKindName::Conv2d`] | [`LayerKindName::ConvTranspose2d`] | [`LayerKindName::MaxPool2d`] | [`LayerKindName::Upsample2d`] |
+/// | --- | --- | --- | --- | --- |
+/// | `input` | `(c_in, h, w)` | `(c_in, h, w)` | `(c, h, w)` | `(c, h, w)` |
+/// | `channels` | `c_out` | `c_out` | `c` | `c` |
+/// | `kernel` | `(kh, kw)` | `(kh, kw)` | window `(kh, kw)` | scale factors `(sh, sw)` |
+/// | `stride` | `(sh, sw)` | `(sh, sw)` | `(sh, sw)` | equal to `kernel` |
+/// | `padding` | zeros `(top, bottom, left, right)` | cropped from the output | 0 | 0 |
+/// | `rounding` | `Floor` | `Floor` | `Floor` or `Ceil` | `Floor` |
+///
+/// Output height (the width alike), with `H = h + top + bottom`:
+/// convolution `(H - kh) / sh + 1` (rounded down); transposed convolution
+/// `(h - 1) sh + kh - top - bottom`; pooling `(h - kh) / sh + 1` rounded as `rounding`
+/// says; upsampling `h sh`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Window {
+    /// The input image `(channels, height, width)`.
+    pub input: [usize; 3],
+    /// Output channels.
+    pub channels: usize,
+    /// Kernel (or pooling window, or scale factors) `(height, width)`.
+    pub kernel: [usize; 2],
+    /// Stride `(vertical, horizontal)`.
+    pub stride: [usize; 2],
+    /// Padding `(top, bottom, left, right)`.
+    pub padding: [usize; 4],
+    /// How pooling rounds its output size.
+    #[serde(default)]
+    pub rounding: Rounding,
+}
+
+/// How a convolution pads its input with zeros.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    /// No padding: only whole windows (`(h - kh) / sh + 1` rows out).
+    Valid,
+    /// Stride 1 and `kh - 1` rows of zeros, the smaller half on top (PyTorch's rule for an
+    /// even kernel): the output has the input's size.
+    Same,
+    /// Zeros `(top, bottom, left, right)`.
+    Explicit([usize; 4]),
+}
+
+impl Window {
+    /// A convolution's window: `channels` output channels, `kernel` `(kh, kw)`, `stride`
+    /// `(sh, sw)` and `padding`, reading images `input` `(c, h, w)`.
+    ///
+    /// ```
+    /// use autoencoder::{LayerKindName, Padding, Window};
+    /// # fn main() -> autoencoder::Result<()> {
+    /// let same = Window::conv([1, 28, 28], 16, [3, 3], [1, 1], Padding::Same)?;
+    /// assert_eq!(same.output(LayerKindName::Conv2d)?, [16, 28, 28]);
+    /// let valid = Window::conv([8, 16, 16], 16, [3, 3], [1, 1], Padding::Valid)?;
+    /// assert_eq!(valid.output(LayerKindName::Conv2d)?, [16, 14, 14]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for [`Padding::Same`] with a stride other than 1; as
+    /// [`Window::output`].
+    pub fn conv(
+        input: [usize; 3],
+        channels: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: Padding,
+    ) -> Result<Self> {
+        let padding = match padding {
+            Padding::Valid => [0; 4],
+            Padding::Explicit(p) => p,
+            Padding::Same if stride == [1, 1] => {
+                let (th, tw) = (kernel[0].saturating_sub(1), kernel[1].saturating_sub(1));
+                [th / 2, th - th / 2, tw / 2, tw - tw / 2]
+            }
+            Padding::Same => {
+                return Err(Error::InvalidConfig(format!(
+                    "'same' padding needs stride 1, found {stride:?}"
+                )))
+            }
+        };
+        let window = Window::new(input, channels, kernel, stride, padding, Rounding::Floor);
+        window.output(LayerKindName::Conv2d)?;
+        Ok(window)
+    }
+
+    /// A transposed convolution's window: `channels` output channels, `kernel`, `stride`,
+    /// and `padding` `(top, bottom, left, right)` cropped from the full output
+    /// `((h - 1) sh + kh, (w - 1) sw + kw)`.
+    ///
+    /// # Errors
+    /// As [`Window::output`].
+    pub fn conv_transpose(
+        input: [usize; 3],
+        channels: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 4],
+    ) -> Result<Self> {
+        let window = Window::new(input, channels, kernel, stride, padding, Rounding::Floor);
+        window.output(LayerKindName::ConvTranspose2d)?;
+        Ok(window)
+    }
+
+    /// A max-pooling window of `kernel` with `stride` over images `input`.
+    ///
+    /// ```
+    /// use autoencoder::{LayerKindName, Rounding, Window};
+    /// # fn main() -> autoencoder::Result<()> {
+    /// let pool = Window::pool([8, 7, 7], [2, 2], [2, 2], Rounding::Ceil)?;
+    /// assert_eq!(pool.output(LayerKindName::MaxPool2d)?, [8, 4, 4]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Window::output`].
+    pub fn pool(
+        input: [usize; 3],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        rounding: Rounding,
+    ) -> Result<Self> {
+        let window = Window::new(input, input[0], kernel, stride, [0; 4], rounding);
+        window.output(LayerKindName::MaxPool2d)?;
+        Ok(window)
+    }
+
+    /// Nearest-neighbour upsampling of images `input` by `scale` `(sh, sw)`.
+    ///
+    /// # Errors
+    /// As [`Window::output`].
+    pub fn upsample(input: [usize; 3], scale: [usize; 2]) -> Result<Self> {
+        let window = Window::new(input, input[0], scale, scale, [0; 4], Rounding::Floor);
+        window.output(LayerKindName::Upsample2d)?;
+        Ok(window)
+    }
+
+    /// A window with the given fields (see the table on [`Window`]); nothing is checked
+    /// until [`Window::output`].
+    pub fn new(
+        input: [usize; 3],
+        channels: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 4],
+        rounding: Rounding,
+    ) -> Self {
+        Window {
+            input,
+            channels,
+            kernel,
+            stride,
+            padding,
+            rounding,
+        }
+    }
+
+    /// Width of an input row, `c * h * w` (saturating: an absurd shape fails later checks).
+    pub fn n_in(&self) -> usize {
+        self.input.iter().fold(1usize, |n, &d| n.saturating_mul(d))
+    }
+
+    /// The output image `(channels, height, width)` of a layer of `kind` with this window.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the field for a size of 0, a kernel larger than the
+    /// padded input, padding that crops a transposed convolution's whole output, channels
+    /// that pooling or upsampling would change, padding on pooling or upsampling, a stride
+    /// that differs from the scale on upsampling, rounding up anywhere but pooling, a dense
+    /// `kind`, or sizes that overflow.
+    pub fn output(&self, kind: LayerKindName) -> Result<[usize; 3]> {
+        let bad = |what: String| {
+            Err(Error::InvalidConfig(format!(
+                "{kind:?} window {self:?}: {what}"
+            )))
+        };
+        let [c, h, w] = self.input;
+        if c == 0 || h == 0 || w == 0 || self.channels == 0 {
+            return bad("the input and output need at least 1 channel, row and column".into());
+        }
+        if self.kernel.contains(&0) || self.stride.contains(&0) {
+            return bad("kernel and stride need to be at least 1".into());
+        }
+        if self.rounding == Rounding::Ceil && kind != LayerKindName::MaxPool2d {
+            return bad("only pooling rounds its output size up".into());
+        }
+        let [pt, pb, pl, pr] = self.padding;
+        let overflow = || Error::InvalidConfig(format!("{kind:?} window {self:?}: sizes overflow"));
+        let side = |n: usize, k: usize, s: usize, before: usize, after: usize| -> Result<usize> {
+            match kind {
+                LayerKindName::Conv2d => {
+                    let padded = n
+                        .checked_add(before)
+                        .and_then(|x| x.checked_add(after))
+                        .ok_or_else(overflow)?;
+                    if padded < k {
+                        return Err(Error::InvalidConfig(format!(
+                            "{kind:?} window {self:?}: a kernel of {k} is larger than the padded input ({padded})"
+                        )));
+                    }
+                    Ok((padded - k) / s + 1)
+                }
+                LayerKindName::ConvTranspose2d => {
+                    let full = (n - 1)
+                        .checked_mul(s)
+                        .and_then(|x| x.checked_add(k))
+                        .ok_or_else(overflow)?;
+                    let crop = before.checked_add(after).ok_or_else(overflow)?;
+                    if full <= crop {
+                        return Err(Error::InvalidConfig(format!(
+                            "{kind:?} window {self:?}: padding {crop} crops the whole output ({full})"
+                        )));
+                    }
+                    Ok(full - crop)
+                }
+                LayerKindName::MaxPool2d => {
+                    if n < k {
+                        return Err(Error::InvalidConfig(format!(
+                            "{kind:?} window {self:?}: a window of {k} is larger than the input ({n})"
+                        )));
+                    }
+                    let out = match self.rounding {
+                        Rounding::Floor => (n - k) / s + 1,
+                        Rounding::Ceil => (n - k).div_ceil(s) + 1,
+                    };
+                    // A last window must start inside the input.
+                    let past = (out - 1).checked_mul(s).is_none_or(|start| start >= n);
+                    Ok(if past { out - 1 } else { out })
+                }
+                LayerKindName::Upsample2d => n.checked_mul(k).ok_or_else(overflow),
+                LayerKindName::Dense => {
+                    Err(Error::InvalidConfig("a dense layer has no window".into()))
+                }
+            }
+        };
+        if matches!(kind, LayerKindName::MaxPool2d | LayerKindName::Upsample2d) {
+            if self.channels != c {
+                return bad(format!(
+                    "{} input channels cannot become {}",
+                    c, self.channels
+                ));
+            }
+            if self.padding != [0; 4] {
+                return bad("pooling and upsampling take no padding".into());
+            }
+            if kind == LayerKindName::Upsample2d && self.stride != self.kernel {
+                return bad("upsampling's stride is its scale factor (the kernel)".into());
+            }
+        }
+        let oh = side(h, self.kernel[0], self.stride[0], pt, pb)?;
+        let ow = side(w, self.kernel[1], self.stride[1], pl, pr)?;
+        [self.channels, oh, ow]
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(overflow)?;
+        Ok([self.channels, oh, ow])
+    }
 }
 
 /// One layer of an [`Architecture`]: its kind, output width and activation.
@@ -55,6 +336,9 @@ pub struct LayerSpec {
     /// The layer's kind (files written before kinds existed hold dense layers only).
     #[serde(default, skip_serializing_if = "is_dense")]
     pub kind: LayerKindName,
+    /// The geometry of an image layer (absent for dense layers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
 }
 
 fn is_dense(kind: &LayerKindName) -> bool {
@@ -68,7 +352,22 @@ impl LayerSpec {
             n_out,
             activation,
             kind,
+            window: None,
         }
+    }
+
+    /// An image layer of `kind` with `window` (its output width is computed from it).
+    ///
+    /// # Errors
+    /// As [`Window::output`].
+    pub fn image(kind: LayerKindName, window: Window, activation: Activation) -> Result<Self> {
+        let [c, h, w] = window.output(kind)?;
+        Ok(LayerSpec {
+            n_out: c * h * w,
+            activation,
+            kind,
+            window: Some(window),
+        })
     }
 }
 
@@ -149,6 +448,7 @@ impl Architecture {
             if layer.n_out == 0 {
                 return Err(Error::hyper("layer width", 0, "at least 1 unit"));
             }
+            self.validate_window(i)?;
             layer.activation.validate().map_err(|e| match e {
                 Error::InvalidHyperparameter { .. } => e,
                 other => Error::InvalidConfig(format!("layer {i}: {other}")),
@@ -173,6 +473,42 @@ impl Architecture {
             });
         }
         self.validate_tying()
+    }
+
+    /// An image layer has a window whose input is the width it reads and whose output is
+    /// its `n_out`; a dense layer has none.
+    fn validate_window(&self, l: usize) -> Result<()> {
+        let layer = &self.layers[l];
+        match (layer.kind, layer.window) {
+            (LayerKindName::Dense, None) => Ok(()),
+            (LayerKindName::Dense, Some(_)) => Err(Error::InvalidConfig(format!(
+                "layer {l}: a dense layer has no window"
+            ))),
+            (kind, None) => Err(Error::InvalidConfig(format!(
+                "layer {l}: a {kind:?} layer needs its window (input image, kernel, stride, padding)"
+            ))),
+            (kind, Some(window)) => {
+                let [c, h, w] = window
+                    .output(kind)
+                    .map_err(|e| Error::InvalidConfig(format!("layer {l}: {e}")))?;
+                let n_in = self.input_width(l);
+                if window.n_in() != n_in || c * h * w != layer.n_out {
+                    return Err(Error::ShapeMismatch {
+                        context: "Architecture::validate",
+                        expected: format!(
+                            "layer {l} reading {n_in} values and writing {}",
+                            layer.n_out
+                        ),
+                        found: format!(
+                            "a {kind:?} window from {:?} to {:?}",
+                            window.input,
+                            [c, h, w]
+                        ),
+                    });
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Tied weights: a deterministic code, and decoder layer `n - 1 - i` shaped as the

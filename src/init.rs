@@ -50,15 +50,27 @@ impl Init {
         n_out: usize,
         rng: &mut R,
     ) -> Array2<T> {
-        let fan_in = n_in as f64;
-        let fan_avg_2 = (n_in + n_out) as f64;
+        self.draw((n_in, n_out), n_in, n_out, rng)
+    }
+
+    /// Draws a matrix of `shape`, row by row, with the given fans (for a convolution
+    /// `(c_out, c_in kh kw)` with fans `c_in kh kw` and `c_out kh kw`, as PyTorch counts them).
+    pub(crate) fn draw<T: Float, R: Rng + ?Sized>(
+        &self,
+        shape: (usize, usize),
+        fan_in: usize,
+        fan_out: usize,
+        rng: &mut R,
+    ) -> Array2<T> {
+        let fan_avg_2 = (fan_in + fan_out) as f64;
+        let fan_in = fan_in as f64;
         let (uniform, scale) = match self {
             Init::GlorotUniform => (true, (6.0 / fan_avg_2).sqrt()),
             Init::GlorotNormal => (false, (2.0 / fan_avg_2).sqrt()),
             Init::HeUniform => (true, (6.0 / fan_in).sqrt()),
             Init::HeNormal => (false, (2.0 / fan_in).sqrt()),
         };
-        Array2::from_shape_simple_fn((n_in, n_out), || {
+        Array2::from_shape_simple_fn(shape, || {
             let u: f64 = if uniform {
                 rng.random_range(-1.0..1.0)
             } else {

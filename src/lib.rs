@@ -114,7 +114,9 @@ mod train;
 pub mod viz;
 
 pub use activation::{sigmoid, Activation, DerivativeFrom};
-pub use architecture::{Architecture, Latent, LayerKindName, LayerSpec, Tying};
+pub use architecture::{
+    Architecture, Latent, LayerKindName, LayerSpec, Padding, Rounding, Tying, Window,
+};
 pub use budget::{memory_limit, set_memory_limit, DEFAULT_MEMORY_LIMIT};
 pub use compute::{set_threads, threads, MAX_THREADS};
 pub use data::{corrupt, Noise};
@@ -123,9 +125,12 @@ pub use float::Float;
 pub use init::Init;
 pub use io::checkpoint::Checkpoint;
 pub use io::FORMAT_VERSION;
-pub use layers::{Dense, Layer, LayerKind, ParamKind, ParamVisitor};
+pub use layers::{
+    Conv2d, ConvTranspose2d, Dense, Layer, LayerKind, MaxPool2d, ParamKind, ParamVisitor,
+    Upsample2d,
+};
 pub use model::latent::GaussianKl;
-pub use model::{Autoencoder, AutoencoderBuilder};
+pub use model::{Autoencoder, AutoencoderBuilder, SequenceBuilder};
 pub use objective::activity::{Activity, ActivityPenalty, KL_EPSILON};
 pub use objective::loss::{bce_of_probabilities, Loss};
 pub use objective::weight::{Biases, Norm, WeightPenalty};

@@ -49,6 +49,7 @@ fn main() -> Result<()> {
     training_steps_allocate_nothing_after_the_first_batch()?;
     variational_steps_allocate_nothing()?;
     threaded_steps_allocate_nothing()?;
+    convolutional_steps_allocate_nothing()?;
     println!("alloc: no allocation per training step after the first batch: ok");
     Ok(())
 }
@@ -182,6 +183,54 @@ fn threaded_steps_allocate_nothing() -> Result<()> {
             })
             .unwrap_or(0);
         assert_eq!(helpers, 1, "one matrix-product helper thread");
+    }
+    Ok(())
+}
+
+/// A convolutional denoiser through every image kind, on two threads, with a last batch
+/// smaller than the others: after the first epoch, no step allocates (the image layers'
+/// patch buffers grow once, at the first batch).
+fn convolutional_steps_allocate_nothing() -> Result<()> {
+    use autoencoder::Padding::Same;
+    autoencoder::set_threads(2)?;
+    let mut ae = Autoencoder::<f32>::sequence([1, 16, 16])
+        .conv(8, 3, Same, Activation::Relu)
+        .max_pool(2, autoencoder::Rounding::Ceil)
+        .conv(4, 3, Same, Activation::Relu)
+        .code()
+        .conv_transpose(8, [2, 2], [2, 2], [0; 4], Activation::Relu)
+        .upsample(1)
+        .conv(1, 3, Same, Activation::Sigmoid)
+        .build(&mut ChaCha8Rng::seed_from_u64(8))?;
+    let x = Array2::from_shape_fn((300, 256), |(i, j)| ((i * 5 + j * 3) % 19) as f32 / 18.0);
+    let log = Arc::new(Mutex::new(Vec::with_capacity(1000)));
+    let sink = Arc::clone(&log);
+    let mut trainer = Trainer::new(Adam::new(1e-3).eps(1e-7))
+        .loss(Loss::BinaryCrossEntropy)
+        .noise(Noise::Gaussian {
+            std: 0.3,
+            clip: Some((0.0, 1.0)),
+        })
+        .batch_size(128)
+        .epochs(3)
+        .on_batch(move |p| {
+            if let Ok(mut log) = sink.lock() {
+                log.push((p.epoch, allocations()));
+            }
+        });
+    trainer.fit(&mut ae, x.view(), None)?;
+    let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+    assert_eq!(log.len(), 3 * 3, "one record per batch");
+    // Between epochs the trainer records its history; within epochs 2 and 3 (whose last
+    // batch has 44 rows, not 128), nothing.
+    for epoch in 1..3 {
+        let batches: Vec<usize> = log.iter().filter(|r| r.0 == epoch).map(|r| r.1).collect();
+        assert_eq!(batches.len(), 3);
+        assert_eq!(
+            batches[batches.len() - 1] - batches[0],
+            0,
+            "convolutional model: allocations within epoch {epoch}: {log:?}"
+        );
     }
     Ok(())
 }

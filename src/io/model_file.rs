@@ -197,8 +197,10 @@ impl TensorList {
     /// first.
     pub(super) fn push_model<T: Float>(&mut self, prefix: &str, model: &Autoencoder<T>) {
         for (i, layer) in model.layers().iter().enumerate() {
+            let Some(shape) = layer.weight_file_shape() else {
+                continue; // no parameters (pooling, upsampling)
+            };
             let weights = layer.weights();
-            let shape = weights.shape().to_vec();
             self.push(
                 format!("{prefix}layers.{i}.weight"),
                 shape,
@@ -275,10 +277,21 @@ impl Reader<'_> {
         let mut layers = Vec::new();
         for (i, spec) in arch.layers.iter().enumerate() {
             let n_prev = arch.input_width(i);
-            let (rows, cols) = Layer::<T>::weight_shape(spec, n_prev);
-            let n_bias = Layer::<T>::bias_len(spec);
-            let weights = self.floats::<T>(&format!("{prefix}layers.{i}.weight"), &[rows, cols])?;
-            let bias = self.floats::<T>(&format!("{prefix}layers.{i}.bias"), &[n_bias])?;
+            let (shape, n_bias) = match Layer::<T>::param_shapes(spec, n_prev) {
+                Some(shapes) => shapes,
+                None => (vec![0, 0], 0), // no tensors stored
+            };
+            let (weights, bias) = if n_bias == 0 {
+                (Vec::new(), Vec::new())
+            } else {
+                let weights = self.floats::<T>(&format!("{prefix}layers.{i}.weight"), &shape)?;
+                (
+                    weights,
+                    self.floats::<T>(&format!("{prefix}layers.{i}.bias"), &[n_bias])?,
+                )
+            };
+            // Dense (n_in, n_out); a convolution's 4-D tensor as (shape[0], the rest).
+            let (rows, cols) = (shape[0], shape[1..].iter().product());
             let weights = Array2::from_shape_vec((rows, cols), weights)
                 .map_err(|e| self.fail(format!("layer {i}: {e}")))?;
             let layer = Layer::from_parts(spec, n_prev, weights, Array1::from(bias))

@@ -33,9 +33,19 @@ use crate::architecture::{LayerKindName, LayerSpec};
 use crate::error::Result;
 use crate::float::Float;
 
+mod conv;
+mod conv_direct;
+mod conv_transpose;
 mod dense;
+mod pool;
+mod scratch;
+mod upsample;
 
+pub use conv::Conv2d;
+pub use conv_transpose::ConvTranspose2d;
 pub use dense::Dense;
+pub use pool::MaxPool2d;
+pub use upsample::Upsample2d;
 
 /// What a parameter tensor is, for optimizers that treat weights and biases differently
 /// (weight decay skips biases) and for weight penalties.
@@ -102,6 +112,14 @@ pub trait LayerKind<T: Float> {
 pub enum Layer<T> {
     /// A fully connected layer.
     Dense(Dense<T>),
+    /// A 2-D convolution.
+    Conv2d(Conv2d<T>),
+    /// A 2-D transposed convolution.
+    ConvTranspose2d(ConvTranspose2d<T>),
+    /// 2-D max pooling.
+    MaxPool2d(MaxPool2d<T>),
+    /// 2-D nearest-neighbour upsampling.
+    Upsample2d(Upsample2d<T>),
 }
 
 /// Runs `$body` with `$layer` bound to the kind inside `$self` (the one dispatch).
@@ -109,6 +127,10 @@ macro_rules! each_kind {
     ($self:expr, $layer:ident => $body:expr) => {
         match $self {
             Layer::Dense($layer) => $body,
+            Layer::Conv2d($layer) => $body,
+            Layer::ConvTranspose2d($layer) => $body,
+            Layer::MaxPool2d($layer) => $body,
+            Layer::Upsample2d($layer) => $body,
         }
     };
 }
@@ -146,8 +168,16 @@ impl<T: Float> Layer<T> {
 
     /// The layer's description, for [`crate::Architecture`] and files.
     pub fn spec(&self) -> LayerSpec {
+        let image = |kind, window| LayerSpec {
+            window: Some(window),
+            ..LayerSpec::new(kind, self.n_out(), self.activation())
+        };
         match self {
             Layer::Dense(l) => LayerSpec::new(LayerKindName::Dense, l.n_out(), l.activation()),
+            Layer::Conv2d(l) => image(LayerKindName::Conv2d, l.window()),
+            Layer::ConvTranspose2d(l) => image(LayerKindName::ConvTranspose2d, l.window()),
+            Layer::MaxPool2d(l) => image(LayerKindName::MaxPool2d, l.window()),
+            Layer::Upsample2d(l) => image(LayerKindName::Upsample2d, l.window()),
         }
     }
 
@@ -155,6 +185,7 @@ impl<T: Float> Layer<T> {
     pub fn as_dense(&self) -> Option<&Dense<T>> {
         match self {
             Layer::Dense(l) => Some(l),
+            _ => None,
         }
     }
 
@@ -162,6 +193,19 @@ impl<T: Float> Layer<T> {
     pub fn as_dense_mut(&mut self) -> Option<&mut Dense<T>> {
         match self {
             Layer::Dense(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The shape of the weight tensor in model files: `(n_in, n_out)` for [`Dense`],
+    /// PyTorch's `(c_out, c_in, kh, kw)` for [`Conv2d`] and `(c_in, c_out, kh, kw)` for
+    /// [`ConvTranspose2d`]; `None` for kinds without parameters.
+    pub fn weight_file_shape(&self) -> Option<Vec<usize>> {
+        match self {
+            Layer::Dense(l) => Some(vec![l.n_in(), l.n_out()]),
+            Layer::Conv2d(l) => Some(l.weight_shape().to_vec()),
+            Layer::ConvTranspose2d(l) => Some(l.weight_shape().to_vec()),
+            Layer::MaxPool2d(_) | Layer::Upsample2d(_) => None,
         }
     }
 
@@ -215,8 +259,55 @@ impl<T: Float> Layer<T> {
         weights: Array2<T>,
         bias: Array1<T>,
     ) -> Result<Self> {
-        match spec.kind {
-            LayerKindName::Dense => {
+        let window = || {
+            spec.window.ok_or_else(|| {
+                crate::error::Error::InvalidConfig(format!(
+                    "a {:?} layer needs its window",
+                    spec.kind
+                ))
+            })
+        };
+        let layer = match spec.kind {
+            LayerKindName::Dense => return Self::dense_from_parts(spec, n_in, weights, bias),
+            LayerKindName::Conv2d => {
+                Layer::Conv2d(Conv2d::new(window()?, weights, bias, spec.activation)?)
+            }
+            LayerKindName::ConvTranspose2d => Layer::ConvTranspose2d(ConvTranspose2d::new(
+                window()?,
+                weights,
+                bias,
+                spec.activation,
+            )?),
+            LayerKindName::MaxPool2d => {
+                Layer::MaxPool2d(MaxPool2d::new(window()?, spec.activation)?)
+            }
+            LayerKindName::Upsample2d => {
+                Layer::Upsample2d(Upsample2d::new(window()?, spec.activation)?)
+            }
+        };
+        if (layer.n_in(), layer.n_out()) != (n_in, spec.n_out) {
+            return Err(crate::error::Error::ShapeMismatch {
+                context: "Layer::from_parts",
+                expected: format!("a layer from {n_in} to {} values", spec.n_out),
+                found: format!(
+                    "a {:?} layer from {} to {}",
+                    spec.kind,
+                    layer.n_in(),
+                    layer.n_out()
+                ),
+            });
+        }
+        Ok(layer)
+    }
+
+    fn dense_from_parts(
+        spec: &LayerSpec,
+        n_in: usize,
+        weights: Array2<T>,
+        bias: Array1<T>,
+    ) -> Result<Self> {
+        {
+            {
                 let layer = Dense::new(weights, bias, spec.activation)?;
                 if (layer.n_in(), layer.n_out()) != (n_in, spec.n_out) {
                     return Err(crate::error::Error::ShapeMismatch {
@@ -232,23 +323,33 @@ impl<T: Float> Layer<T> {
 }
 
 impl<T: Float> Layer<T> {
-    /// The shape files give the weight matrix of a layer of `spec` reading rows `n_in` wide.
-    pub(crate) fn weight_shape(spec: &LayerSpec, n_in: usize) -> (usize, usize) {
-        match spec.kind {
-            LayerKindName::Dense => (n_in, spec.n_out),
-        }
-    }
-
-    /// The length of the bias of a layer of `spec`.
-    pub(crate) fn bias_len(spec: &LayerSpec) -> usize {
-        match spec.kind {
-            LayerKindName::Dense => spec.n_out,
+    /// The shape files give the weight tensor of a layer of `spec` reading rows `n_in`
+    /// wide (see [`Layer::weight_file_shape`]), and the length of its bias; `None` for kinds
+    /// without parameters. `spec` has been validated (an image kind has its window).
+    pub(crate) fn param_shapes(spec: &LayerSpec, n_in: usize) -> Option<(Vec<usize>, usize)> {
+        match (spec.kind, spec.window) {
+            (LayerKindName::Dense, _) => Some((vec![n_in, spec.n_out], spec.n_out)),
+            (LayerKindName::Conv2d, Some(w)) => Some((
+                vec![w.channels, w.input[0], w.kernel[0], w.kernel[1]],
+                w.channels,
+            )),
+            (LayerKindName::ConvTranspose2d, Some(w)) => Some((
+                vec![w.input[0], w.channels, w.kernel[0], w.kernel[1]],
+                w.channels,
+            )),
+            _ => None, // no parameters, or no window (which `from_parts` refuses)
         }
     }
 }
 
-impl<T> From<Dense<T>> for Layer<T> {
-    fn from(layer: Dense<T>) -> Self {
-        Layer::Dense(layer)
-    }
+macro_rules! from_kind {
+    ($($kind:ident),*) => {$(
+        impl<T> From<$kind<T>> for Layer<T> {
+            fn from(layer: $kind<T>) -> Self {
+                Layer::$kind(layer)
+            }
+        }
+    )*};
 }
+
+from_kind!(Dense, Conv2d, ConvTranspose2d, MaxPool2d, Upsample2d);

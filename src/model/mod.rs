@@ -10,6 +10,7 @@
 //! | `latent.rs` | the Gaussian latent: reparameterization forward and backward, its KL |
 //! | `tying.rs` | tied weights: the sync after an update and the gradient fold |
 //! | `params.rs` | the one list of parameters (`visit_params`) and what uses it |
+//! | `sequence.rs` | the layer-sequence builder for convolutional models |
 //! | `evaluate.rs` | losses and objectives on data sets, the Jacobian norm, input checks |
 
 use serde::{Deserialize, Serialize};
@@ -25,10 +26,12 @@ mod evaluate;
 mod inference;
 pub(crate) mod latent;
 mod params;
+mod sequence;
 mod tying;
 
 pub(crate) use backprop::Workspace;
 pub use builder::AutoencoderBuilder;
+pub use sequence::SequenceBuilder;
 
 /// An autoencoder: encoder `z = f(x)` (one or more layers ending in the code layer) and
 /// decoder `x^ = g(z)` (layers ending in an output layer of the input's width).

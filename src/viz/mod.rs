@@ -338,16 +338,30 @@ pub fn save_weights<T: Float>(
 }
 
 /// Saves the learned features of `model`: its first layer's weights, one tile per unit,
-/// as [`save_weights`] draws them.
+/// as [`save_weights`] draws them. For a dense first layer a tile is a unit's incoming
+/// weights (`tiles.pixels() = n_in`); for a convolution, a filter `(c_in, kh, kw)`
+/// (`tiles.pixels() = c_in kh kw`, e.g. `Tiles::grey(3, 3)` for 3x3 filters on one channel).
 ///
 /// # Errors
-/// As [`save_weights`]; [`Error::ShapeMismatch`] if `model.n_in() != tiles.pixels()`.
+/// As [`save_weights`]; [`Error::ShapeMismatch`] if a tile does not hold one unit's weights;
+/// [`Error::InvalidConfig`] for a first layer without weights (pooling, upsampling).
 pub fn save_features<T: Float>(
     path: impl AsRef<Path>,
     model: &Autoencoder<T>,
     tiles: &Tiles,
 ) -> Result<(u32, u32)> {
-    save_weights(path, model.layers()[0].weights(), tiles)
+    let first = &model.layers()[0];
+    let weights = match first {
+        // (c_out, c_in kh kw): one filter per row, drawn as a column of (n_in, n_units).
+        crate::layers::Layer::Conv2d(conv) => conv.weights().reversed_axes(),
+        layer if layer.weights().is_empty() => {
+            return Err(Error::InvalidConfig(
+                "the first layer has no weights to draw".into(),
+            ))
+        }
+        layer => layer.weights(),
+    };
+    save_weights(path, weights, tiles)
 }
 
 /// Saves a grid of `steps x steps` images decoded from evenly spaced codes

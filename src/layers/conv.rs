@@ -1,0 +1,769 @@
+//! `Conv2d`: a 2-D convolution over images stored as rows (channels first), with its
+//! hand-derived backward pass; and the `im2col` / `col2im` pair it shares with
+//! [`crate::ConvTranspose2d`].
+//!
+//! # The computation (im2col and the crate's matrix product)
+//! For one image `x` `(c_in, h, w)`, `im2col` writes the patch matrix `X_col`
+//! `(c_in kh kw, oh ow)`: `X_col[(c, i, j), (y, x)] = x[c, y sh + i - top, x sw + j - left]`,
+//! 0 outside the image (the zero padding). With `W` `(c_out, c_in kh kw)` (PyTorch's
+//! `(out, in, kh, kw)`, flattened) the pre-activation of the image is one product,
+//! `Z = W X_col + b` `(c_out, oh ow)`, which is exactly the image's output row, channels
+//! first. Backward, with `D = dL/dZ` `(c_out, oh ow)`:
+//!
+//! - `dL/dW += D X_col^T` (summed over the images of the batch),
+//! - `dL/db_c += sum_(y, x) D[c, (y, x)]`,
+//! - `dL/dX_col = W^T D`, and `dL/dx = col2im(dL/dX_col)`: each patch entry adds its
+//!   gradient back to the pixel it was copied from (entries read from the padding are dropped).
+//!
+//! A batch is cut into the crate's 8 fixed blocks of rows, which run on the pool's threads;
+//! each block keeps its own patch buffer and its own partial `dL/dW`, and the 8 partials
+//! are added in block order, so the bits do not depend on the thread count.
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::activation::Activation;
+use crate::architecture::{LayerKindName, Window};
+use crate::budget::check_elements;
+use crate::compute::{
+    for_each_block, product, row_blocks, row_blocks_mut, slice_blocks_mut, ROW_BLOCKS,
+};
+use crate::data::check_finite;
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::init::Init;
+use crate::layers::conv_direct::{self as direct, Plane};
+use crate::layers::scratch::Scratch;
+use crate::layers::{LayerKind, ParamKind, ParamVisitor};
+
+/// Index geometry of the patches of a convolution reading image `(c, h, w)` with kernel
+/// `(kh, kw)`, stride `(sh, sw)` and padding `top`, `left` at `(oh, ow)` output positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Patches {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub top: usize,
+    pub left: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl Patches {
+    /// Rows of the patch matrix, `c kh kw`.
+    pub fn rows(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    /// Columns of the patch matrix (output positions), `oh ow`.
+    pub fn positions(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// Output positions `lo..hi` along one axis (of `n_out`) whose input index
+    /// `o s + offset - pad` lies in `0..n`.
+    fn valid(n_out: usize, s: usize, offset: usize, pad: usize, n: usize) -> (usize, usize) {
+        let lo = pad.saturating_sub(offset).div_ceil(s);
+        // o s + offset - pad <= n - 1  <=>  o <= (n - 1 + pad - offset) / s
+        let hi = match (n - 1 + pad).checked_sub(offset) {
+            Some(top) => (top / s + 1).min(n_out),
+            None => 0,
+        };
+        (lo.min(hi), hi)
+    }
+}
+
+/// Writes the patch matrix of image `x` `(c, h, w)` into `cols` `(c kh kw, oh ow)`.
+pub(super) fn im2col<T: Float>(g: &Patches, x: &[T], cols: &mut [T]) {
+    let p = g.positions();
+    for ch in 0..g.c {
+        let plane = &x[ch * g.h * g.w..(ch + 1) * g.h * g.w];
+        for i in 0..g.kh {
+            let (ylo, yhi) = Patches::valid(g.oh, g.sh, i, g.top, g.h);
+            for j in 0..g.kw {
+                let (xlo, xhi) = Patches::valid(g.ow, g.sw, j, g.left, g.w);
+                let r = (ch * g.kh + i) * g.kw + j;
+                let row = &mut cols[r * p..(r + 1) * p];
+                for (oy, dst) in row.chunks_exact_mut(g.ow).enumerate() {
+                    if oy < ylo || oy >= yhi {
+                        dst.fill(T::zero());
+                        continue;
+                    }
+                    let src = &plane[(oy * g.sh + i - g.top) * g.w..][..g.w];
+                    dst[..xlo].fill(T::zero());
+                    dst[xhi..].fill(T::zero());
+                    if xlo == xhi {
+                        continue; // the kernel column reads padding only
+                    }
+                    if g.sw == 1 {
+                        let start = xlo + j - g.left;
+                        dst[xlo..xhi].copy_from_slice(&src[start..start + (xhi - xlo)]);
+                    } else {
+                        for (ox, d) in dst.iter_mut().enumerate().take(xhi).skip(xlo) {
+                            *d = src[ox * g.sw + j - g.left];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds each entry of `cols` `(c kh kw, oh ow)` to the pixel of
+/// `x` `(c, h, w)` it was read from (entries from the padding are dropped).
+pub(super) fn col2im_add<T: Float>(g: &Patches, cols: &[T], x: &mut [T]) {
+    let p = g.positions();
+    for ch in 0..g.c {
+        let plane = &mut x[ch * g.h * g.w..(ch + 1) * g.h * g.w];
+        for i in 0..g.kh {
+            let (ylo, yhi) = Patches::valid(g.oh, g.sh, i, g.top, g.h);
+            for j in 0..g.kw {
+                let (xlo, xhi) = Patches::valid(g.ow, g.sw, j, g.left, g.w);
+                let r = (ch * g.kh + i) * g.kw + j;
+                let row = &cols[r * p..(r + 1) * p];
+                for oy in ylo..yhi {
+                    let src = &row[oy * g.ow..(oy + 1) * g.ow];
+                    let dst = &mut plane[(oy * g.sh + i - g.top) * g.w..][..g.w];
+                    if xlo == xhi {
+                        break; // the kernel column reads padding only
+                    }
+                    if g.sw == 1 {
+                        let start = xlo + j - g.left;
+                        for (d, &s) in dst[start..start + (xhi - xlo)]
+                            .iter_mut()
+                            .zip(&src[xlo..xhi])
+                        {
+                            *d += s;
+                        }
+                    } else {
+                        for (ox, &s) in src.iter().enumerate().take(xhi).skip(xlo) {
+                            dst[ox * g.sw + j - g.left] += s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A row of the model's buffers as a flat slice.
+///
+/// # Panics
+/// If the row is not contiguous (the model's buffers always are).
+pub(super) fn flat<'a, T>(row: ArrayView1<'a, T>) -> &'a [T] {
+    row.to_slice().expect("image layers read contiguous rows")
+}
+
+/// [`flat`] of a mutable row.
+pub(super) fn flat_mut<'a, T>(row: ArrayViewMut1<'a, T>) -> &'a mut [T] {
+    row.into_slice()
+        .expect("image layers write contiguous rows")
+}
+
+/// `z[c, q] += b[c]` for each channel `c` of a row `(channels, q)`, then `a = s(z)`.
+pub(super) fn bias_activate<T: Float>(
+    bias: &[T],
+    activation: Activation,
+    z: &mut [T],
+    a: &mut [T],
+) {
+    let q = z.len() / bias.len().max(1);
+    for ((zc, ac), &b) in z.chunks_exact_mut(q).zip(a.chunks_exact_mut(q)).zip(bias) {
+        match activation {
+            Activation::Identity => zc.iter_mut().zip(ac).for_each(|(z, a)| {
+                *z += b;
+                *a = *z;
+            }),
+            Activation::Relu => zc.iter_mut().zip(ac).for_each(|(z, a)| {
+                *z += b;
+                *a = if *z > T::zero() { *z } else { T::zero() };
+            }),
+            other => zc.iter_mut().zip(ac).for_each(|(z, a)| {
+                *z += b;
+                *a = other.value(*z);
+            }),
+        }
+    }
+}
+
+/// `a = s(z)` over a row.
+pub(super) fn activate<T: Float>(activation: Activation, z: &[T], a: &mut [T]) {
+    match activation {
+        Activation::Identity => a.copy_from_slice(z),
+        other => a.iter_mut().zip(z).for_each(|(a, &z)| *a = other.value(z)),
+    }
+}
+
+/// `dL/db_c += sum over rows and positions of d_z[row, (c, q)]`, in row order.
+pub(super) fn bias_grad<T: Float>(d_z: ArrayView2<T>, grad_bias: &mut [T]) {
+    let q = d_z.ncols() / grad_bias.len().max(1);
+    for row in d_z.rows() {
+        for (g, d) in grad_bias.iter_mut().zip(flat(row).chunks_exact(q)) {
+            *g += d.iter().fold(T::zero(), |s, &v| s + v);
+        }
+    }
+}
+
+/// The 8 blocks' optional input-gradient views.
+pub(super) fn optional_blocks<T>(
+    d_input: Option<ArrayViewMut2<'_, T>>,
+) -> [Option<ArrayViewMut2<'_, T>>; ROW_BLOCKS] {
+    match d_input {
+        Some(d) => row_blocks_mut(d).map(Some),
+        None => std::array::from_fn(|_| None),
+    }
+}
+
+/// Adds the blocks' partial weight gradients, `partial` `(8 rows, n)` flat, into `grad` in
+/// block order.
+pub(super) fn add_partials<T: Float>(partial: &[T], grad: &mut [T]) {
+    for block in partial.chunks_exact(grad.len().max(1)) {
+        grad.iter_mut().zip(block).for_each(|(g, &p)| *g += p);
+    }
+}
+
+/// Convolutions with fewer output channels than this (and stride 1) run the direct kernels.
+const DIRECT_BELOW: usize = 4;
+
+/// A 2-D convolution: for each image (row) `x` `(c_in, h, w)`,
+/// `z[o, y, x] = b_o + sum_(c, i, j) W[o, c, i, j] x[c, y sh + i - top, x sw + j - left]`
+/// (0 outside the image), `a = s(z)`, `(c_out, oh, ow)`; see [`Window`] for the sizes.
+///
+/// Shapes, for a batch of `batch` images: input `(batch, c_in h w)`, weights `W`
+/// `(c_out, c_in kh kw)` (PyTorch's `(out, in, kh, kw)` flattened; model files store the
+/// 4-D shape), bias `(c_out)`, `z` and `a` `(batch, c_out oh ow)`. The module docs derive
+/// the backward pass.
+///
+/// ```
+/// use autoencoder::{Activation, Conv2d, Padding, Window};
+/// use ndarray::{array, Array2};
+/// # fn main() -> autoencoder::Result<()> {
+/// // One 3x3 channel, a 2x2 kernel of ones, 'valid': each output sums a 2x2 patch.
+/// let window = Window::conv([1, 3, 3], 1, [2, 2], [1, 1], Padding::Valid)?;
+/// let conv = Conv2d::new(window, Array2::ones((1, 4)), array![0.5], Activation::Identity)?;
+/// let x = array![[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]];
+/// assert_eq!(conv.infer(x.view())?, array![[12.5, 16.5, 24.5, 28.5]]);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "ConvData<T>", bound(deserialize = "T: Float"))]
+pub struct Conv2d<T> {
+    window: Window,
+    weights: Array2<T>, // (c_out, c_in kh kw)
+    bias: Array1<T>,    // (c_out)
+    activation: Activation,
+    #[serde(skip)]
+    patches: Option<Patches>,
+    #[serde(skip)]
+    grad_weights: Array2<T>, // (c_out, c_in kh kw), dL/dW, accumulated
+    #[serde(skip)]
+    grad_bias: Array1<T>, // (c_out), dL/db, accumulated
+    #[serde(skip)]
+    partial: Vec<T>, // (8, c_out c_in kh kw): each block's dL/dW
+    #[serde(skip)]
+    scratch: Scratch<T>, // per block: X_col and dL/dX_col, (c_in kh kw, oh ow) each
+}
+
+/// What serde reads, before [`Conv2d::new`] checks it (also [`crate::ConvTranspose2d`]'s).
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "T: Float"))]
+pub(super) struct ConvData<T> {
+    pub window: Window,
+    pub weights: Array2<T>,
+    pub bias: Array1<T>,
+    pub activation: Activation,
+}
+
+impl<T: Float> TryFrom<ConvData<T>> for Conv2d<T> {
+    type Error = Error;
+
+    fn try_from(d: ConvData<T>) -> Result<Self> {
+        Conv2d::new(d.window, d.weights, d.bias, d.activation)
+    }
+}
+
+/// Checks the parameters of a convolution-like layer: `weights` `(rows, cols)`, `bias`
+/// `(n_bias)`, finite, the activation valid, and the buffers of `extra` elements in budget.
+pub(super) fn check_params<T: Float>(
+    context: &'static str,
+    weights: &Array2<T>,
+    (rows, cols): (usize, usize),
+    bias: &Array1<T>,
+    n_bias: usize,
+    activation: Activation,
+) -> Result<()> {
+    if weights.dim() != (rows, cols) || bias.len() != n_bias {
+        return Err(Error::ShapeMismatch {
+            context,
+            expected: format!("weights ({rows}, {cols}) and bias ({n_bias})"),
+            found: format!("weights {:?}, bias ({})", weights.dim(), bias.len()),
+        });
+    }
+    activation.validate_for::<T>()?;
+    check_finite(weights.view(), context)?;
+    check_finite(bias.view().insert_axis(Axis(0)), context)
+}
+
+impl<T: Float> Conv2d<T> {
+    /// A convolution with the given weights `(c_out, c_in kh kw)` and bias `(c_out)`.
+    ///
+    /// # Errors
+    /// As [`Window::output`] for the window; [`Error::ShapeMismatch`] for weights or bias of
+    /// other shapes; [`Error::NonFiniteData`] for a NaN or infinite parameter;
+    /// [`Error::InvalidHyperparameter`] for an activation parameter out of range;
+    /// [`Error::TooLarge`] for buffers over [`crate::memory_limit`].
+    pub fn new(
+        window: Window,
+        weights: Array2<T>,
+        bias: Array1<T>,
+        activation: Activation,
+    ) -> Result<Self> {
+        let patches = Self::patches(&window)?;
+        let shape = (window.channels, patches.rows());
+        check_params(
+            "Conv2d",
+            &weights,
+            shape,
+            &bias,
+            window.channels,
+            activation,
+        )?;
+        Ok(Self::with_params(
+            window, patches, weights, bias, activation,
+        ))
+    }
+
+    /// A convolution with weights drawn by `init` (fans `c_in kh kw` and `c_out kh kw`) and
+    /// zero bias.
+    ///
+    /// # Errors
+    /// As [`Conv2d::new`].
+    pub fn random<R: Rng + ?Sized>(
+        window: Window,
+        activation: Activation,
+        init: Init,
+        rng: &mut R,
+    ) -> Result<Self> {
+        let patches = Self::patches(&window)?;
+        activation.validate_for::<T>()?;
+        let k = window.kernel[0] * window.kernel[1];
+        let weights = init.draw(
+            (window.channels, patches.rows()),
+            patches.rows(),
+            window.channels * k,
+            rng,
+        );
+        let bias = Array1::zeros(window.channels);
+        Ok(Self::with_params(
+            window, patches, weights, bias, activation,
+        ))
+    }
+
+    /// The patch geometry of `window`, with every buffer size checked against the budget.
+    fn patches(window: &Window) -> Result<Patches> {
+        let [_, oh, ow] = window.output(LayerKindName::Conv2d)?;
+        let [c, h, w] = window.input;
+        let g = Patches {
+            c,
+            h,
+            w,
+            kh: window.kernel[0],
+            kw: window.kernel[1],
+            sh: window.stride[0],
+            sw: window.stride[1],
+            top: window.padding[0],
+            left: window.padding[2],
+            oh,
+            ow,
+        };
+        check_elements::<T>(
+            "convolution weights",
+            &[ROW_BLOCKS + 2, window.channels, c, g.kh, g.kw],
+        )?;
+        check_elements::<T>("convolution patches", &[2, c, g.kh, g.kw, oh, ow])?;
+        // The direct kernels' buffers: 2 c_in padded planes and c_out outputs of about
+        // `(h + top + bottom) (w + left + right) + kw` values each (sizes the window checked).
+        let [pt, pb, pl, pr] = window.padding;
+        let (hp, wp) = (h + pt + pb, w + pl + pr);
+        let plane = hp.checked_mul(wp).and_then(|n| n.checked_add(g.kw));
+        let planes = (2 * c).checked_add(window.channels);
+        check_elements::<T>(
+            "convolution planes",
+            &[plane.unwrap_or(usize::MAX), planes.unwrap_or(usize::MAX)],
+        )?;
+        Ok(g)
+    }
+
+    fn with_params(
+        window: Window,
+        patches: Patches,
+        weights: Array2<T>,
+        bias: Array1<T>,
+        activation: Activation,
+    ) -> Self {
+        let dim = weights.dim();
+        Conv2d {
+            window,
+            weights: weights.as_standard_layout().into_owned(),
+            grad_bias: Array1::zeros(bias.len()),
+            bias,
+            activation,
+            patches: Some(patches),
+            grad_weights: Array2::zeros(dim),
+            partial: vec![T::zero(); ROW_BLOCKS * dim.0 * dim.1],
+            scratch: Scratch::default(),
+        }
+    }
+
+    fn geometry(&self) -> Patches {
+        self.patches
+            .expect("every constructor (and deserialization, through new) sets the patches")
+    }
+
+    /// The direct kernels' plane, for the layers they are faster for: stride 1 and fewer
+    /// than 4 output channels (measured with `cargo bench --bench conv`: with more, the
+    /// matrix product's register tiles are full and it wins; with 1 or 2, 2-6 times slower).
+    fn plane(&self) -> Option<Plane> {
+        Plane::of(&self.geometry()).filter(|_| self.window.channels < DIRECT_BELOW)
+    }
+
+    /// The geometry: input image, output channels, kernel, stride, padding.
+    pub fn window(&self) -> Window {
+        self.window
+    }
+
+    /// The output image `(c_out, oh, ow)`.
+    pub fn output_shape(&self) -> [usize; 3] {
+        let g = self.geometry();
+        [self.window.channels, g.oh, g.ow]
+    }
+
+    /// The shape model files give the weights, PyTorch's `(c_out, c_in, kh, kw)`.
+    pub fn weight_shape(&self) -> [usize; 4] {
+        let [c_in, ..] = self.window.input;
+        [
+            self.window.channels,
+            c_in,
+            self.window.kernel[0],
+            self.window.kernel[1],
+        ]
+    }
+
+    /// Weights `(c_out, c_in kh kw)`.
+    pub fn weights(&self) -> ArrayView2<'_, T> {
+        self.weights.view()
+    }
+
+    /// Bias `(c_out)`.
+    pub fn bias(&self) -> ArrayView1<'_, T> {
+        self.bias.view()
+    }
+
+    /// `dL/dW` accumulated since the last zeroing, `(c_out, c_in kh kw)`.
+    pub fn grad_weights(&self) -> ArrayView2<'_, T> {
+        self.grad_weights.view()
+    }
+
+    /// Forward pass for inference: `a = s(conv(x) + b)`, `(batch, c_out oh ow)` (allocates).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if `input` does not have `c_in h w` columns.
+    pub fn infer(&self, input: ArrayView2<T>) -> Result<Array2<T>> {
+        infer_kind(self, input, "Conv2d::infer input")
+    }
+}
+
+/// `a = s(f(input))` for any kind, allocating the outputs, with the input width checked.
+pub(super) fn infer_kind<T: Float, L: LayerKind<T>>(
+    layer: &L,
+    input: ArrayView2<T>,
+    context: &'static str,
+) -> Result<Array2<T>> {
+    if input.ncols() != layer.n_in() {
+        return Err(Error::ShapeMismatch {
+            context,
+            expected: format!("(_, {})", layer.n_in()),
+            found: format!("{:?}", input.dim()),
+        });
+    }
+    let mut z = Array2::zeros((input.nrows(), layer.n_out()));
+    let mut a = Array2::zeros((input.nrows(), layer.n_out()));
+    let input = input.as_standard_layout();
+    layer.forward(input.view(), z.view_mut(), a.view_mut());
+    Ok(a)
+}
+
+impl<T: Float> LayerKind<T> for Conv2d<T> {
+    fn n_in(&self) -> usize {
+        self.window.n_in()
+    }
+
+    fn n_out(&self) -> usize {
+        let [c, h, w] = self.output_shape();
+        c * h * w
+    }
+
+    fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    fn weights(&self) -> ArrayView2<'_, T> {
+        self.weights.view()
+    }
+
+    fn bias(&self) -> ArrayView1<'_, T> {
+        self.bias.view()
+    }
+
+    /// Per image: `X_col = im2col(x)`, `Z = W X_col + b`, `a = s(z)`.
+    ///
+    /// # Panics
+    /// If the shapes disagree or a row of the output buffers is not contiguous (internal
+    /// invariants: the model's buffers are).
+    fn forward(&self, input: ArrayView2<T>, mut z: ArrayViewMut2<T>, mut a: ArrayViewMut2<T>) {
+        let input = input.as_standard_layout(); // copies only a caller's non-contiguous view
+        let g = self.geometry();
+        let (k, p, c_out) = (g.rows(), g.positions(), self.window.channels);
+        let work = input.nrows() * c_out * k * p;
+        let blocks = zip3(
+            row_blocks(input.view()),
+            row_blocks_mut(z.view_mut()),
+            row_blocks_mut(a.view_mut()),
+        );
+        let (w, bias) = (self.weights.view(), flat(self.bias.view()));
+        if let Some(plane) = self.plane() {
+            let c_in = self.window.input[0];
+            for_each_block(work, indexed(blocks), |(block, (x, mut z, mut a))| {
+                self.scratch
+                    .with(block, c_in * plane.len + plane.out, |buf| {
+                        let (pad, acc) = buf.split_at_mut(c_in * plane.len);
+                        for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut())
+                        {
+                            direct::pad_image(&g, &plane, flat(x), pad);
+                            let z = flat_mut(z);
+                            direct::forward(&g, &plane, w, pad, acc, z);
+                            bias_activate(bias, self.activation, z, flat_mut(a));
+                        }
+                    });
+                0.0
+            });
+            return;
+        }
+        for_each_block(work, indexed(blocks), |(block, (x, mut z, mut a))| {
+            self.scratch.with(block, k * p, |cols| {
+                for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut()) {
+                    im2col(&g, flat(x), cols);
+                    let cols = ArrayView2::from_shape((k, p), &*cols).expect("k p elements");
+                    let z = flat_mut(z);
+                    let mut zm = ArrayViewMut2::from_shape((c_out, p), &mut *z).expect("row");
+                    product(T::one(), &w, &cols, T::zero(), &mut zm);
+                    bias_activate(bias, self.activation, z, flat_mut(a));
+                }
+            });
+            0.0
+        });
+    }
+
+    /// Per image, with `D = dL/dz` `(c_out, oh ow)`: `dL/dW += D X_col^T`,
+    /// `dL/db_c += sum D[c, :]`, and `dL/dx = col2im(W^T D)` (overwritten).
+    ///
+    /// # Panics
+    /// If the shapes disagree or a row of the output buffers is not contiguous (internal
+    /// invariants: the model's buffers are).
+    fn backward(
+        &mut self,
+        input: ArrayView2<T>,
+        d_z: ArrayView2<T>,
+        d_input: Option<ArrayViewMut2<T>>,
+    ) {
+        // Copies only a caller's non-contiguous view (the model's buffers are contiguous).
+        let (input, d_z) = (input.as_standard_layout(), d_z.as_standard_layout());
+        let g = self.geometry();
+        let direct = self.plane();
+        let (k, p, c_out) = (g.rows(), g.positions(), self.window.channels);
+        bias_grad(d_z.view(), self.grad_bias.as_slice_mut().expect("owned"));
+        let work = input.nrows() * c_out * k * p * 2;
+        let blocks = zip3(
+            zip3(
+                row_blocks(input.view()),
+                row_blocks(d_z.view()),
+                optional_blocks(d_input),
+            ),
+            slice_blocks_mut(&mut self.partial),
+            std::array::from_fn::<_, ROW_BLOCKS, _>(|_| ()),
+        );
+        let (w, scratch) = (self.weights.view(), &self.scratch);
+        if let Some(plane) = direct {
+            let c_in = self.window.input[0];
+            let (n_pad, n_dp) = (c_in * plane.len, c_out * plane.out);
+            for_each_block(
+                work,
+                indexed(blocks),
+                |(block, ((x, d_z, d_in), partial, ()))| {
+                    partial.fill(T::zero());
+                    let mut d_in = d_in;
+                    scratch.with(block, 2 * n_pad + n_dp, |buf| {
+                        let (pad, rest) = buf.split_at_mut(n_pad);
+                        let (dp, dpad) = rest.split_at_mut(n_dp);
+                        for (b, (x, d)) in x.rows().into_iter().zip(d_z.rows()).enumerate() {
+                            direct::pad_image(&g, &plane, flat(x), pad);
+                            direct::spread(&g, &plane, flat(d), dp);
+                            direct::weight_grad(&g, &plane, dp, pad, partial);
+                            if let Some(d_in) = d_in.as_mut() {
+                                direct::input_grad(
+                                    &g,
+                                    &plane,
+                                    w,
+                                    dp,
+                                    dpad,
+                                    flat_mut(d_in.row_mut(b)),
+                                );
+                            }
+                        }
+                    });
+                    0.0
+                },
+            );
+            add_partials(
+                &self.partial,
+                self.grad_weights.as_slice_mut().expect("owned"),
+            );
+            return;
+        }
+        for_each_block(
+            work,
+            indexed(blocks),
+            |(block, ((x, d_z, d_in), partial, ()))| {
+                partial.fill(T::zero());
+                let mut dw = ArrayViewMut2::from_shape((c_out, k), partial).expect("c_out k");
+                let mut d_in = d_in;
+                scratch.with(block, 2 * k * p, |buf| {
+                    let (cols, d_cols) = buf.split_at_mut(k * p);
+                    for (b, (x, d)) in x.rows().into_iter().zip(d_z.rows()).enumerate() {
+                        im2col(&g, flat(x), cols);
+                        let cm = ArrayView2::from_shape((k, p), &*cols).expect("k p");
+                        let dm = ArrayView2::from_shape((c_out, p), flat(d)).expect("row");
+                        product(T::one(), &dm, &cm.t(), T::one(), &mut dw);
+                        if let Some(d_in) = d_in.as_mut() {
+                            let mut dcm =
+                                ArrayViewMut2::from_shape((k, p), &mut *d_cols).expect("k p");
+                            product(T::one(), &w.t(), &dm, T::zero(), &mut dcm);
+                            let dx = flat_mut(d_in.row_mut(b));
+                            dx.fill(T::zero());
+                            col2im_add(&g, d_cols, dx);
+                        }
+                    }
+                });
+                0.0
+            },
+        );
+        add_partials(
+            &self.partial,
+            self.grad_weights.as_slice_mut().expect("owned"),
+        );
+    }
+
+    fn zero_grad(&mut self) {
+        self.grad_weights.fill(T::zero());
+        self.grad_bias.fill(T::zero());
+    }
+
+    fn visit_params(&mut self, f: &mut ParamVisitor<'_, T>) {
+        let contiguous = "parameters and gradients are in standard layout";
+        let w = self.weights.as_slice_mut().expect(contiguous);
+        let gw = self.grad_weights.as_slice_mut().expect(contiguous);
+        f(w, gw, ParamKind::Weight);
+        let b = self.bias.as_slice_mut().expect(contiguous);
+        let gb = self.grad_bias.as_slice_mut().expect(contiguous);
+        f(b, gb, ParamKind::Bias);
+    }
+
+    fn param_kinds(&self) -> &'static [ParamKind] {
+        &[ParamKind::Weight, ParamKind::Bias]
+    }
+}
+
+/// Three arrays of blocks side by side.
+pub(super) fn zip3<A, B, C>(
+    a: [A; ROW_BLOCKS],
+    b: [B; ROW_BLOCKS],
+    c: [C; ROW_BLOCKS],
+) -> [(A, B, C); ROW_BLOCKS] {
+    let (mut b, mut c) = (b.map(Some), c.map(Some));
+    let mut i = 0;
+    a.map(|a| {
+        i += 1;
+        let (b, c) = (b[i - 1].take(), c[i - 1].take());
+        (a, b.expect("as many blocks"), c.expect("as many blocks"))
+    })
+}
+
+/// Each block with its index (which picks its scratch buffer).
+pub(super) fn indexed<P>(parts: [P; ROW_BLOCKS]) -> [(usize, P); ROW_BLOCKS] {
+    let mut i = 0;
+    parts.map(|p| {
+        i += 1;
+        (i - 1, p)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `im2col` against the definition, index by index, over strides and paddings.
+    #[test]
+    fn im2col_matches_the_definition() {
+        for (h, w, kh, kw, sh, sw, top, left, bottom, right) in [
+            (5, 4, 3, 2, 1, 1, 1, 0, 1, 1),
+            (7, 7, 3, 3, 2, 2, 1, 1, 1, 1),
+            (6, 5, 2, 3, 3, 2, 0, 2, 2, 0),
+            (3, 3, 3, 3, 1, 1, 2, 2, 2, 2),
+        ] {
+            let oh = (h + top + bottom - kh) / sh + 1;
+            let ow = (w + left + right - kw) / sw + 1;
+            let g = Patches {
+                c: 2,
+                h,
+                w,
+                kh,
+                kw,
+                sh,
+                sw,
+                top,
+                left,
+                oh,
+                ow,
+            };
+            let x: Vec<f64> = (0..2 * h * w).map(|i| i as f64 + 1.0).collect();
+            let mut cols = vec![-1.0; g.rows() * g.positions()];
+            im2col(&g, &x, &mut cols);
+            for c in 0..2 {
+                for i in 0..kh {
+                    for j in 0..kw {
+                        for oy in 0..oh {
+                            for ox in 0..ow {
+                                let y = (oy * sh + i) as isize - top as isize;
+                                let xx = (ox * sw + j) as isize - left as isize;
+                                let inside =
+                                    (0..h as isize).contains(&y) && (0..w as isize).contains(&xx);
+                                let want = if inside {
+                                    x[c * h * w + y as usize * w + xx as usize]
+                                } else {
+                                    0.0
+                                };
+                                let r = (c * kh + i) * kw + j;
+                                assert_eq!(cols[r * g.positions() + oy * ow + ox], want);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Direct kernels of a stride-1 convolution (what [`crate::Conv2d`] runs when both strides
+//! are 1, every convolution of the `mnist_conv` models): faster than im2col and the matrix
+//! product when channels are few, since nothing is packed and every loop is a long,
+//! contiguous one.
+//!
+//! The trick: one image's channel `c` is copied into a zero-padded plane `P_c` of
+//! `hp = h + top + bottom` rows of `wp = w + left + right` values (plus `kw` values of slack);
+//! the output is computed at the plane's row stride, `oh` rows of `wp` values of which the
+//! first `ow` are the output (the other `kw - 1` are discarded). Then output position
+//! `q = y wp + x` reads plane position `q + i wp + j` for kernel offset `(i, j)`, so with
+//! `L = oh wp` (a flat range, no index arithmetic inside):
+//!
+//! - forward: `Z_o[0..L] = sum over (c, i, j) of W[o, c, i, j] P_c[i wp + j ..][..L]`;
+//! - weights: with `D_o` the output gradient at the plane's stride (discarded columns 0),
+//!   `dL/dW[o, c, i, j] += dot(D_o[0..L], P_c[i wp + j ..][..L])`;
+//! - input: `dL/dP_c[i wp + j ..][..L] += W[o, c, i, j] D_o[0..L]`, summed over `(o, i, j)`,
+//!   and `dL/dx[c, y, x] = dL/dP_c[(y + top) wp + x + left]`.
+//!
+//! The products are multiplies then adds (never fused), so the AVX2 twins give the same bits
+//! as the portable loops; every sum runs in a fixed order.
+
+use ndarray::ArrayView2;
+
+use crate::compute::{avx2_dispatch, lane_sum_buffered};
+use crate::float::Float;
+use crate::layers::conv::Patches;
+
+/// The padded plane of a stride-1 convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Plane {
+    /// Row stride: `w + left + right`.
+    pub wp: usize,
+    /// Length of one channel's plane: `hp wp + kw` (the slack keeps the last reads inside).
+    pub len: usize,
+    /// Length of the output at the plane's stride: `oh wp`.
+    pub out: usize,
+}
+
+impl Plane {
+    /// The plane of `g`, if both strides are 1.
+    pub fn of(g: &Patches) -> Option<Plane> {
+        if (g.sh, g.sw) != (1, 1) {
+            return None;
+        }
+        let wp = g.ow + g.kw - 1;
+        let hp = g.oh + g.kh - 1;
+        Some(Plane {
+            wp,
+            len: hp * wp + g.kw,
+            out: g.oh * wp,
+        })
+    }
+}
+
+/// Copies image `x` `(c, h, w)` into the zero-padded planes `pad` `(c, len)`.
+pub(super) fn pad_image<T: Float>(g: &Patches, p: &Plane, x: &[T], pad: &mut [T]) {
+    pad.fill(T::zero());
+    for (plane, src) in pad.chunks_exact_mut(p.len).zip(x.chunks_exact(g.h * g.w)) {
+        for (y, row) in src.chunks_exact(g.w).enumerate() {
+            let at = (y + g.top) * p.wp + g.left;
+            plane[at..at + g.w].copy_from_slice(row);
+        }
+    }
+}
+
+/// Forward pass of one image: `z` `(c_out, oh ow)` from `pad` `(c_in, len)` and `weights`
+/// `(c_out, c_in kh kw)`, through `acc` (`out` values).
+pub(super) fn forward<T: Float>(
+    g: &Patches,
+    p: &Plane,
+    weights: ArrayView2<T>,
+    pad: &[T],
+    acc: &mut [T],
+    z: &mut [T],
+) {
+    let plane = g.oh * g.ow;
+    for (w_o, z_o) in weights.rows().into_iter().zip(z.chunks_exact_mut(plane)) {
+        acc.fill(T::zero());
+        let mut taps = w_o.iter();
+        for pad_c in pad.chunks_exact(p.len) {
+            for i in 0..g.kh {
+                for j in 0..g.kw {
+                    let w = *taps.next().expect("c_in kh kw taps");
+                    axpy(w, &pad_c[i * p.wp + j..][..p.out], acc);
+                }
+            }
+        }
+        for (dst, src) in z_o.chunks_exact_mut(g.ow).zip(acc.chunks_exact(p.wp)) {
+            dst.copy_from_slice(&src[..g.ow]);
+        }
+    }
+}
+
+/// The output gradient `d` `(c_out, oh ow)` at the plane's stride, `dp` `(c_out, out)`, with
+/// the discarded columns 0.
+pub(super) fn spread<T: Float>(g: &Patches, p: &Plane, d: &[T], dp: &mut [T]) {
+    for (dst, src) in dp.chunks_exact_mut(p.out).zip(d.chunks_exact(g.oh * g.ow)) {
+        for (row, s) in dst.chunks_exact_mut(p.wp).zip(src.chunks_exact(g.ow)) {
+            row[..g.ow].copy_from_slice(s);
+            row[g.ow..].fill(T::zero());
+        }
+    }
+}
+
+/// `dw[o, (c, i, j)] += dot(dp_o, pad_c[i wp + j ..])`; `dw` `(c_out, c_in kh kw)` flat.
+pub(super) fn weight_grad<T: Float>(g: &Patches, p: &Plane, dp: &[T], pad: &[T], dw: &mut [T]) {
+    let taps = g.rows();
+    for (dp_o, dw_o) in dp.chunks_exact(p.out).zip(dw.chunks_exact_mut(taps)) {
+        let mut dw_o = dw_o.iter_mut();
+        for pad_c in pad.chunks_exact(p.len) {
+            for i in 0..g.kh {
+                for j in 0..g.kw {
+                    let g_w = dw_o.next().expect("c_in kh kw taps");
+                    *g_w += dot(dp_o, &pad_c[i * p.wp + j..][..p.out]);
+                }
+            }
+        }
+    }
+}
+
+/// `dx` `(c_in, h w)` (overwritten) from `dp` and `weights`, through `dpad` `(c_in, len)`.
+pub(super) fn input_grad<T: Float>(
+    g: &Patches,
+    p: &Plane,
+    weights: ArrayView2<T>,
+    dp: &[T],
+    dpad: &mut [T],
+    dx: &mut [T],
+) {
+    dpad.fill(T::zero());
+    for (c, dpad_c) in dpad.chunks_exact_mut(p.len).enumerate() {
+        for (o, dp_o) in dp.chunks_exact(p.out).enumerate() {
+            for i in 0..g.kh {
+                for j in 0..g.kw {
+                    let w = weights[[o, (c * g.kh + i) * g.kw + j]];
+                    axpy(w, dp_o, &mut dpad_c[i * p.wp + j..][..p.out]);
+                }
+            }
+        }
+    }
+    for (dst, plane) in dx.chunks_exact_mut(g.h * g.w).zip(dpad.chunks_exact(p.len)) {
+        for (y, row) in dst.chunks_exact_mut(g.w).enumerate() {
+            let at = (y + g.top) * p.wp + g.left;
+            row.copy_from_slice(&plane[at..at + g.w]);
+        }
+    }
+}
+
+avx2_dispatch! {
+    /// [`axpy_plain`], for AVX2 when available.
+    fn axpy / axpy_plain<T>(a: T, x: &[T], y: &mut [T])
+    where T: Float
+}
+
+/// `y += a x` (a multiply, then an add).
+#[inline(always)]
+fn axpy_plain<T: Float>(a: T, x: &[T], y: &mut [T]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+avx2_dispatch! {
+    /// [`dot_plain`], for AVX2 when available.
+    fn dot / dot_plain<T>(x: &[T], y: &[T]) -> T
+    where T: Float
+}
+
+/// `sum_i x_i y_i`, in the crate's fixed 8-lane order.
+#[inline(always)]
+fn dot_plain<T: Float>(x: &[T], y: &[T]) -> T {
+    lane_sum_buffered(x.len(), |range, terms| {
+        let (x, y) = (&x[range.clone()], &y[range]);
+        for ((t, &a), &b) in terms.iter_mut().zip(x).zip(y) {
+            *t = a * b;
+        }
+    })
+}

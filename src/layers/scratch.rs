@@ -1,0 +1,30 @@
+//! Scratch buffers of the image layers: one per fixed block of a batch, so the blocks run on
+//! any thread without sharing, grown at the first batch and reused after (no allocation per
+//! step). Not saved, not cloned (a clone starts empty).
+
+use std::sync::{Mutex, PoisonError};
+
+use crate::compute::ROW_BLOCKS;
+use crate::float::Float;
+
+/// One growable buffer per block of rows (see `compute::row_blocks`).
+#[derive(Debug, Default)]
+pub(crate) struct Scratch<T>([Mutex<Vec<T>>; ROW_BLOCKS]);
+
+impl<T> Clone for Scratch<T> {
+    fn clone(&self) -> Self {
+        Scratch(Default::default())
+    }
+}
+
+impl<T: Float> Scratch<T> {
+    /// Runs `f` on block `block`'s buffer cut to `len` elements (grown with zeros the first
+    /// time; the contents are whatever the last user left).
+    pub(crate) fn with<R>(&self, block: usize, len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+        let mut buf = self.0[block].lock().unwrap_or_else(PoisonError::into_inner);
+        if buf.len() < len {
+            buf.resize(len, T::zero());
+        }
+        f(&mut buf[..len])
+    }
+}
