@@ -118,4 +118,5 @@ pub use optim::{Adam, Optimizer, OptimizerState, Schedule, Sgd, WeightDecay};
 pub use pca::Pca;
 pub use progress::{Progress, ProgressOutput};
 pub use train::history::{BatchProgress, EarlyStopping, EpochRecord, History, Restore, StopReason};
+pub use train::shuffle::Shuffle;
 pub use train::Trainer;

@@ -11,10 +11,12 @@ mod dataset;
 pub mod idx;
 pub mod mnist;
 pub(crate) mod noise;
+pub(crate) mod source;
 
 pub use dataset::{batches, permutation, shuffle_rows, Batches, Order, Scaler, Scaling, Split};
 pub use mnist::Mnist;
 pub use noise::{corrupt, Noise};
+pub use source::RowSource;
 
 /// The one data check: `x` has rows and columns, `width` columns if given, and only
 /// finite values; `context` names the data in the error.
