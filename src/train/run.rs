@@ -184,11 +184,13 @@ impl<O> Trainer<O> {
     ) -> Result<Workspace<T>> {
         let (n, n_in) = (train.n_rows(), train.width());
         let batch_size = self.batch_size.min(n);
-        let mut target = Array2::<T>::zeros((batch_size, n_in));
         let range = match (train.as_array(), self.noise) {
             (Some(array), _) => value_range(array),
             (None, Some(Noise::SaltAndPepper { .. })) => {
-                streamed_value_range(train, target.view_mut())?
+                // One pass in chunks of about 2^20 values.
+                let rows = (1 << 20) / n_in.max(1);
+                let mut chunk = Array2::<T>::zeros((rows.clamp(1, n), n_in));
+                streamed_value_range(train, chunk.view_mut())?
             }
             (None, _) => (T::zero(), T::zero()), // only salt-and-pepper uses it
         };
@@ -196,7 +198,7 @@ impl<O> Trainer<O> {
             n,
             batch_size,
             n_batches: n.div_ceil(batch_size),
-            target,
+            target: Array2::<T>::zeros((batch_size, n_in)),
             noisy: Array2::<T>::zeros(if self.noise.is_some() {
                 (batch_size, n_in)
             } else {
