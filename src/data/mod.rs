@@ -1,4 +1,5 @@
-//! Data: the IDX reader ([`idx`]), MNIST ([`mnist`], [`Mnist`]), dataset helpers (split,
+//! Data: the IDX reader ([`idx`]), `.npy` files ([`npy`]: read, write, memory-mapped),
+//! MNIST ([`mnist`], [`Mnist`]), dataset helpers (split,
 //! shuffle, scale, batch), corruption for denoising, and the checks shared by every entry
 //! point.
 
@@ -11,6 +12,7 @@ mod dataset;
 pub mod idx;
 pub mod mnist;
 pub(crate) mod noise;
+pub mod npy;
 pub(crate) mod source;
 
 pub use dataset::{batches, permutation, shuffle_rows, Batches, Order, Scaler, Scaling, Split};
