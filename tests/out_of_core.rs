@@ -1,7 +1,7 @@
 //! Training from row sources that are not in memory: the read-ahead path gives the weights
 //! of the in-memory path bit for bit (same shuffle setting), the block shuffle reads whole
 //! blocks once per epoch and resumes bit for bit, and bad rows or failed reads stop the run
-//! with a typed error.
+//! with a typed error. `.npy` files and shards read piece by piece train as memory does.
 
 mod common;
 
@@ -9,13 +9,13 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use autoencoder::data::RowSource;
+use autoencoder::data::{npy, NpyRows, NpyShards, RowSource};
 use autoencoder::{
     Activation, Adam, Autoencoder, Checkpoint, Error, Loss, Noise, Penalty, Result, Shuffle,
     Trainer,
 };
 use common::param_bits;
-use ndarray::{s, Array2, ArrayViewMut2};
+use ndarray::{s, Array1, Array2, ArrayViewMut2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -320,6 +320,103 @@ fn streamed_errors_are_typed() -> Result<()> {
     match plain().shuffle(huge).fit(&mut ae, &Zeros(1 << 41), None) {
         Err(Error::TooLarge { what, .. }) => assert_eq!(what, "read-ahead buffers"),
         r => panic!("expected TooLarge, got {r:?}"),
+    }
+    Ok(())
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("out-of-core-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}
+
+/// A file and shards of the same rows (one shard `f64`, one empty) give the weights of
+/// training in memory, bit for bit, under both shuffles.
+#[test]
+fn npy_files_and_shards_train_as_memory_does_bit_for_bit() -> Result<()> {
+    let dir = scratch("npy");
+    let x = data();
+    let whole = dir.join("whole.npy");
+    npy::write(&whole, x.view())?;
+    let parts = [
+        dir.join("a.npy"),
+        dir.join("b.npy"),
+        dir.join("empty.npy"),
+        dir.join("c.npy"),
+    ];
+    npy::write(&parts[0], x.slice(s![..70, ..]))?;
+    npy::write(&parts[1], x.slice(s![70..150, ..]).mapv(f64::from).view())?;
+    npy::write(&parts[2], Array2::<f32>::zeros((0, 12)).view())?;
+    npy::write(&parts[3], x.slice(s![150.., ..]))?;
+    let file = NpyRows::<f32>::open(&whole)?;
+    let shards = NpyShards::<f32>::open(&parts)?;
+    assert_eq!((shards.n_rows(), shards.width()), (203, 12));
+
+    let rows = trained(None, x.view())?;
+    assert_eq!(trained(Some(Shuffle::Rows), &file)?, rows);
+    assert_eq!(trained(Some(Shuffle::Rows), &shards)?, rows);
+    let blocks = trained(Some(BLOCKS), x.view())?;
+    assert_eq!(trained(Some(BLOCKS), &file)?, blocks);
+    assert_eq!(trained(Some(BLOCKS), &shards)?, blocks);
+
+    // The same rows read back, across shard boundaries, in f64 too.
+    let wide = NpyShards::<f64>::open(&parts)?;
+    let mut out = Array2::<f64>::zeros((100, 12));
+    wide.read_rows(60, out.view_mut())?;
+    assert_eq!(out, x.slice(s![60..160, ..]).mapv(f64::from));
+    Ok(())
+}
+
+/// Files that cannot be rows are refused when opened; a file truncated while in use is
+/// reported when read.
+#[test]
+fn npy_sources_refuse_what_they_cannot_read() -> Result<()> {
+    let dir = scratch("npy-errors");
+    let format = |r: Result<NpyRows<f32>>, what: &str| match r {
+        Err(Error::Format { reason, .. }) => assert!(reason.contains(what), "{reason}"),
+        r => panic!("expected a Format error with {what:?}, got {r:?}"),
+    };
+    let flat = dir.join("flat.npy");
+    npy::write(&flat, Array1::<f32>::zeros(10).view())?;
+    format(NpyRows::open(&flat), "two-dimensional");
+    let fortran = dir.join("fortran.npy");
+    npy::write(&fortran, data().t().as_standard_layout().t())?;
+    format(NpyRows::open(&fortran), "np.ascontiguousarray");
+    let short = dir.join("short.npy");
+    npy::write(&short, data().view())?;
+    let bytes = std::fs::read(&short).expect("written");
+    std::fs::write(&short, &bytes[..bytes.len() - 3]).expect("rewritten");
+    format(NpyRows::open(&short), "truncated");
+
+    let narrow = dir.join("narrow.npy");
+    npy::write(&narrow, Array2::<f32>::zeros((5, 11)).view())?;
+    let whole = dir.join("whole.npy");
+    npy::write(&whole, data().view())?;
+    match NpyShards::<f32>::open([&whole, &narrow]) {
+        Err(Error::ShapeMismatch { found, .. }) => assert!(found.contains("narrow.npy"), "{found}"),
+        r => panic!("expected ShapeMismatch, got {r:?}"),
+    }
+    assert!(matches!(
+        NpyShards::<f32>::open(Vec::<PathBuf>::new()),
+        Err(Error::EmptyData { .. })
+    ));
+    assert!(matches!(
+        NpyRows::<f32>::open(dir.join("missing.npy")),
+        Err(Error::Io { .. })
+    ));
+
+    let rows = NpyRows::<f32>::open(&whole)?;
+    let mut out = Array2::<f32>::zeros((10, 12));
+    assert!(matches!(
+        rows.read_rows(200, out.view_mut()),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    let bytes = std::fs::read(&whole).expect("written");
+    std::fs::write(&whole, &bytes[..bytes.len() / 2]).expect("truncated");
+    match rows.read_rows(190, out.view_mut()) {
+        Err(Error::Format { reason, .. }) => assert!(reason.contains("truncated"), "{reason}"),
+        r => panic!("expected Format, got {r:?}"),
     }
     Ok(())
 }
