@@ -279,6 +279,10 @@ impl<O> Trainer<O> {
         let epoch = state.epoch;
         let lr = self.schedule.lr_at(self.optimizer.lr(), epoch, self.epochs);
         let seconds = self.train_epoch(model, train, work, state, lr)?;
+        let read_wait_seconds = match train {
+            Rows::Feed(feed) => feed.waited(),
+            Rows::Memory(_) => 0.0,
+        };
         if !model.params_are_finite() {
             model.copy_params_from(&work.snapshot);
             return Err(Error::Diverged {
@@ -315,6 +319,7 @@ impl<O> Trainer<O> {
             lr,
             seconds,
             samples_per_second: n as f64 / seconds.max(1e-12),
+            read_wait_seconds,
         };
         self.track_best(model, state, record);
         let stop = self.stop_reason(model, state);
