@@ -374,14 +374,11 @@ mod tests {
     use clap::CommandFactory;
 
     fn parse(line: &str) -> Result<Config, String> {
-        cli::parse(line).map_err(|e| cli::one_line(&e))
+        cli::parsed(line)
     }
 
     fn refused(line: &str) -> ErrorKind {
-        match cli::parse::<Config>(line) {
-            Ok(c) => panic!("`{line}` parsed: {c:?}"),
-            Err(e) => e.kind(),
-        }
+        cli::refused::<Config>(line)
     }
 
     #[test]

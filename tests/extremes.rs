@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use autoencoder::data::{Scaler, Scaling};
 use autoencoder::{
     corrupt, Activation, Adam, Autoencoder, Dense, Error, Float, Init, Loss, Noise, Optimizer, Pca,
-    Result, Trainer,
+    Result, Sgd, Trainer,
 };
 use ndarray::{array, Array1, Array2, Zip};
 use rand::SeedableRng;
@@ -338,6 +338,23 @@ fn adam_parameters_are_checked_in_the_element_type() -> Result<()> {
         .epochs(2)
         .fit(&mut ae, data::<f64>().view(), None)?;
     assert!(history.epochs.iter().all(|e| e.train_loss.is_finite()));
+    Ok(())
+}
+
+/// SGD's learning rate the same way: 1e-50 is 0 in f32 (training stood still), 1e300 is
+/// infinite; both are refused by name, and valid in f64 where 1e-50 is representable.
+#[test]
+fn sgd_learning_rate_is_checked_in_the_element_type() -> Result<()> {
+    for lr in [1e-50, 1e300] {
+        let sgd = Sgd::<f32>::new(lr);
+        assert_hyper(Optimizer::<f32>::validate(&sgd), "lr");
+        let mut ae = model::<f32>(Activation::Sigmoid)?;
+        let fit = Trainer::new(sgd)
+            .epochs(1)
+            .fit(&mut ae, data::<f32>().view(), None);
+        assert_hyper(fit, "lr");
+    }
+    Optimizer::<f64>::validate(&Sgd::<f64>::new(1e-50))?;
     Ok(())
 }
 

@@ -1,36 +1,16 @@
 //! The IDX reader on hand-made files: what it reads, and every way a file can be wrong.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use autoencoder::data::idx::{read_images, read_labels};
 use autoencoder::{Error, Result};
-use flate2::write::GzEncoder;
-use flate2::Compression;
+
+mod common;
+use common::idx::{gzip, idx};
 
 /// Writes `bytes` to a fresh file named `name` under the test's temporary folder.
 fn file(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("idx_tests");
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).expect("write temp file");
-    path
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = GzEncoder::new(Vec::new(), Compression::default());
-    enc.write_all(bytes).expect("gzip in memory");
-    enc.finish().expect("gzip in memory")
-}
-
-/// An unsigned-byte IDX file: header for `dims`, then `data`.
-fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0, 0, 0x08, dims.len() as u8];
-    for d in dims {
-        out.extend_from_slice(&d.to_be_bytes());
-    }
-    out.extend_from_slice(data);
-    out
+    common::idx::file("idx_tests", name, bytes)
 }
 
 /// Two 2 x 3 images: pixel values 0, 51, ..., 255 and back.

@@ -6,8 +6,6 @@
 //! of one binary run as threads of one process: nothing else runs beside it. The limit is
 //! restored to the default when the test ends, failed or not.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -16,46 +14,9 @@ use autoencoder::{memory_limit, set_memory_limit, Error, Result, DEFAULT_MEMORY_
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-/// The system allocator, recording the largest single request made on each thread.
-struct Largest;
-
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    // `try_with`: never fails for a const `Cell`, but an allocator must not panic.
-    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
-}
-
-// SAFETY: every call is forwarded unchanged to `System`; only a size is recorded.
-unsafe impl GlobalAlloc for Largest {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Largest = Largest;
-
-/// Runs `f` and returns its result and the largest single allocation it made.
-fn largest_allocation<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    LARGEST.with(|l| l.set(0));
-    let r = f();
-    (r, LARGEST.with(Cell::get))
-}
+mod common;
+mod largest;
+use largest::{largest_allocation, MAX_GZIP_RATIO};
 
 /// Puts the default limit back when dropped, so a failing assertion cannot leave it low.
 struct RestoreLimit;
@@ -65,9 +26,6 @@ impl Drop for RestoreLimit {
         let _ = set_memory_limit(DEFAULT_MEMORY_LIMIT);
     }
 }
-
-/// The most bytes deflate expands one input byte to.
-const MAX_GZIP_RATIO: u64 = 1032;
 
 /// A gzipped unsigned-byte IDX file for `dims` whose data are all `byte`, compressed a
 /// megabyte at a time (the plain file is never held in memory).
@@ -90,11 +48,7 @@ fn gzip_idx(dims: &[u32], byte: u8) -> Vec<u8> {
 
 /// Writes `bytes` to a fresh file named `name` under the test's temporary folder.
 fn file(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("idx_budget");
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).expect("write temp file");
-    path
+    common::idx::file("idx_budget", name, bytes)
 }
 
 /// Asserts `result` is `FileTooLarge` on `path` for `what` of `bytes` bytes under `limit`.

@@ -3,8 +3,6 @@
 //! little memory. (The memory limit on files that truly expand that far, gzip bombs, is in
 //! tests/idx_budget.rs, a binary of its own because it changes the process-wide limit.)
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,62 +11,14 @@ use autoencoder::data::idx::{images_from_bytes, labels_from_bytes, read_images, 
 use autoencoder::{Error, Result};
 use flate2::{Compression, GzBuilder};
 
-/// The system allocator, recording the largest single request made on each thread.
-struct Largest;
-
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    // `try_with`: never fails for a const `Cell`, but an allocator must not panic.
-    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
-}
-
-// SAFETY: every call is forwarded unchanged to `System`; only a size is recorded.
-unsafe impl GlobalAlloc for Largest {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Largest = Largest;
-
-/// Runs `f` and returns its result and the largest single allocation it made.
-fn largest_allocation<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    LARGEST.with(|l| l.set(0));
-    let r = f();
-    (r, LARGEST.with(Cell::get))
-}
+mod common;
+mod largest;
+use common::idx::idx;
+use largest::{largest_allocation, MAX_GZIP_RATIO};
 
 /// MNIST's training images: 60,000 of 28 x 28 bytes.
 const MNIST: [u32; 3] = [60_000, 28, 28];
 const MNIST_BYTES: u64 = 60_000 * 28 * 28;
-/// The most bytes deflate expands one input byte to.
-const MAX_GZIP_RATIO: u64 = 1032;
-
-/// An unsigned-byte IDX header for `dims`, then `data`.
-fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0, 0, 0x08, dims.len() as u8];
-    for d in dims {
-        out.extend_from_slice(&d.to_be_bytes());
-    }
-    out.extend_from_slice(data);
-    out
-}
 
 /// `bytes` gzipped, with a gzip comment of `padding` bytes (flate2 reads up to 65,535): the
 /// file is then large enough that deflate's maximum ratio cannot rule out a big claim from
@@ -83,11 +33,7 @@ fn gzip_padded(bytes: &[u8], padding: usize) -> Vec<u8> {
 
 /// Writes `bytes` to a fresh file named `name` under the test's temporary folder.
 fn file(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("idx_limits");
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).expect("write temp file");
-    path
+    common::idx::file("idx_limits", name, bytes)
 }
 
 /// Asserts `result` is a format error on `path` whose reason contains each of `needles`.

@@ -4,59 +4,20 @@
 //! in fuzz/ runs the same property longer.)
 //! `PROPTEST_CASES=100000 cargo test --release --test idx_proptest` runs more cases.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::io::Write;
-
 use autoencoder::data::idx;
 use autoencoder::{Error, Result};
 use proptest::prelude::*;
 
-/// The system allocator, recording the largest single request made on each thread.
-struct Largest;
-
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    // `try_with`: never fails for a const `Cell`, but an allocator must not panic.
-    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
-}
-
-// SAFETY: every call is forwarded unchanged to `System`; only a size is recorded.
-unsafe impl GlobalAlloc for Largest {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Largest = Largest;
+mod common;
+mod largest;
+use common::idx::gzip;
+use largest::largest_allocation;
 
 /// The most bytes deflate expands one input byte to.
-const MAX_GZIP_RATIO: usize = 1032;
+const MAX_GZIP_RATIO: usize = largest::MAX_GZIP_RATIO as usize;
+
 /// Allocations any read may make whatever its input: buffers, the inflate state, messages.
 const FIXED: usize = 1 << 16;
-
-/// Runs `f` and returns its result and the largest single allocation it made.
-fn largest_allocation<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    LARGEST.with(|l| l.set(0));
-    let r = f();
-    (r, LARGEST.with(Cell::get))
-}
 
 /// A valid unsigned-byte IDX file with the given dimensions.
 fn idx_file(dims: &[u32]) -> Vec<u8> {
@@ -67,12 +28,6 @@ fn idx_file(dims: &[u32]) -> Vec<u8> {
     let n: u32 = dims.iter().product();
     bytes.extend((0..n).map(|i| (i * 37 % 256) as u8));
     bytes
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(bytes).expect("in memory");
-    gz.finish().expect("in memory")
 }
 
 /// Valid files to mutate: images (3 x 4 x 5) and labels (7), each plain and gzipped.

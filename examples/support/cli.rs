@@ -79,6 +79,24 @@ pub fn parse<C: Parser>(line: &str) -> Result<C, clap::Error> {
     C::try_parse_from(std::iter::once("example").chain(line.split_whitespace()))
 }
 
+/// As [`parse`], with the error as the one line a user would see (for the tests).
+#[cfg(test)]
+pub fn parsed<C: Parser>(line: &str) -> Result<C, String> {
+    parse(line).map_err(|e| one_line(&e))
+}
+
+/// The error kind of a line that must not parse (for the tests).
+///
+/// # Panics
+/// If `line` parses: that is the test failing.
+#[cfg(test)]
+pub fn refused<C: Parser + std::fmt::Debug>(line: &str) -> clap::error::ErrorKind {
+    match parse::<C>(line) {
+        Ok(c) => panic!("`{line}` parsed: {c:?}"),
+        Err(e) => e.kind(),
+    }
+}
+
 /// The README's mentions of each example's flags, so a test can check that the example's
 /// parser accepts every one of them.
 #[cfg(test)]
@@ -156,13 +174,24 @@ pub mod readme {
                     .or_else(|| named[i..].iter().flatten().next());
                 // A flag in a section that names no example counts for every example, so
                 // that the test fails (and says where) unless each of them takes it.
-                if owner.is_some_and(|o| o != example) {
+                if owner.is_some_and(|o| o != example) || runs_a_script(piece) {
                     continue;
                 }
                 all.extend(flags_in(piece));
             }
         }
         all
+    }
+
+    /// Whether a code piece runs a Python script (the PyTorch side-by-side runner): its
+    /// flags are the script's, not an example's.
+    fn runs_a_script(piece: &Piece) -> bool {
+        piece.code
+            && piece
+                .text
+                .split_whitespace()
+                .next()
+                .is_some_and(|w| w.starts_with("python") || w.ends_with(".py"))
     }
 
     /// The example a piece runs: the word after `--example`.

@@ -116,6 +116,12 @@ impl Loss {
 
     /// The loss value for output pre-activation `z` and output `a = s(z)` against `target`,
     /// all `(batch, n)`.
+    ///
+    /// Binary cross-entropy is computed from the logits, stably, as
+    /// `max(z, 0) - z x + ln(1 + e^-|z|)` (written through `a`), which equals
+    /// `-(x ln a + (1 - x) ln(1 - a))` only when `a = sigmoid(z)`: the model refuses binary
+    /// cross-entropy without a sigmoid output ([`Loss::validate`]), and a caller of this
+    /// function must pass a sigmoid's `z` and `a` too.
     pub fn value<T: Float>(
         &self,
         z: ArrayView2<T>,

@@ -58,6 +58,13 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
 
     fn validate(&self) -> Result<()> {
         check_positive("lr", self.lr)?;
+        // As Adam's: lr = 1e300 is infinite in f32, 1e-50 is 0 (training would stand still).
+        check_range(
+            "lr",
+            self.lr,
+            T::cast(self.lr).is_normal(),
+            "a value > 0 that stays finite and normal in the element type (f32: 1.2e-38 to 3.4e38)",
+        )?;
         check_range(
             "momentum",
             self.momentum,

@@ -271,10 +271,10 @@ impl<O> Trainer<O> {
     /// [`Error::InvalidConfig`] for a loss or penalty that does not suit the model or data,
     /// [`Error::EmptyData`], [`Error::ShapeMismatch`] or [`Error::NonFiniteData`] for bad
     /// data, [`Error::TooLarge`] for read-ahead buffers over the memory limit. During
-    /// training: [`Error::Diverged`] if the loss or the gradient becomes non-finite, the
-    /// source's error if a read fails, [`Error::NonFiniteData`] or
-    /// [`Error::InvalidConfig`] for a row read that is not finite or not a valid target;
-    /// the model then holds its last finite weights.
+    /// training: [`Error::Diverged`] if the loss or the gradient becomes non-finite, or the
+    /// validation loss does (the data overflow the element type); the source's error if a
+    /// read fails; [`Error::NonFiniteData`] or [`Error::InvalidConfig`] for a row read that
+    /// is not finite or not a valid target. The model then holds its last finite weights.
     pub fn fit<T: Float>(
         &mut self,
         model: &mut Autoencoder<T>,

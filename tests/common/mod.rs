@@ -1,6 +1,8 @@
 //! Data shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod idx;
+
 use ndarray::Array2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
