@@ -122,9 +122,10 @@ fn run(args: &Args) -> autoencoder::Result<()> {
     let history = trainer(1).shuffle(shuffle).fit(&mut ae, &source, None)?;
     let read_bytes = proc_io_read_bytes().zip(read_before).map(|(a, b)| a - b);
     let peak_rss = vm_hwm_bytes();
-    let epoch = history.last().cloned().ok_or(Error::InvalidConfig(
-        "no epoch ran".into(),
-    ))?;
+    let epoch = history
+        .last()
+        .cloned()
+        .ok_or(Error::InvalidConfig("no epoch ran".into()))?;
     let ooc_rate = epoch.samples_per_second;
 
     // In memory: the same number of steps on the file's first rows.
@@ -151,7 +152,11 @@ fn run(args: &Args) -> autoencoder::Result<()> {
     let ooc_loss = ae.evaluate(held.view(), held.view(), Loss::MeanSquaredError)?;
     let mem_loss = ae_memory.evaluate(held.view(), held.view(), Loss::MeanSquaredError)?;
     // The MSE of predicting each column's mean.
-    let baseline = f64::from(held.var_axis(ndarray::Axis(0), 0.0).mean().unwrap_or(f32::NAN));
+    let baseline = f64::from(
+        held.var_axis(ndarray::Axis(0), 0.0)
+            .mean()
+            .unwrap_or(f32::NAN),
+    );
 
     let peak_mb = peak_rss.map(|b| b as f64 / 1e6);
     if args.json {
@@ -217,7 +222,10 @@ fn run(args: &Args) -> autoencoder::Result<()> {
             epoch.read_wait_seconds, epoch.seconds
         );
     }
-    println!("the file stays for the next run: rm {}", args.path.display());
+    println!(
+        "the file stays for the next run: rm {}",
+        args.path.display()
+    );
     Ok(())
 }
 
@@ -292,7 +300,8 @@ fn ensure_file(path: &Path, rows: usize, talk: bool) -> autoencoder::Result<bool
     let file = out
         .into_inner()
         .map_err(|e| io("cannot write", &partial, e.into_error()))?;
-    file.sync_all().map_err(|e| io("cannot sync", &partial, e))?;
+    file.sync_all()
+        .map_err(|e| io("cannot sync", &partial, e))?;
     std::fs::rename(&partial, path).map_err(|e| io("cannot rename", &partial, e))?;
     if talk {
         let gib = (rows * WIDTH * 4) as f64 / GIB;
@@ -324,7 +333,7 @@ fn npy_header(rows: usize) -> Vec<u8> {
 /// `centre + codes basis + noise`, clipped to `[0, 1]`, from a generator seeded by the row's
 /// group of 256, so the file's content does not depend on how it is written.
 struct Mixture {
-    centres: Array2<f32>, // (8, 784)
+    centres: Array2<f32>,    // (8, 784)
     bases: Vec<Array2<f32>>, // 8 x (8, 784)
 }
 
@@ -409,6 +418,7 @@ fn proc_field(path: &str, key: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::error::ErrorKind;
     use clap::CommandFactory;
 
     #[test]
@@ -418,15 +428,38 @@ mod tests {
 
     #[test]
     fn flags_parse() -> Result<(), String> {
-        let a: Args = cli::parse("").map_err(|e| e.to_string())?;
-        assert_eq!((a.gb, a.memory_rows, a.block_rows, a.json), (None, 65_536, 1024, false));
-        let a: Args = cli::parse("--gb 0.5 --path x.npy --buffer-blocks 8 --json")
-            .map_err(|e| e.to_string())?;
+        let a: Args = cli::parsed("")?;
+        assert_eq!(
+            (a.gb, a.memory_rows, a.block_rows, a.json),
+            (None, 65_536, 1024, false)
+        );
+        let a: Args = cli::parsed("--gb 0.5 --path x.npy --buffer-blocks 8 --json")?;
         assert_eq!((a.gb, a.buffer_blocks, a.json), (Some(0.5), 8, true));
-        for bad in ["--gb 0", "--gb -1", "--gb nan", "--block-rows 0", "--memory-rows 0"] {
-            assert!(cli::parse::<Args>(bad).is_err(), "{bad}");
+        for bad in [
+            "--gb 0",
+            "--gb -1",
+            "--gb nan",
+            "--block-rows 0",
+            "--memory-rows 0",
+        ] {
+            assert_eq!(
+                cli::refused::<Args>(bad),
+                ErrorKind::ValueValidation,
+                "{bad}"
+            );
         }
+        assert_eq!(cli::refused::<Args>("--bogus"), ErrorKind::UnknownArgument);
         Ok(())
+    }
+
+    #[test]
+    fn every_flag_the_readme_mentions_parses() {
+        let failures = cli::readme::check::<Args>("out_of_core");
+        assert!(
+            failures.is_empty(),
+            "README flags the parser refuses:\n{}",
+            failures.join("\n")
+        );
     }
 
     /// The header is what NumPy writes and the crate's reader accepts.

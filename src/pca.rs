@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::budget::check_elements;
 use crate::compute::product;
-use crate::data::source::{check_shape, RowSource};
+use crate::data::source::{at_row, check_shape, RowSource};
 use crate::data::{check_finite, check_width, power_of_two_below};
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -88,12 +88,15 @@ impl<T> TryFrom<PcaParts> for Pca<T> {
     fn try_from(p: PcaParts) -> std::result::Result<Pca<T>, String> {
         let (d, k) = p.components.dim();
         let finite = |a: &[f64]| a.iter().all(|v| v.is_finite());
-        let power_of_two = p.scale.is_finite() && p.scale > 0.0 && power_of_two_below(p.scale) == p.scale;
+        let power_of_two =
+            p.scale.is_finite() && p.scale > 0.0 && power_of_two_below(p.scale) == p.scale;
         if !power_of_two {
-            return Err(format!("PCA scale {} is not a finite power of two", p.scale));
+            return Err(format!(
+                "PCA scale {} is not a finite power of two",
+                p.scale
+            ));
         }
-        if d == 0 || !(1..=d).contains(&k) || p.mean.len() != d || p.explained_variance.len() != k
-        {
+        if d == 0 || !(1..=d).contains(&k) || p.mean.len() != d || p.explained_variance.len() != k {
             return Err(format!(
                 "PCA shapes do not agree: mean ({}), components {:?}, explained variance ({}); \
                  expected (d), (d, k), (k) with 1 <= k <= d",
@@ -102,7 +105,11 @@ impl<T> TryFrom<PcaParts> for Pca<T> {
                 p.explained_variance.len()
             ));
         }
-        let all_finite = p.mean.iter().chain(&p.components).chain(&p.explained_variance);
+        let all_finite = p
+            .mean
+            .iter()
+            .chain(&p.components)
+            .chain(&p.explained_variance);
         if !all_finite.clone().all(|v| v.is_finite()) || !finite(&[p.scale]) {
             return Err("PCA values must be finite".into());
         }
@@ -259,25 +266,6 @@ fn finite_or_refuse<T: Float>(a: Array2<f64>, context: &'static str) -> Result<A
             ),
         }),
         _ => Ok(a),
-    }
-}
-
-/// A [`NonFiniteData`](Error::NonFiniteData) error of a chunk, moved to the chunk's place
-/// in the data (`first` is its first row).
-fn at_row(e: Error, first: usize) -> Error {
-    match e {
-        Error::NonFiniteData {
-            context,
-            row,
-            col,
-            value,
-        } => Error::NonFiniteData {
-            context,
-            row: row + first,
-            col,
-            value,
-        },
-        e => e,
     }
 }
 

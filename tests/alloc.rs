@@ -12,9 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use autoencoder::data::RowSource;
-use autoencoder::{
-    Activation, Adam, Autoencoder, Loss, Noise, Penalty, Result, Shuffle, Trainer,
-};
+use autoencoder::{Activation, Adam, Autoencoder, Loss, Noise, Penalty, Result, Shuffle, Trainer};
 use ndarray::{Array2, ArrayViewMut2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

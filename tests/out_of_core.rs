@@ -52,17 +52,17 @@ impl RowSource<f32> for Streamed {
 
     fn read_rows(&self, start: usize, mut out: ArrayViewMut2<'_, f32>) -> Result<()> {
         let rows = out.nrows();
-        if self.fail_at.is_some_and(|f| (start..start + rows).contains(&f)) {
+        if self
+            .fail_at
+            .is_some_and(|f| (start..start + rows).contains(&f))
+        {
             return Err(Error::Io {
                 action: "cannot read",
                 path: PathBuf::from("streamed.bin"),
                 source: std::io::Error::other("disk gone"),
             });
         }
-        self.reads
-            .lock()
-            .expect("not poisoned")
-            .push((start, rows));
+        self.reads.lock().expect("not poisoned").push((start, rows));
         out.assign(&self.x.slice(s![start..start + rows, ..]));
         Ok(())
     }
@@ -160,8 +160,7 @@ fn sources_not_in_memory_default_to_the_block_shuffle() -> Result<()> {
     assert_eq!(blocks.len(), 5, "{reads:?}");
     assert!(blocks
         .iter()
-        .all(|&(start, rows)| start % block_rows == 0
-            && rows == block_rows.min(5000 - start)));
+        .all(|&(start, rows)| start % block_rows == 0 && rows == block_rows.min(5000 - start)));
     let mut explicit = model()?;
     trainer()?
         .epochs(1)
@@ -234,23 +233,18 @@ fn the_block_shuffle_resumes_bit_for_bit() -> Result<()> {
             buffer_blocks: 4,
         },
     ] {
-        match trainer()?.shuffle(shuffle).resume(
-            &mut other,
-            checkpoint.clone(),
-            x.view(),
-            None,
-        ) {
+        match trainer()?
+            .shuffle(shuffle)
+            .resume(&mut other, checkpoint.clone(), x.view(), None)
+        {
             Err(Error::InvalidConfig(m)) => assert!(m.contains("shuffle"), "{m}"),
             r => panic!("{shuffle:?}: expected InvalidConfig, got {r:?}"),
         }
     }
     let mut resumed = model()?;
-    trainer()?.shuffle(BLOCKS).resume(
-        &mut resumed,
-        checkpoint,
-        &Streamed::new(x),
-        None,
-    )?;
+    trainer()?
+        .shuffle(BLOCKS)
+        .resume(&mut resumed, checkpoint, &Streamed::new(x), None)?;
     assert_eq!(param_bits(&resumed), whole);
     Ok(())
 }
@@ -267,7 +261,10 @@ fn streamed_errors_are_typed() -> Result<()> {
         Err(Error::NonFiniteData { row, col, .. }) => assert_eq!((row, col), (157, 3)),
         r => panic!("expected NonFiniteData, got {r:?}"),
     }
-    assert!(ae.layers().iter().all(|l| l.weights().iter().all(|v| v.is_finite())));
+    assert!(ae
+        .layers()
+        .iter()
+        .all(|l| l.weights().iter().all(|v| v.is_finite())));
     match plain()
         .shuffle(Shuffle::Rows)
         .fit(&mut ae, &Streamed::new(x.clone()), None)
@@ -297,7 +294,10 @@ fn streamed_errors_are_typed() -> Result<()> {
             block_rows,
             buffer_blocks,
         };
-        match plain().shuffle(bad).fit(&mut ae, &Streamed::new(data()), None) {
+        match plain()
+            .shuffle(bad)
+            .fit(&mut ae, &Streamed::new(data()), None)
+        {
             Err(Error::InvalidHyperparameter { name: n, .. }) => assert_eq!(n, name),
             r => panic!("expected InvalidHyperparameter, got {r:?}"),
         }

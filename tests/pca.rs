@@ -84,7 +84,12 @@ fn a_streamed_fit_checks_every_row() {
 /// An `f32` output past `f32::MAX` is refused, not returned as an infinity.
 #[test]
 fn outputs_past_the_callers_type_are_refused() -> Result<()> {
-    let x = array![[1.0f32, 2.0, 2.0], [2.0, 4.0, 4.0], [-1.0, -2.0, -2.0], [0.5, 1.0, 1.1]];
+    let x = array![
+        [1.0f32, 2.0, 2.0],
+        [2.0, 4.0, 4.0],
+        [-1.0, -2.0, -2.0],
+        [0.5, 1.0, 1.1]
+    ];
     let pca = Pca::fit(x.view(), 1)?;
     let far = array![[3e38f32, 3e38, 3e38]]; // its coordinate is about 5e38
     match pca.transform(far.view()) {

@@ -281,7 +281,12 @@ impl<T: Float> NpyShards<T> {
                     return Err(Error::ShapeMismatch {
                         context: "npy shards",
                         expected: format!("(_, {}), as {}", first.width, first.path.display()),
-                        found: format!("({}, {}) in {}", shard.rows, shard.width, shard.path.display()),
+                        found: format!(
+                            "({}, {}) in {}",
+                            shard.rows,
+                            shard.width,
+                            shard.path.display()
+                        ),
                     });
                 }
             }

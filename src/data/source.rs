@@ -194,7 +194,9 @@ pub(crate) fn check_range_of<T: Float, S: RowSource<T> + ?Sized>(
     start: usize,
     out: &ArrayViewMut2<'_, T>,
 ) -> Result<usize> {
-    let end = start.checked_add(out.nrows()).filter(|&e| e <= source.n_rows());
+    let end = start
+        .checked_add(out.nrows())
+        .filter(|&e| e <= source.n_rows());
     match end {
         Some(end) if out.ncols() == source.width() => Ok(end),
         _ => Err(Error::ShapeMismatch {
@@ -285,4 +287,24 @@ pub(crate) fn streamed_value_range<T: Float, S: RowSource<T> + ?Sized>(
         });
     }
     Ok(range.unwrap_or((T::zero(), T::zero())))
+}
+
+/// A [`NonFiniteData`](Error::NonFiniteData) error found in a chunk of a source, moved to
+/// the chunk's place in the source (`first` is the chunk's first row); other errors as
+/// they are.
+pub(crate) fn at_row(e: Error, first: usize) -> Error {
+    match e {
+        Error::NonFiniteData {
+            context,
+            row,
+            col,
+            value,
+        } => Error::NonFiniteData {
+            context,
+            row: row + first,
+            col,
+            value,
+        },
+        e => e,
+    }
 }

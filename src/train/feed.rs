@@ -157,7 +157,9 @@ impl<T: Float> Feed<T> {
             if slots.abort || slots.quit {
                 break;
             }
-            let Some(mut window) = slots.free.pop() else { break };
+            let Some(mut window) = slots.free.pop() else {
+                break;
+            };
             drop(slots);
             let units = &job.order[w * layout.window_units..];
             let units = &units[..layout.window_units.min(units.len())];

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::compute::{for_each_block, row_blocks_mut, slice_blocks, zip_blocks};
 use crate::data::noise::Noise;
-use crate::data::source::{streamed_value_range, RowSource};
+use crate::data::source::{at_row, streamed_value_range, RowSource};
 use crate::data::{check_finite, value_range};
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -19,8 +19,8 @@ use crate::io::checkpoint::save_checkpoint;
 use crate::model::Autoencoder;
 use crate::objective::Penalty;
 use crate::optim::Optimizer;
-use crate::train::history::{BatchProgress, EpochRecord, History, Restore, StopReason};
 use crate::train::feed::{Feed, RowCheck, Window};
+use crate::train::history::{BatchProgress, EpochRecord, History, Restore, StopReason};
 use crate::train::shuffle::{Layout, Shuffle};
 use crate::train::state::RunState;
 use crate::train::step::Position;
@@ -124,20 +124,7 @@ impl<O> Trainer<O> {
                 return Ok(());
             }
             check_finite(rows, "training data")
-                .map_err(|e| match e {
-                    Error::NonFiniteData {
-                        context,
-                        row,
-                        col,
-                        value,
-                    } => Error::NonFiniteData {
-                        context,
-                        row: row + first,
-                        col,
-                        value,
-                    },
-                    e => e,
-                })
+                .map_err(|e| at_row(e, first))
                 .and_then(|()| loss.validate_targets(rows, "training data"))
         };
         let check: &RowCheck<'_, T> = &check;
@@ -353,7 +340,11 @@ impl<O> Trainer<O> {
         state.order.shuffle(&mut state.rng);
         let mut window: Option<Window<T>> = None;
         if let Rows::Feed(feed) = train {
-            let seed = if feed.mixes() { state.rng.next_u64() } else { 0 };
+            let seed = if feed.mixes() {
+                state.rng.next_u64()
+            } else {
+                0
+            };
             feed.start_epoch(&mut state.order, seed);
         }
         work.sum_recon = 0.0;
@@ -364,9 +355,8 @@ impl<O> Trainer<O> {
             match train {
                 Rows::Memory(x) => work.gather(x, &state.order[first..first + m], 0),
                 Rows::Feed(feed) => {
-                    let loaded = feed.next_rows(&mut window, m, |from, rows, at| {
-                        work.gather(from, rows, at)
-                    });
+                    let loaded = feed
+                        .next_rows(&mut window, m, |from, rows, at| work.gather(from, rows, at));
                     if let Err(e) = loaded {
                         feed.end_epoch(&mut window, &mut state.order);
                         return Err(e);

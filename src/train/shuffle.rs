@@ -73,7 +73,12 @@ impl Shuffle {
             buffer_blocks,
         } = *self
         {
-            check_range("block_rows", block_rows as f64, block_rows >= 1, "at least 1")?;
+            check_range(
+                "block_rows",
+                block_rows as f64,
+                block_rows >= 1,
+                "at least 1",
+            )?;
             check_range(
                 "buffer_blocks",
                 buffer_blocks as f64,
