@@ -122,7 +122,7 @@ impl<T> TryFrom<PcaParts> for Pca<T> {
             .indexed_iter()
             .map(|((i, j), &g)| (g - if i == j { 1.0 } else { 0.0 }).abs())
             .fold(0.0, f64::max);
-        if !(off <= 1e-6) {
+        if off.is_nan() || off > 1e-6 {
             return Err(format!(
                 "PCA components are not orthonormal: |C^T C - I| reaches {off:e}"
             ));

@@ -420,3 +420,41 @@ fn npy_sources_refuse_what_they_cannot_read() -> Result<()> {
     }
     Ok(())
 }
+
+/// Every row once per epoch, whole blocks of many rows spread over several pieces of a
+/// file and batches spanning buffers: with a learning rate too small to move the weights,
+/// the epoch's mean training loss is the loss of the whole data set.
+#[test]
+fn every_row_is_seen_once_per_epoch() -> Result<()> {
+    let dir = scratch("once");
+    let x = Array2::from_shape_fn((3001, 784), |(i, j)| {
+        (((i * 31 + j * 7) % 97) as f32 / 96.0 * ((i % 13) as f32 / 12.0)).min(1.0)
+    });
+    let path = dir.join("x.npy");
+    npy::write(&path, x.view())?;
+    let file = NpyRows::<f32>::open(&path)?;
+    let mut ae = Autoencoder::<f32>::builder(784)
+        .latent(8, Activation::Relu)
+        .output(Activation::Sigmoid)
+        .build(&mut ChaCha8Rng::seed_from_u64(3))?;
+    let history = Trainer::new(autoencoder::Sgd::new(1e-30))
+        .loss(Loss::BinaryCrossEntropy)
+        .epochs(2)
+        .batch_size(100)
+        .shuffle(Shuffle::Blocks {
+            block_rows: 700,
+            buffer_blocks: 2,
+        })
+        .fit(&mut ae, &file, None)?;
+    let whole = ae.evaluate(x.view(), x.view(), Loss::BinaryCrossEntropy)?;
+    for e in &history.epochs {
+        let rel = (e.train_reconstruction - whole).abs() / whole;
+        assert!(
+            rel < 1e-5,
+            "epoch {}: {} vs {whole}",
+            e.epoch,
+            e.train_reconstruction
+        );
+    }
+    Ok(())
+}

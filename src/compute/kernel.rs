@@ -2,8 +2,8 @@
 //! a sliver of `A` and a packed sliver of `B` (`gemm.rs` does the blocking, packing and
 //! threads around them).
 //!
-//! Two kernels of the same shape (`f32`: 6 x 16, `f64`: 6 x 8) and the same bits: the AVX2
-//! + FMA one, picked at run time when the CPU has both (and `AUTOENCODER_PORTABLE` is not
+//! Two kernels of the same shape (`f32`: 6 x 16, `f64`: 6 x 8) and the same bits: the
+//! AVX2 + FMA one, picked at run time when the CPU has both (and `AUTOENCODER_PORTABLE` is not
 //! set, `simd.rs`), and a portable one that runs elsewhere, fusing its multiply-adds the
 //! same way (`fma.rs`).
 

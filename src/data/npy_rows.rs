@@ -116,11 +116,9 @@ impl<T: Float> NpyRows<T> {
             )));
         }
         let row_bytes = width * header.dtype().size(); // within the file's length
-        let piece = if row_bytes == 0 {
-            0
-        } else {
-            (PIECE / row_bytes).max(1) * row_bytes
-        };
+        let piece = PIECE
+            .checked_div(row_bytes)
+            .map_or(0, |rows| rows.max(1) * row_bytes);
         check_buffer("npy read buffer", &[piece], 1)?;
         Ok(NpyRows {
             path: path.to_path_buf(),
