@@ -137,7 +137,7 @@ fn streamed_sources_train_as_memory_does_bit_for_bit() -> Result<()> {
 
     let blocks = trained(Some(BLOCKS), x.view())?;
     assert_ne!(blocks, memory, "another order, other weights");
-    assert_eq!(trained(Some(BLOCKS), &Streamed::new(x.clone()))?, blocks);
+    assert_eq!(trained(Some(BLOCKS), Streamed::new(x.clone()))?, blocks);
     // An owned array is a source too.
     assert_eq!(trained(Some(BLOCKS), x)?, blocks);
     Ok(())
@@ -220,7 +220,7 @@ fn the_block_shuffle_resumes_bit_for_bit() -> Result<()> {
             1 => ControlFlow::Break(()),
             _ => ControlFlow::Continue(()),
         })
-        .fit(&mut ae, &Streamed::new(x.clone()), None)?;
+        .fit(&mut ae, Streamed::new(x.clone()), None)?;
     let checkpoint = Checkpoint::<f32>::load(&path)?;
     assert_eq!(checkpoint.epoch(), 2);
 
@@ -244,7 +244,7 @@ fn the_block_shuffle_resumes_bit_for_bit() -> Result<()> {
     let mut resumed = model()?;
     trainer()?
         .shuffle(BLOCKS)
-        .resume(&mut resumed, checkpoint, &Streamed::new(x), None)?;
+        .resume(&mut resumed, checkpoint, Streamed::new(x), None)?;
     assert_eq!(param_bits(&resumed), whole);
     Ok(())
 }
@@ -257,7 +257,7 @@ fn streamed_errors_are_typed() -> Result<()> {
     x[[157, 3]] = f32::NAN;
     let mut ae = model()?;
     let plain = || Trainer::new(Adam::new(1e-3)).shuffle(BLOCKS);
-    match plain().fit(&mut ae, &Streamed::new(x.clone()), None) {
+    match plain().fit(&mut ae, Streamed::new(x.clone()), None) {
         Err(Error::NonFiniteData { row, col, .. }) => assert_eq!((row, col), (157, 3)),
         r => panic!("expected NonFiniteData, got {r:?}"),
     }
@@ -267,7 +267,7 @@ fn streamed_errors_are_typed() -> Result<()> {
         .all(|l| l.weights().iter().all(|v| v.is_finite())));
     match plain()
         .shuffle(Shuffle::Rows)
-        .fit(&mut ae, &Streamed::new(x.clone()), None)
+        .fit(&mut ae, Streamed::new(x.clone()), None)
     {
         Err(Error::NonFiniteData { row, col, .. }) => assert_eq!((row, col), (157, 3)),
         r => panic!("expected NonFiniteData, got {r:?}"),
@@ -276,7 +276,7 @@ fn streamed_errors_are_typed() -> Result<()> {
     x[[157, 3]] = 1.5; // outside [0, 1]: not a target for binary cross-entropy
     match plain()
         .loss(Loss::BinaryCrossEntropy)
-        .fit(&mut ae, &Streamed::new(x.clone()), None)
+        .fit(&mut ae, Streamed::new(x.clone()), None)
     {
         Err(Error::InvalidConfig(m)) => assert!(m.contains("[0, 1]"), "{m}"),
         r => panic!("expected InvalidConfig, got {r:?}"),
@@ -296,7 +296,7 @@ fn streamed_errors_are_typed() -> Result<()> {
         };
         match plain()
             .shuffle(bad)
-            .fit(&mut ae, &Streamed::new(data()), None)
+            .fit(&mut ae, Streamed::new(data()), None)
         {
             Err(Error::InvalidHyperparameter { name: n, .. }) => assert_eq!(n, name),
             r => panic!("expected InvalidHyperparameter, got {r:?}"),
@@ -317,7 +317,7 @@ fn streamed_errors_are_typed() -> Result<()> {
         block_rows: 1 << 40,
         buffer_blocks: 2,
     };
-    match plain().shuffle(huge).fit(&mut ae, &Zeros(1 << 41), None) {
+    match plain().shuffle(huge).fit(&mut ae, Zeros(1 << 41), None) {
         Err(Error::TooLarge { what, .. }) => assert_eq!(what, "read-ahead buffers"),
         r => panic!("expected TooLarge, got {r:?}"),
     }

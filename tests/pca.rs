@@ -47,7 +47,7 @@ fn bits(a: &Array2<f64>) -> Vec<u64> {
 fn a_streamed_fit_is_the_in_memory_fit() -> Result<()> {
     let x = data();
     let memory = Pca::fit(x.view(), 4)?;
-    let streamed = Pca::fit(&Streamed(x.clone()), 4)?;
+    let streamed = Pca::fit(Streamed(x.clone()), 4)?;
     let wide = Pca::fit(x.mapv(f64::from).view(), 4)?;
     for other in [bits(streamed.components()), bits(wide.components())] {
         assert_eq!(other, bits(memory.components()));
@@ -71,12 +71,12 @@ fn a_streamed_fit_is_the_in_memory_fit() -> Result<()> {
 fn a_streamed_fit_checks_every_row() {
     let mut x = data();
     x[[4321, 7]] = f32::INFINITY;
-    match Pca::fit(&Streamed(x), 2) {
+    match Pca::fit(Streamed(x), 2) {
         Err(Error::NonFiniteData { row, col, .. }) => assert_eq!((row, col), (4321, 7)),
         r => panic!("expected NonFiniteData, got {r:?}"),
     }
     assert!(matches!(
-        Pca::fit(&Streamed(Array2::<f32>::zeros((0, 3))), 1),
+        Pca::fit(Streamed(Array2::<f32>::zeros((0, 3))), 1),
         Err(Error::EmptyData { .. })
     ));
 }
