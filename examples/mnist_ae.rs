@@ -329,7 +329,7 @@ fn run(c: &Config) -> autoencoder::Result<()> {
 
     let pca_start = Instant::now();
     let pca = Pca::fit(train.view(), c.arch.latent)?;
-    let pca_recon = pca.reconstruct(test.view())?;
+    let pca_recon = pca.reconstruct(test.view())?.mapv(f64::from);
     let pca_seconds = pca_start.elapsed().as_secs_f64();
     let test64 = test.mapv(f64::from);
     let pca_mse = mse(pca_recon.view(), test64.view());

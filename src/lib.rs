@@ -140,6 +140,7 @@ pub use pca::Pca;
 pub use progress::{Progress, ProgressOutput};
 pub use rng::seeded_rng;
 pub use train::history::{BatchProgress, EarlyStopping, EpochRecord, History, Restore, StopReason};
+pub use train::shuffle::Shuffle;
 pub use train::Trainer;
 
 // The crates whose types the public API uses, re-exported so that a user's `Cargo.toml`

@@ -1,56 +1,156 @@
-//! Principal component analysis: the linear baseline an autoencoder should beat.
+//! Principal component analysis: the linear baseline an autoencoder should beat, fitted
+//! from any [`RowSource`] in a few streaming passes.
+
+use std::marker::PhantomData;
 
 use ndarray::{s, Array1, Array2, ArrayView2, Zip};
+use serde::{Deserialize, Serialize};
 
 use crate::budget::check_elements;
 use crate::compute::product;
-use crate::data::{check_finite, check_rows, check_width, power_of_two_below};
+use crate::data::source::{at_row, check_shape, RowSource};
+use crate::data::{check_finite, check_width, power_of_two_below};
 use crate::error::{Error, Result};
 use crate::float::Float;
 
+/// Rows per chunk of every pass over the data: the same for data in memory and streamed,
+/// so both give the same bits.
+const CHUNK: usize = 2048;
+
 /// PCA fitted on a data set: its mean and its top `k` principal directions, computed
 /// exactly (in `f64`) from the eigenvectors of the covariance matrix (Householder
-/// tridiagonalization and implicit QL).
+/// tridiagonalization and implicit QL). `T` is the caller's element type: [`Pca::transform`]
+/// and [`Pca::reconstruct`] take and return arrays of `T`; the fitted quantities stay in
+/// `f64`.
+///
+/// The data are any [`RowSource`] (an array in memory, a `.npy` file, shards): the fit
+/// reads them three times in chunks of 2048 rows (largest `|x|`, mean, covariance), so it
+/// needs memory for the `(d, d)` covariance and two chunks, whatever the number of rows,
+/// and gives the same bits for the same rows wherever they are stored.
 ///
 /// Everything is computed in units of `s`, the power of two below the data's largest `|x|`:
 /// dividing by it is exact, so the results are those of the plain formulas to the bit, but
 /// no sum or square overflows, even for data near `f64::MAX`. What cannot be represented
-/// (a variance past `f64::MAX`, a coordinate of far-out data) is an error, never an
-/// infinity or NaN.
+/// (a variance past `f64::MAX`, a coordinate of far-out data, an output past `f32::MAX`) is
+/// an error, never an infinity or NaN.
 ///
 /// A linear autoencoder with `k` code units and squared-error loss can at best match PCA
-/// with `k` components, so this is the reference for reconstruction quality.
+/// with `k` components, so this is the reference for reconstruction quality. `Pca`
+/// serializes (serde) with its fitted values; deserializing checks them as a fit would
+/// leave them.
 ///
 /// ```
 /// use autoencoder::Pca;
 /// use ndarray::array;
 /// # fn main() -> autoencoder::Result<()> {
-/// let x = array![[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]];
+/// let x = array![[1.0f32, 2.0], [2.0, 4.0], [3.0, 6.0]];
 /// let pca = Pca::fit(x.view(), 1)?;
-/// let recon = pca.reconstruct(x.view())?;
-/// assert!((&recon - &x).iter().all(|e| e.abs() < 1e-9)); // the data lie on a line
+/// let recon = pca.reconstruct(x.view())?; // Array2<f32>, as x
+/// assert!((&recon - &x).iter().all(|e| e.abs() < 1e-6)); // the data lie on a line
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
-pub struct Pca {
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "PcaParts", into = "PcaParts")]
+#[serde(bound(serialize = "T: Clone", deserialize = ""))]
+pub struct Pca<T = f64> {
     scale: f64,                      // s, a power of two: the data's largest |x| in [s, 2s)
     mean: Array1<f64>,               // (d), in units of s
     components: Array2<f64>,         // (d, k), orthonormal columns, by decreasing variance
     explained_variance: Array1<f64>, // (k)
+    element: PhantomData<fn() -> T>,
 }
 
-impl Pca {
-    /// Fits `k` components to the rows of `x` `(n, d)`.
+/// What a [`Pca`] saves: its fields, checked on the way in.
+#[derive(Serialize, Deserialize)]
+struct PcaParts {
+    scale: f64,
+    mean: Array1<f64>,
+    components: Array2<f64>,
+    explained_variance: Array1<f64>,
+}
+
+impl<T> From<Pca<T>> for PcaParts {
+    fn from(p: Pca<T>) -> PcaParts {
+        PcaParts {
+            scale: p.scale,
+            mean: p.mean,
+            components: p.components,
+            explained_variance: p.explained_variance,
+        }
+    }
+}
+
+impl<T> TryFrom<PcaParts> for Pca<T> {
+    type Error = String;
+
+    /// Accepts what a fit leaves: a power of two `scale`, `d >= 1`, `1 <= k <= d`, finite
+    /// values, variances `>= 0` by decreasing value, orthonormal components (to `1e-6`).
+    fn try_from(p: PcaParts) -> std::result::Result<Pca<T>, String> {
+        let (d, k) = p.components.dim();
+        let finite = |a: &[f64]| a.iter().all(|v| v.is_finite());
+        let power_of_two =
+            p.scale.is_finite() && p.scale > 0.0 && power_of_two_below(p.scale) == p.scale;
+        if !power_of_two {
+            return Err(format!(
+                "PCA scale {} is not a finite power of two",
+                p.scale
+            ));
+        }
+        if d == 0 || !(1..=d).contains(&k) || p.mean.len() != d || p.explained_variance.len() != k {
+            return Err(format!(
+                "PCA shapes do not agree: mean ({}), components {:?}, explained variance ({}); \
+                 expected (d), (d, k), (k) with 1 <= k <= d",
+                p.mean.len(),
+                p.components.dim(),
+                p.explained_variance.len()
+            ));
+        }
+        let all_finite = p
+            .mean
+            .iter()
+            .chain(&p.components)
+            .chain(&p.explained_variance);
+        if !all_finite.clone().all(|v| v.is_finite()) || !finite(&[p.scale]) {
+            return Err("PCA values must be finite".into());
+        }
+        let var = &p.explained_variance;
+        if !var.iter().all(|&v| v >= 0.0) || var.windows(2).into_iter().any(|w| w[0] < w[1]) {
+            return Err(format!("PCA variances must be >= 0 and decreasing: {var}"));
+        }
+        let gram = p.components.t().dot(&p.components);
+        let off = gram
+            .indexed_iter()
+            .map(|((i, j), &g)| (g - if i == j { 1.0 } else { 0.0 }).abs())
+            .fold(0.0, f64::max);
+        if off.is_nan() || off > 1e-6 {
+            return Err(format!(
+                "PCA components are not orthonormal: |C^T C - I| reaches {off:e}"
+            ));
+        }
+        Ok(Pca {
+            scale: p.scale,
+            mean: p.mean,
+            components: p.components,
+            explained_variance: p.explained_variance,
+            element: PhantomData,
+        })
+    }
+}
+
+impl<T: Float> Pca<T> {
+    /// Fits `k` components to the rows of `x` `(n, d)`, any [`RowSource`] of `T`.
     ///
     /// # Errors
     /// [`Error::EmptyData`] for no rows or columns; [`Error::InvalidHyperparameter`] unless
-    /// `1 <= k <= d`; [`Error::NonFiniteData`] for NaN or infinity; [`Error::TooLarge`] if
-    /// the `(d, d)` covariance exceeds [`crate::memory_limit`]; [`Error::Unrepresentable`]
-    /// if a component's variance exceeds `f64::MAX` (data spread past about `1e154`: scale
-    /// them first, e.g. with [`crate::data::Scaler`]).
-    pub fn fit<T: Float>(x: ArrayView2<T>, k: usize) -> Result<Pca> {
-        check_rows(x, None, "PCA data")?;
-        let d = x.ncols();
+    /// `1 <= k <= d`; [`Error::NonFiniteData`] for NaN or infinity (naming its row in `x`);
+    /// [`Error::TooLarge`] if the `(d, d)` covariance exceeds [`crate::memory_limit`];
+    /// [`Error::Unrepresentable`] if a component's variance exceeds `f64::MAX` (data
+    /// spread past about `1e154`: scale them first, e.g. with [`crate::data::Scaler`]); the
+    /// source's error if a read fails.
+    pub fn fit(x: impl RowSource<T>, k: usize) -> Result<Pca<T>> {
+        let x = &x;
+        check_shape(x, None, "PCA data")?;
+        let (n, d) = (x.n_rows(), x.width());
         check_elements::<f64>("PCA covariance", &[d, d])?;
         if !(1..=d).contains(&k) {
             return Err(Error::hyper(
@@ -59,9 +159,18 @@ impl Pca {
                 "a count in 1..=d (the data's width)",
             ));
         }
-        let scale = power_of_two_below(x.iter().fold(0.0, |m, v| m.max(v.as_f64().abs())));
-        let mean = mean_of(x, scale);
-        let (values, vectors) = symmetric_eigen(covariance(x, &mean, scale));
+        let rows = CHUNK.min(n);
+        check_elements::<f64>("PCA chunks", &[2, rows, d])?;
+        let mut chunk = Chunks::new(x, rows);
+        let mut largest = 0.0_f64;
+        chunk.each(|part, first| {
+            check_finite(part, "PCA data").map_err(|e| at_row(e, first))?;
+            largest = part.iter().fold(largest, |m, v| m.max(v.as_f64().abs()));
+            Ok(())
+        })?;
+        let scale = power_of_two_below(largest);
+        let mean = mean_of(&mut chunk, scale)?;
+        let (values, vectors) = symmetric_eigen(covariance(&mut chunk, &mean, scale)?);
         let mut order: Vec<usize> = (0..d).collect();
         order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
         let mut components = Array2::zeros((d, k));
@@ -85,6 +194,7 @@ impl Pca {
             mean,
             components,
             explained_variance,
+            element: PhantomData,
         })
     }
 
@@ -104,22 +214,22 @@ impl Pca {
     }
 
     /// Coordinates of each row of `x` `(n, d)` on the components: `(n, k)`,
-    /// `(x - mean) components`.
+    /// `(x - mean) components`, computed in `f64` and rounded to `T`.
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] if `x` is not `d` wide; [`Error::NonFiniteData`] for NaN or
-    /// infinity; [`Error::Unrepresentable`] for a coordinate past `f64::MAX`.
-    pub fn transform<T: Float>(&self, x: ArrayView2<T>) -> Result<Array2<f64>> {
+    /// infinity; [`Error::Unrepresentable`] for a coordinate past `T`'s largest value.
+    pub fn transform(&self, x: ArrayView2<T>) -> Result<Array2<T>> {
         let (coords, t) = self.project(x)?;
         finite_or_refuse(coords * t, "Pca::transform output")
     }
 
     /// The projection of each row of `x` onto the component subspace, `(n, d)`:
-    /// `mean + (x - mean) components components^T`.
+    /// `mean + (x - mean) components components^T`, computed in `f64` and rounded to `T`.
     ///
     /// # Errors
     /// As [`Pca::transform`].
-    pub fn reconstruct<T: Float>(&self, x: ArrayView2<T>) -> Result<Array2<f64>> {
+    pub fn reconstruct(&self, x: ArrayView2<T>) -> Result<Array2<T>> {
         let (coords, t) = self.project(x)?;
         let mean = &self.mean * (self.scale / t);
         finite_or_refuse(
@@ -131,7 +241,7 @@ impl Pca {
     /// The coordinates of `x` `(n, d)` in units of `t`, `(n, k)`, and `t`, after the input
     /// checks: `t` is the power of two below the largest `|x|`, or `s` if that is larger, so
     /// that no step overflows for inputs far from the fitted data.
-    fn project<T: Float>(&self, x: ArrayView2<T>) -> Result<(Array2<f64>, f64)> {
+    fn project(&self, x: ArrayView2<T>) -> Result<(Array2<f64>, f64)> {
         check_width(x, self.mean.len(), "PCA input")?;
         check_finite(x, "PCA input")?;
         let t =
@@ -142,49 +252,96 @@ impl Pca {
     }
 }
 
-/// `a`, or [`Error::Unrepresentable`] naming its first non-finite value.
-fn finite_or_refuse(a: Array2<f64>, context: &'static str) -> Result<Array2<f64>> {
+/// `a` rounded to `T`, or [`Error::Unrepresentable`] naming its first value past `T`'s
+/// range.
+fn finite_or_refuse<T: Float>(a: Array2<f64>, context: &'static str) -> Result<Array2<T>> {
+    let a = a.mapv(T::cast);
     match check_finite(a.view(), context) {
         Err(Error::NonFiniteData { row, col, .. }) => Err(Error::Unrepresentable {
             context,
             reason: format!(
-                "row {row}, column {col} is past f64::MAX; the input lies far outside the data \
-                 PCA was fitted on"
+                "row {row}, column {col} is past {}::MAX; the input lies far outside the data \
+                 PCA was fitted on",
+                T::NAME
             ),
         }),
         _ => Ok(a),
     }
 }
 
-/// Column means of `x` `(n, d)` in units of `scale`, in `f64`.
-fn mean_of<T: Float>(x: ArrayView2<T>, scale: f64) -> Array1<f64> {
-    let mut sum = Array1::<f64>::zeros(x.ncols());
-    for row in x.rows() {
-        Zip::from(&mut sum)
-            .and(row)
-            .for_each(|s, &v| *s += v.as_f64() / scale);
+/// The passes over a source in chunks of [`CHUNK`] rows: views straight into data in
+/// memory, or rows read into one buffer.
+struct Chunks<'a, T: Float, S: RowSource<T> + ?Sized> {
+    source: &'a S,
+    buffer: Array2<T>, // (rows, d) for streamed sources, (0, d) in memory
+}
+
+impl<'a, T: Float, S: RowSource<T> + ?Sized> Chunks<'a, T, S> {
+    fn new(source: &'a S, rows: usize) -> Self {
+        let rows = if source.as_array().is_some() { 0 } else { rows };
+        Chunks {
+            source,
+            buffer: Array2::zeros((rows, source.width())),
+        }
     }
-    sum / x.nrows() as f64
+
+    /// Calls `f(chunk, first row)` on each chunk in order.
+    fn each(&mut self, mut f: impl FnMut(ArrayView2<T>, usize) -> Result<()>) -> Result<()> {
+        let n = self.source.n_rows();
+        for first in (0..n).step_by(CHUNK) {
+            let rows = CHUNK.min(n - first);
+            match self.source.as_array() {
+                Some(x) => f(x.slice(s![first..first + rows, ..]), first)?,
+                None => {
+                    let mut part = self.buffer.slice_mut(s![..rows, ..]);
+                    self.source.read_rows(first, part.view_mut())?;
+                    f(part.view(), first)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Column means of the source `(n, d)` in units of `scale`, in `f64`, summed row by row.
+fn mean_of<T: Float, S: RowSource<T> + ?Sized>(
+    chunks: &mut Chunks<'_, T, S>,
+    scale: f64,
+) -> Result<Array1<f64>> {
+    let mut sum = Array1::<f64>::zeros(chunks.source.width());
+    chunks.each(|part, _| {
+        for row in part.rows() {
+            Zip::from(&mut sum)
+                .and(row)
+                .for_each(|s, &v| *s += v.as_f64() / scale);
+        }
+        Ok(())
+    })?;
+    Ok(sum / chunks.source.n_rows() as f64)
 }
 
 /// Covariance `1/n (x/scale - mean)^T (x/scale - mean)`, `(d, d)`, in `f64` and units of
-/// `scale^2`, accumulated over chunks of rows so that no `f64` copy of the whole of `x` is
+/// `scale^2`, accumulated over the chunks, so that no `f64` copy of the whole of `x` is
 /// made.
-fn covariance<T: Float>(x: ArrayView2<T>, mean: &Array1<f64>, scale: f64) -> Array2<f64> {
-    const CHUNK: usize = 2048;
-    let (n, d) = x.dim();
+fn covariance<T: Float, S: RowSource<T> + ?Sized>(
+    chunks: &mut Chunks<'_, T, S>,
+    mean: &Array1<f64>,
+    scale: f64,
+) -> Result<Array2<f64>> {
+    let (n, d) = (chunks.source.n_rows(), chunks.source.width());
     let mut cov = Array2::<f64>::zeros((d, d));
     let mut centered = Array2::<f64>::zeros((CHUNK.min(n), d)); // (chunk, d)
-    for start in (0..n).step_by(CHUNK) {
-        let rows = CHUNK.min(n - start);
+    chunks.each(|part, _| {
+        let rows = part.nrows();
         let mut c = centered.slice_mut(s![..rows, ..]);
         Zip::from(&mut c)
-            .and(x.slice(s![start..start + rows, ..]))
+            .and(part)
             .and_broadcast(mean)
             .for_each(|c, &v, &m| *c = v.as_f64() / scale - m);
         product(1.0 / n as f64, &c.t(), &c.view(), 1.0, &mut cov.view_mut());
-    }
-    cov
+        Ok(())
+    })?;
+    Ok(cov)
 }
 
 /// Eigen-decomposition of a symmetric matrix `(d, d)`: returns (eigenvalues, eigenvectors

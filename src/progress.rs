@@ -211,6 +211,7 @@ impl Progress {
     /// let r = EpochRecord {
     ///     epoch: 0, train_loss: 0.5, train_reconstruction: 0.5, train_penalties: vec![],
     ///     valid_loss: Some(0.25), lr: 1e-3, seconds: 2.0, samples_per_second: 30000.0,
+    ///     read_wait_seconds: 0.0,
     /// };
     /// assert_eq!(
     ///     Progress::epoch_line(&r, 3),
@@ -334,6 +335,7 @@ mod tests {
             lr: 1e-3,
             seconds: 1.0,
             samples_per_second: 100.0,
+            read_wait_seconds: 0.0,
         });
     }
 

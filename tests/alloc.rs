@@ -11,8 +11,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use autoencoder::{Activation, Adam, Autoencoder, Loss, Noise, Penalty, Result, Trainer};
-use ndarray::Array2;
+use autoencoder::data::RowSource;
+use autoencoder::{Activation, Adam, Autoencoder, Loss, Noise, Penalty, Result, Shuffle, Trainer};
+use ndarray::{Array2, ArrayViewMut2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -50,6 +51,7 @@ fn main() -> Result<()> {
     variational_steps_allocate_nothing()?;
     threaded_steps_allocate_nothing()?;
     convolutional_steps_allocate_nothing()?;
+    streamed_steps_allocate_nothing()?;
     println!("alloc: no allocation per training step after the first batch: ok");
     Ok(())
 }
@@ -231,6 +233,74 @@ fn convolutional_steps_allocate_nothing() -> Result<()> {
             0,
             "convolutional model: allocations within epoch {epoch}: {log:?}"
         );
+/// Rows of an array behind the trait's required methods only, as a file would give them.
+struct Streamed(Array2<f32>);
+
+impl RowSource<f32> for Streamed {
+    fn n_rows(&self) -> usize {
+        self.0.nrows()
+    }
+
+    fn width(&self) -> usize {
+        self.0.ncols()
+    }
+
+    fn read_rows(&self, start: usize, mut out: ArrayViewMut2<'_, f32>) -> Result<()> {
+        let rows = out.nrows();
+        out.assign(&self.0.slice(ndarray::s![start..start + rows, ..]));
+        Ok(())
+    }
+}
+
+/// `fit` on a source read piece by piece, under the block shuffle and the row shuffle: the
+/// read-ahead thread fills its windows and hands them over without allocating, on either
+/// thread (batches of 32 span the block shuffle's buffers of 3 blocks of 20 rows).
+fn streamed_steps_allocate_nothing() -> Result<()> {
+    let source = Streamed(Array2::from_shape_fn((500, 64), |(i, j)| {
+        ((i * 7 + j * 3) % 13) as f32 / 12.0
+    }));
+    for shuffle in [
+        Shuffle::Blocks {
+            block_rows: 20,
+            buffer_blocks: 3,
+        },
+        Shuffle::Rows,
+    ] {
+        let mut ae = Autoencoder::<f32>::builder(64)
+            .latent(16, Activation::Sigmoid)
+            .output(Activation::Sigmoid)
+            .build(&mut ChaCha8Rng::seed_from_u64(8))?;
+        let log = Arc::new(Mutex::new(Vec::with_capacity(1000)));
+        let sink = Arc::clone(&log);
+        let mut trainer = Trainer::new(Adam::new(1e-3))
+            .loss(Loss::BinaryCrossEntropy)
+            .noise(Noise::SaltAndPepper { fraction: 0.1 })
+            .shuffle(shuffle)
+            .batch_size(32)
+            .epochs(3)
+            .on_batch(move |p| {
+                if let Ok(mut log) = sink.lock() {
+                    log.push((p.epoch, p.batch, allocations()));
+                }
+            });
+        trainer.fit(&mut ae, &source, None)?;
+        let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+        assert_eq!(log.len(), 3 * 16, "one record per batch");
+        let mut compared = 0;
+        for pair in log.windows(2) {
+            let ((epoch0, _, count0), (epoch1, _, count1)) = (pair[0], pair[1]);
+            if epoch0 == epoch1 {
+                assert_eq!(
+                    count1 - count0,
+                    0,
+                    "{shuffle:?}: allocations between batches {:?} and {:?}",
+                    pair[0],
+                    pair[1]
+                );
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 3 * 15);
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Data: the IDX reader ([`idx`]), `.npy` files ([`npy`]: read, write, memory-mapped), CSV
-//! ([`csv`]: numbers with a header and a label column),
-//! MNIST ([`mnist`], [`Mnist`]), dataset helpers (split,
+//! ([`csv`]: numbers with a header and a label column), [`RowSource`]s for training from
+//! anywhere, incl. `.npy` files larger than memory ([`NpyRows`], [`NpyShards`]), MNIST
+//! ([`mnist`], [`Mnist`]), dataset helpers (split,
 //! shuffle, scale, batch), corruption for denoising, and the checks shared by every entry
 //! point.
 
@@ -15,10 +16,14 @@ pub mod idx;
 pub mod mnist;
 pub(crate) mod noise;
 pub mod npy;
+mod npy_rows;
+pub(crate) mod source;
 
 pub use dataset::{batches, permutation, shuffle_rows, Batches, Order, Scaler, Scaling, Split};
 pub use mnist::Mnist;
 pub use noise::{corrupt, Noise};
+pub use npy_rows::{NpyRows, NpyShards};
+pub use source::RowSource;
 
 /// The one data check: `x` has rows and columns, `width` columns if given, and only
 /// finite values; `context` names the data in the error.

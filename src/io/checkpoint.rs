@@ -245,6 +245,7 @@ fn check_finite_state(history: &History, best_loss: Option<f64>) -> Result<()> {
             lr,
             seconds,
             samples_per_second,
+            read_wait_seconds,
         } = record;
         let values = [
             ("train_loss", *train_loss),
@@ -252,6 +253,7 @@ fn check_finite_state(history: &History, best_loss: Option<f64>) -> Result<()> {
             ("lr", *lr),
             ("seconds", *seconds),
             ("samples_per_second", *samples_per_second),
+            ("read_wait_seconds", *read_wait_seconds),
         ]
         .into_iter()
         .chain(valid_loss.map(|v| ("valid_loss", v)))
@@ -510,6 +512,7 @@ mod tests {
             lr: 1e-3,
             seconds: 0.1,
             samples_per_second: 100.0,
+            read_wait_seconds: 0.0,
         }
     }
 

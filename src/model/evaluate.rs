@@ -6,6 +6,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::budget::check_elements;
 use crate::data::check_rows;
+use crate::data::source::{at_row, check_shape, RowSource};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::model::backprop::forward;
@@ -42,11 +43,25 @@ impl<T: Float> Autoencoder<T> {
     /// # Ok(()) }
     /// ```
     ///
+    /// Both are [`RowSource`]s: arrays in memory, or sources read piece by piece (a `.npy`
+    /// file larger than memory, [`crate::data::NpyRows`]), which are read in chunks of
+    /// 1024 rows into two buffers and checked as they are read; the chunks' mean losses are
+    /// then weighted by their rows, which equals the in-memory result to rounding.
+    ///
     /// # Errors
     /// [`Error::ShapeMismatch`], [`Error::EmptyData`], [`Error::NonFiniteData`] for bad data;
-    /// [`Error::InvalidConfig`] if the loss does not suit the model or the targets.
-    pub fn evaluate(&self, input: ArrayView2<T>, target: ArrayView2<T>, loss: Loss) -> Result<f64> {
+    /// [`Error::InvalidConfig`] if the loss does not suit the model or the targets; a
+    /// source's error if a read fails.
+    pub fn evaluate(
+        &self,
+        input: impl RowSource<T>,
+        target: impl RowSource<T>,
+        loss: Loss,
+    ) -> Result<f64> {
         self.check_objective(loss, &[])?;
+        let (Some(input), Some(target)) = (input.as_array(), target.as_array()) else {
+            return self.evaluate_streamed(&input, &target, loss);
+        };
         self.check_pair(input, target, loss, "evaluation")?;
         self.check_batch_size("evaluation buffers", input.nrows().min(CHUNK))?;
         let mut ws = Workspace::default();
@@ -98,6 +113,44 @@ impl<T: Float> Autoencoder<T> {
             }
         }
         Ok(Array1::from(errors))
+    }
+
+    /// [`Autoencoder::evaluate`] on sources not (both) in memory: chunks of 1024 rows read
+    /// into two buffers, each checked, then scored as arrays.
+    fn evaluate_streamed<S: RowSource<T> + ?Sized, U: RowSource<T> + ?Sized>(
+        &self,
+        input: &S,
+        target: &U,
+        loss: Loss,
+    ) -> Result<f64> {
+        check_shape(input, Some(self.n_in()), "evaluation")?;
+        check_shape(target, Some(self.n_in()), "evaluation")?;
+        let n = input.n_rows();
+        if target.n_rows() != n {
+            return Err(Error::ShapeMismatch {
+                context: "evaluation",
+                expected: format!("a target with {n} rows, as the input"),
+                found: format!("({}, {})", target.n_rows(), target.width()),
+            });
+        }
+        let chunk = n.min(1024);
+        self.check_batch_size("evaluation buffers", chunk)?;
+        check_elements::<T>("evaluation chunks", &[2, chunk, self.n_in()])?;
+        let mut x = Array2::<T>::zeros((chunk, self.n_in()));
+        let mut t = Array2::<T>::zeros((chunk, self.n_in()));
+        let mut ws = Workspace::default();
+        let mut total = 0.0;
+        for start in (0..n).step_by(chunk) {
+            let rows = chunk.min(n - start);
+            let (mut xs, mut ts) = (x.slice_mut(s![..rows, ..]), t.slice_mut(s![..rows, ..]));
+            input.read_rows(start, xs.view_mut())?;
+            target.read_rows(start, ts.view_mut())?;
+            let (xs, ts) = (xs.view(), ts.view());
+            self.check_pair(xs, ts, loss, "evaluation")
+                .map_err(|e| at_row(e, start))?;
+            total += evaluate_in(self, &mut ws, xs, ts, loss, chunk) * rows as f64;
+        }
+        Ok(total / n as f64)
     }
 
     /// The whole training objective on a data set: reconstruction `loss` of `g(f(input))`

@@ -25,6 +25,11 @@ pub struct EpochRecord {
     pub seconds: f64,
     /// Training samples per second.
     pub samples_per_second: f64,
+    /// Of `seconds`, the time the training step waited for rows from a source read piece
+    /// by piece ([`crate::data::RowSource`]): the read-ahead not keeping up, e.g. a disk
+    /// slower than training. 0 for data in memory under the row shuffle.
+    #[serde(default)]
+    pub read_wait_seconds: f64,
 }
 
 /// Why training stopped.

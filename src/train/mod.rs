@@ -8,6 +8,9 @@
 //!   `io::checkpoint` reads and writes it, so it imports nothing of the trainer.
 //! - `step.rs`: the training step, divergence checks, gradient clipping.
 //! - `run.rs`: the epoch loop of `fit` and `resume`, and checkpointing.
+//! - `shuffle.rs`: the [`Shuffle`] setting and how an epoch splits into windows of rows.
+//! - `feed.rs`: read-ahead, a helper thread filling windows of rows from a
+//!   [`RowSource`] while the step computes.
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,7 @@ use ndarray::ArrayView2;
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::noise::Noise;
+use crate::data::source::{check_shape, RowSource};
 use crate::error::{check_positive, check_range, Error, Result};
 use crate::float::Float;
 use crate::io::checkpoint::Checkpoint;
@@ -24,10 +28,13 @@ use crate::objective::loss::Loss;
 use crate::objective::{LossTerms, Penalty};
 use crate::optim::{Optimizer, Schedule};
 use crate::train::history::{BatchProgress, EarlyStopping, EpochRecord, History};
+use crate::train::shuffle::Shuffle;
 use crate::train::state::RunSettings;
 
+mod feed;
 pub(crate) mod history;
 mod run;
+pub(crate) mod shuffle;
 pub(crate) mod state;
 mod step;
 
@@ -52,6 +59,7 @@ type BatchCallback = Box<dyn FnMut(&BatchProgress) + Send>;
 /// | `epochs` | 10 | `>= 1` |
 /// | `batch_size` | 32 | `>= 1`; the last batch of an epoch may be smaller |
 /// | `seed` | 0 | shuffling and noise; same seed, same result, bit for bit |
+/// | `shuffle` | [`Shuffle::Rows`] for data in memory, [`Shuffle::BLOCKS`] for other sources | see [`Shuffle`] |
 /// | `schedule` | [`Schedule::Constant`] | per epoch |
 /// | `clip_grad_norm` | none | `> 0`: rescale the gradient to at most this global L2 norm |
 /// | `early_stopping` | none | see [`EarlyStopping`] |
@@ -85,6 +93,7 @@ pub struct Trainer<O> {
     epochs: usize,
     batch_size: usize,
     seed: u64,
+    shuffle: Option<Shuffle>,
     schedule: Schedule,
     clip_grad_norm: Option<f64>,
     early_stopping: Option<EarlyStopping>,
@@ -105,6 +114,7 @@ impl<O: std::fmt::Debug> std::fmt::Debug for Trainer<O> {
             .field("epochs", &self.epochs)
             .field("batch_size", &self.batch_size)
             .field("seed", &self.seed)
+            .field("shuffle", &self.shuffle)
             .field("schedule", &self.schedule)
             .field("clip_grad_norm", &self.clip_grad_norm)
             .field("early_stopping", &self.early_stopping)
@@ -126,6 +136,7 @@ impl<O> Trainer<O> {
             epochs: 10,
             batch_size: 32,
             seed: 0,
+            shuffle: None,
             schedule: Schedule::Constant,
             clip_grad_norm: None,
             early_stopping: None,
@@ -171,6 +182,15 @@ impl<O> Trainer<O> {
     /// Sets the seed of the shuffling and noise generator.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+
+    /// Sets the order in which epochs visit the rows (see [`Shuffle`]). Without it, rows
+    /// in memory are shuffled one by one ([`Shuffle::Rows`]) and rows read from other
+    /// sources by blocks ([`Shuffle::BLOCKS`]). A run on a file and a run on the same rows
+    /// in memory give the same weights, bit for bit, when they use the same setting.
+    pub fn shuffle(mut self, shuffle: Shuffle) -> Self {
+        self.shuffle = Some(shuffle);
         self
     }
 
@@ -234,28 +254,37 @@ impl<O> Trainer<O> {
     /// Trains `model` on the rows of `train` `(n, n_in)`, reporting the reconstruction loss
     /// on `valid` `(m, n_in)` after each epoch if given.
     ///
-    /// Each epoch reshuffles the rows from the seeded generator (which also draws the
-    /// denoising noise and a VAE's `eps`) and visits every row once,
-    /// in batches of `batch_size` (the last may be smaller). The optimizer's state carries
-    /// over between calls to `fit`.
+    /// `train` is any [`RowSource`]: an `ArrayView2` or `Array2` in memory, a `.npy` file
+    /// read piece by piece ([`crate::data::NpyRows`]), a list of shards
+    /// ([`crate::data::NpyShards`]), or your own. Each epoch reshuffles the rows (see
+    /// [`Trainer::shuffle`]) from the seeded generator (which also draws the denoising noise
+    /// and a VAE's `eps`) and visits every row once, in batches of `batch_size` (the last
+    /// may be smaller). The optimizer's state carries over between calls to `fit`.
+    ///
+    /// Rows in memory are checked before any work; rows of other sources are read ahead
+    /// on a helper thread into two buffers allocated once (see [`Shuffle`] for their size)
+    /// and checked as they are read, so memory does not grow with the data and a bad value
+    /// stops the run when it is reached (the model keeps its last finite weights).
     ///
     /// # Errors
     /// Before any work: [`Error::InvalidHyperparameter`] for any setting out of range,
     /// [`Error::InvalidConfig`] for a loss or penalty that does not suit the model or data,
     /// [`Error::EmptyData`], [`Error::ShapeMismatch`] or [`Error::NonFiniteData`] for bad
-    /// data. During training: [`Error::Diverged`] if the loss or the gradient becomes
-    /// non-finite, or the validation loss does (the data overflow the element type); the
-    /// model then holds its last finite weights.
+    /// data, [`Error::TooLarge`] for read-ahead buffers over the memory limit. During
+    /// training: [`Error::Diverged`] if the loss or the gradient becomes non-finite, or the
+    /// validation loss does (the data overflow the element type); the source's error if a
+    /// read fails; [`Error::NonFiniteData`] or [`Error::InvalidConfig`] for a row read that
+    /// is not finite or not a valid target. The model then holds its last finite weights.
     pub fn fit<T: Float>(
         &mut self,
         model: &mut Autoencoder<T>,
-        train: ArrayView2<T>,
+        train: impl RowSource<T>,
         valid: Option<ArrayView2<T>>,
     ) -> Result<History>
     where
         O: Optimizer<T>,
     {
-        self.run(model, train, valid, None)
+        self.run(model, &train, valid, None)
     }
 
     /// Continues the run saved in `checkpoint` (see [`Trainer::checkpoint`]): replaces
@@ -305,25 +334,25 @@ impl<O> Trainer<O> {
     ///
     /// # Errors
     /// As [`Trainer::fit`]; and [`Error::InvalidConfig`] if the checkpoint's optimizer
-    /// state is not this optimizer's kind, or its penalties, loss, batch size, seed or
-    /// noise differ from the trainer's (the number of epochs may differ: a run can be
-    /// extended).
+    /// state is not this optimizer's kind, or its penalties, loss, batch size, seed,
+    /// noise or shuffle differ from the trainer's (the number of epochs may differ: a run
+    /// can be extended).
     pub fn resume<T: Float>(
         &mut self,
         model: &mut Autoencoder<T>,
         checkpoint: Checkpoint<T>,
-        train: ArrayView2<T>,
+        train: impl RowSource<T>,
         valid: Option<ArrayView2<T>>,
     ) -> Result<History>
     where
         O: Optimizer<T>,
     {
         let (saved_model, optimizer_state, state) = checkpoint.into_parts();
-        if let Some(saved) = state.settings.as_ref().filter(|&s| *s != self.settings()) {
+        let settings = self.settings(self.shuffle_for(&train));
+        if let Some(saved) = state.settings.as_ref().filter(|&s| *s != settings) {
             return Err(Error::InvalidConfig(format!(
-                "the checkpoint was trained with {saved:?} but the trainer has {:?}: resume \
-                 with the settings of the first run",
-                self.settings()
+                "the checkpoint was trained with {saved:?} but the trainer has {settings:?}: \
+                 resume with the settings of the first run"
             )));
         }
         if state.history.penalty_names != self.penalty_names() {
@@ -335,19 +364,28 @@ impl<O> Trainer<O> {
             )));
         }
         // Check everything before touching the caller's model or the optimizer.
-        self.validate(&saved_model, train, valid)?;
+        self.validate(&saved_model, &train, valid)?;
         self.optimizer.load_state(optimizer_state)?;
         *model = saved_model;
-        self.run(model, train, valid, Some(state))
+        self.run(model, &train, valid, Some(state))
     }
 
-    fn settings(&self) -> RunSettings {
+    fn settings(&self, shuffle: Shuffle) -> RunSettings {
         RunSettings {
             loss: self.loss,
             batch_size: self.batch_size,
             seed: self.seed,
             noise: self.noise,
+            shuffle,
         }
+    }
+
+    /// The shuffle a run on `train` uses: the one set, or the default for the source.
+    fn shuffle_for<T: Float, S: RowSource<T> + ?Sized>(&self, train: &S) -> Shuffle {
+        self.shuffle.unwrap_or(match train.as_array() {
+            Some(_) => Shuffle::Rows,
+            None => Shuffle::BLOCKS,
+        })
     }
 
     fn penalty_names(&self) -> Vec<String> {
@@ -404,7 +442,7 @@ impl<O> Trainer<O> {
     where
         O: Optimizer<T>,
     {
-        self.validate(model, target, None)?;
+        self.validate(model, &target, None)?;
         model.check_data(input, "step input")?;
         if input.nrows() != target.nrows() {
             return Err(Error::ShapeMismatch {
@@ -428,12 +466,14 @@ impl<O> Trainer<O> {
         &self.terms
     }
 
-    fn validate<T: Float>(
+    /// Checks the settings, the objective and the data (rows in memory in full, other
+    /// sources' shape); returns the shuffle of a run on `train`.
+    fn validate<T: Float, S: RowSource<T> + ?Sized>(
         &self,
         model: &Autoencoder<T>,
-        train: ArrayView2<T>,
+        train: &S,
         valid: Option<ArrayView2<T>>,
-    ) -> Result<()>
+    ) -> Result<Shuffle>
     where
         O: Optimizer<T>,
     {
@@ -463,11 +503,16 @@ impl<O> Trainer<O> {
         if let Some(noise) = self.noise {
             noise.validate_for::<T>()?;
         }
+        let shuffle = self.shuffle_for(train);
+        shuffle.validate()?;
         model.check_objective(self.loss, &self.penalties)?;
-        model.check_targets(train, self.loss, "training data")?;
+        match train.as_array() {
+            Some(x) => model.check_targets(x, self.loss, "training data")?,
+            None => check_shape(train, Some(model.n_in()), "training data")?,
+        }
         if let Some(valid) = valid {
             model.check_targets(valid, self.loss, "validation data")?;
         }
-        Ok(())
+        Ok(shuffle)
     }
 }

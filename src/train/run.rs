@@ -6,25 +6,30 @@ use std::time::Instant;
 
 use ndarray::{s, Array2, ArrayView2};
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::compute::{for_each_block, row_blocks_mut, slice_blocks, zip_blocks};
 use crate::data::noise::Noise;
-use crate::data::value_range;
+use crate::data::source::{at_row, streamed_value_range, RowSource};
+use crate::data::{check_finite, value_range};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::io::checkpoint::save_checkpoint;
 use crate::model::Autoencoder;
 use crate::objective::Penalty;
 use crate::optim::Optimizer;
+use crate::train::feed::{Feed, RowCheck, Window};
 use crate::train::history::{BatchProgress, EpochRecord, History, Restore, StopReason};
+use crate::train::shuffle::{Layout, Shuffle};
 use crate::train::state::RunState;
 use crate::train::step::Position;
 use crate::train::Trainer;
 
 /// What the epoch loop allocates once per run and reuses in every epoch.
 struct Workspace<T> {
+    /// Rows of the training data.
+    n: usize,
     /// Rows per batch: the trainer's `batch_size`, at most the number of rows.
     batch_size: usize,
     /// Batches per epoch (the last may be smaller).
@@ -46,28 +51,27 @@ struct Workspace<T> {
 }
 
 impl<T: Float> Workspace<T> {
-    /// Copies rows `rows` of `train` into `target` (spread over the threads for large
-    /// batches) and, when denoising, their corrupted copy into `noisy`, drawn from `rng`.
-    fn load_batch(
-        &mut self,
-        train: ArrayView2<T>,
-        rows: &[usize],
-        noise: Option<Noise>,
-        rng: &mut ChaCha8Rng,
-    ) {
+    /// Copies rows `rows` of `from` into rows `at..` of `target`, spread over the threads
+    /// for large batches.
+    fn gather(&mut self, from: ArrayView2<T>, rows: &[usize], at: usize) {
         let m = rows.len();
         let elements = m * self.target.ncols();
-        let blocks = row_blocks_mut(self.target.slice_mut(s![..m, ..]));
+        let blocks = row_blocks_mut(self.target.slice_mut(s![at..at + m, ..]));
         for_each_block(
             elements,
             zip_blocks(blocks, slice_blocks(rows)),
             |(mut dst, rows)| {
                 for (r, &i) in rows.iter().enumerate() {
-                    dst.row_mut(r).assign(&train.row(i));
+                    dst.row_mut(r).assign(&from.row(i));
                 }
                 0.0
             },
         );
+    }
+
+    /// When denoising, writes the corrupted copy of the batch's `m` rows into `noisy`,
+    /// drawn from `rng`.
+    fn corrupt(&mut self, m: usize, noise: Option<Noise>, rng: &mut ChaCha8Rng) {
         if let Some(noise) = noise {
             let target = self.target.slice(s![..m, ..]);
             noise.apply(target, self.noisy.slice_mut(s![..m, ..]), self.range, rng);
@@ -75,23 +79,78 @@ impl<T: Float> Workspace<T> {
     }
 }
 
+/// Ends the reader thread when dropped, however the run ends.
+struct Quit<'a, T: Float>(&'a Feed<T>);
+
+impl<T: Float> Drop for Quit<'_, T> {
+    fn drop(&mut self) {
+        self.0.quit();
+    }
+}
+
+/// Where an epoch's batches come from: straight from an array in memory (row shuffle),
+/// or from the read-ahead thread's windows.
+#[derive(Clone, Copy)]
+enum Rows<'a, T> {
+    Memory(ArrayView2<'a, T>),
+    Feed(&'a Feed<T>),
+}
+
 impl<O> Trainer<O> {
     /// The one training loop, from the start or from `resumed`.
-    pub(super) fn run<T: Float>(
+    pub(super) fn run<T: Float, S: RowSource<T> + ?Sized>(
         &mut self,
         model: &mut Autoencoder<T>,
-        train: ArrayView2<T>,
+        train: &S,
         valid: Option<ArrayView2<T>>,
         resumed: Option<RunState<T>>,
     ) -> Result<History>
     where
         O: Optimizer<T>,
     {
-        self.validate(model, train, valid)?;
-        let mut work = self.workspace(model, train);
-        let mut state = self.start(resumed, train)?;
+        let shuffle = self.validate(model, train, valid)?;
+        let mut work = self.workspace(model, train)?;
+        let state = self.start(resumed, train, shuffle)?;
+        if let (Shuffle::Rows, Some(array)) = (shuffle, train.as_array()) {
+            return self.run_epochs(model, Rows::Memory(array), valid, &mut work, state);
+        }
+        // Rows read piece by piece: a reader thread fills windows while the step computes.
+        let layout = Layout::new(shuffle, train.n_rows(), work.batch_size);
+        let feed = Feed::new(layout, train.width())?;
+        let loss = self.loss;
+        let in_memory = train.as_array().is_some(); // checked as a whole already
+        let check = move |rows: ArrayView2<T>, first: usize| -> Result<()> {
+            if in_memory {
+                return Ok(());
+            }
+            check_finite(rows, "training data")
+                .map_err(|e| at_row(e, first))
+                .and_then(|()| loss.validate_targets(rows, "training data"))
+        };
+        let check: &RowCheck<'_, T> = &check;
+        std::thread::scope(|scope| {
+            let feed = &feed;
+            scope.spawn(move || feed.read(train, check));
+            let _quit = Quit(feed);
+            feed.wait_ready();
+            self.run_epochs(model, Rows::Feed(feed), valid, &mut work, state)
+        })
+    }
+
+    /// Runs the epochs from `state` on, with checkpoints.
+    fn run_epochs<T: Float>(
+        &mut self,
+        model: &mut Autoencoder<T>,
+        rows: Rows<'_, T>,
+        valid: Option<ArrayView2<T>>,
+        work: &mut Workspace<T>,
+        mut state: RunState<T>,
+    ) -> Result<History>
+    where
+        O: Optimizer<T>,
+    {
         while state.epoch < self.epochs {
-            let stop = self.epoch(model, train, valid, &mut work, &mut state)?;
+            let stop = self.epoch(model, rows, valid, work, &mut state)?;
             self.checkpoint_if_due(model, &state, stop)?;
             if stop.is_some() {
                 break;
@@ -101,10 +160,29 @@ impl<O> Trainer<O> {
     }
 
     /// The buffers of a run on `train` `(n, n_in)`.
-    fn workspace<T: Float>(&self, model: &Autoencoder<T>, train: ArrayView2<T>) -> Workspace<T> {
-        let (n, n_in) = train.dim();
+    ///
+    /// # Errors
+    /// As `train`'s reads, when salt-and-pepper noise needs the range of data that are not
+    /// in memory (one pass over them).
+    fn workspace<T: Float, S: RowSource<T> + ?Sized>(
+        &self,
+        model: &Autoencoder<T>,
+        train: &S,
+    ) -> Result<Workspace<T>> {
+        let (n, n_in) = (train.n_rows(), train.width());
         let batch_size = self.batch_size.min(n);
-        Workspace {
+        let range = match (train.as_array(), self.noise) {
+            (Some(array), _) => value_range(array),
+            (None, Some(Noise::SaltAndPepper { .. })) => {
+                // One pass in chunks of about 2^20 values.
+                let rows = (1 << 20) / n_in.max(1);
+                let mut chunk = Array2::<T>::zeros((rows.clamp(1, n), n_in));
+                streamed_value_range(train, chunk.view_mut())?
+            }
+            (None, _) => (T::zero(), T::zero()), // only salt-and-pepper uses it
+        };
+        Ok(Workspace {
+            n,
             batch_size,
             n_batches: n.div_ceil(batch_size),
             target: Array2::<T>::zeros((batch_size, n_in)),
@@ -113,12 +191,12 @@ impl<O> Trainer<O> {
             } else {
                 (0, n_in)
             }),
-            range: value_range(train),
+            range,
             sum_recon: 0.0,
             sum_penalties: vec![0.0; self.penalties.len()],
             snapshot: model.clone(),
             penalties: self.penalties.clone(),
-        }
+        })
     }
 
     /// The state the run starts from: `resumed`, or epoch 0 with the generator seeded from
@@ -127,17 +205,19 @@ impl<O> Trainer<O> {
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] if `resumed` comes from a run on another number of rows.
-    fn start<T: Float>(
+    fn start<T: Float, S: RowSource<T> + ?Sized>(
         &self,
         resumed: Option<RunState<T>>,
-        train: ArrayView2<T>,
+        train: &S,
+        shuffle: Shuffle,
     ) -> Result<RunState<T>> {
-        let n = train.nrows();
+        let n = train.n_rows();
+        let units = Layout::new(shuffle, n, self.batch_size.min(n)).n_units();
         let mut state = resumed.unwrap_or_else(|| RunState {
             settings: None,
             epoch: 0,
             rng: ChaCha8Rng::seed_from_u64(self.seed),
-            order: (0..n).collect(),
+            order: (0..units).collect(),
             history: History {
                 epochs: Vec::new(),
                 penalty_names: self.penalty_names(),
@@ -147,13 +227,17 @@ impl<O> Trainer<O> {
             best: None,
             since_best: 0,
         });
-        state.settings = Some(self.settings());
+        state.settings = Some(self.settings(shuffle));
         state.history.stop = StopReason::Completed;
-        if state.order.len() != n {
+        if state.order.len() != units {
+            let what = match shuffle {
+                Shuffle::Rows => format!("{} rows", state.order.len()),
+                _ => format!("{} blocks of rows", state.order.len()),
+            };
             return Err(Error::ShapeMismatch {
                 context: "resumed training data",
-                expected: format!("{} rows, as in the checkpointed run", state.order.len()),
-                found: format!("{:?}", train.dim()),
+                expected: format!("{what}, as in the checkpointed run"),
+                found: format!("({n}, {}), {units} of them", train.width()),
             });
         }
         Ok(state)
@@ -171,7 +255,7 @@ impl<O> Trainer<O> {
     fn epoch<T: Float>(
         &mut self,
         model: &mut Autoencoder<T>,
-        train: ArrayView2<T>,
+        train: Rows<'_, T>,
         valid: Option<ArrayView2<T>>,
         work: &mut Workspace<T>,
         state: &mut RunState<T>,
@@ -182,6 +266,10 @@ impl<O> Trainer<O> {
         let epoch = state.epoch;
         let lr = self.schedule.lr_at(self.optimizer.lr(), epoch, self.epochs);
         let seconds = self.train_epoch(model, train, work, state, lr)?;
+        let read_wait_seconds = match train {
+            Rows::Feed(feed) => feed.waited(),
+            Rows::Memory(_) => 0.0,
+        };
         if !model.params_are_finite() {
             model.copy_params_from(&work.snapshot);
             return Err(Error::Diverged {
@@ -206,7 +294,7 @@ impl<O> Trainer<O> {
                 value,
             });
         }
-        let n = train.nrows();
+        let n = work.n;
         let (sum_recon, sum_penalties) = (work.sum_recon, &work.sum_penalties);
         let train_penalties: Vec<f64> = sum_penalties.iter().map(|s| s / n as f64).collect();
         let record = EpochRecord {
@@ -218,6 +306,7 @@ impl<O> Trainer<O> {
             lr,
             seconds,
             samples_per_second: n as f64 / seconds.max(1e-12),
+            read_wait_seconds,
         };
         self.track_best(model, state, record);
         let stop = self.stop_reason(model, state);
@@ -234,7 +323,7 @@ impl<O> Trainer<O> {
     fn train_epoch<T: Float>(
         &mut self,
         model: &mut Autoencoder<T>,
-        train: ArrayView2<T>,
+        train: Rows<'_, T>,
         work: &mut Workspace<T>,
         state: &mut RunState<T>,
         lr: f64,
@@ -249,11 +338,32 @@ impl<O> Trainer<O> {
         }
         let start = Instant::now();
         state.order.shuffle(&mut state.rng);
+        let mut window: Option<Window<T>> = None;
+        if let Rows::Feed(feed) = train {
+            let seed = if feed.mixes() {
+                state.rng.next_u64()
+            } else {
+                0
+            };
+            feed.start_epoch(&mut state.order, seed);
+        }
         work.sum_recon = 0.0;
         work.sum_penalties.fill(0.0);
-        for (batch, rows) in state.order.chunks(work.batch_size).enumerate() {
-            let m = rows.len();
-            work.load_batch(train, rows, self.noise, &mut state.rng);
+        for batch in 0..work.n_batches {
+            let first = batch * work.batch_size;
+            let m = work.batch_size.min(work.n - first);
+            match train {
+                Rows::Memory(x) => work.gather(x, &state.order[first..first + m], 0),
+                Rows::Feed(feed) => {
+                    let loaded = feed
+                        .next_rows(&mut window, m, |from, rows, at| work.gather(from, rows, at));
+                    if let Err(e) = loaded {
+                        feed.end_epoch(&mut window, &mut state.order);
+                        return Err(e);
+                    }
+                }
+            }
+            work.corrupt(m, self.noise, &mut state.rng);
             let target = work.target.slice(s![..m, ..]);
             let input = match self.noise {
                 Some(_) => work.noisy.slice(s![..m, ..]),
@@ -271,9 +381,15 @@ impl<O> Trainer<O> {
                 if !model.params_are_finite() {
                     model.copy_params_from(&work.snapshot);
                 }
+                if let Rows::Feed(feed) = train {
+                    feed.end_epoch(&mut window, &mut state.order);
+                }
                 return Err(e);
             }
             self.tally(work, epoch, batch, m, start);
+        }
+        if let Rows::Feed(feed) = train {
+            feed.end_epoch(&mut window, &mut state.order);
         }
         Ok(start.elapsed().as_secs_f64())
     }

@@ -8,6 +8,7 @@ use crate::data::noise::Noise;
 use crate::model::Autoencoder;
 use crate::objective::loss::Loss;
 use crate::train::history::History;
+use crate::train::shuffle::Shuffle;
 
 /// The trainer settings that decide which batches a run sees and how they are scored: a
 /// resumed run must use the same ones to continue the first run exactly.
@@ -17,6 +18,9 @@ pub(crate) struct RunSettings {
     pub(crate) batch_size: usize,
     pub(crate) seed: u64,
     pub(crate) noise: Option<Noise>,
+    /// Checkpoints written before it was recorded ran the row shuffle.
+    #[serde(default)]
+    pub(crate) shuffle: Shuffle,
 }
 
 /// Where a run stands between two epochs: everything a checkpoint saves besides the model
@@ -31,7 +35,8 @@ pub(crate) struct RunState<T> {
     pub(crate) epoch: usize,
     /// The shuffling and noise generator, as it is after `epoch - 1`.
     pub(crate) rng: ChaCha8Rng,
-    /// The row order of epoch `epoch - 1`: each epoch shuffles the previous order.
+    /// The order of epoch `epoch - 1` of the units the run shuffles (rows, or blocks of
+    /// rows under the block shuffle): each epoch shuffles the previous order.
     pub(crate) order: Vec<usize>,
     /// Epochs run so far.
     pub(crate) history: History,
