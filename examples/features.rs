@@ -161,11 +161,10 @@ fn run(c: &Config) -> autoencoder::Result<()> {
     };
     report(format!("raw pixels ({d})"), train.clone(), test.clone())?;
     let pca = Pca::fit(train.view(), c.latent)?;
-    let f32s = |a: Array2<f64>| a.mapv(|v| v as f32);
     report(
         format!("PCA-{}", c.latent),
-        f32s(pca.transform(train.view())?),
-        f32s(pca.transform(test.view())?),
+        pca.transform(train.view())?,
+        pca.transform(test.view())?,
     )?;
     for variant in ["plain", "sparse", "denoising"] {
         let mut ae = Autoencoder::<f32>::builder(d)

@@ -21,6 +21,8 @@
 //!
 //! The file stays for the next run; delete it when done.
 
+#[path = "../src/bin/autoencoder/args.rs"]
+mod args;
 #[path = "support/cli.rs"]
 mod cli;
 
@@ -91,7 +93,7 @@ const BATCH: usize = 256;
 const GIB: f64 = (1u64 << 30) as f64;
 
 fn main() -> ExitCode {
-    cli::main_with(run)
+    args::main_with(run)
 }
 
 fn run(args: &Args) -> autoencoder::Result<()> {

@@ -233,6 +233,10 @@ fn convolutional_steps_allocate_nothing() -> Result<()> {
             0,
             "convolutional model: allocations within epoch {epoch}: {log:?}"
         );
+    }
+    Ok(())
+}
+
 /// Rows of an array behind the trait's required methods only, as a file would give them.
 struct Streamed(Array2<f32>);
 
