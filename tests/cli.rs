@@ -573,3 +573,51 @@ fn bad_inputs_say_what_and_where() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn labels_from_a_file_of_their_own() -> Result<()> {
+    let dir = folder("labels");
+    npy::write(dir.join("x.npy"), data().view())?;
+    let labels = Array1::from_shape_fn(400, |i| f64::from(u8::from(i % 8 == 0)));
+    npy::write(dir.join("y.npy"), labels.view())?;
+    npy::write(dir.join("short.npy"), labels.slice(ndarray::s![..10]))?;
+    let ok = tool(
+        &dir,
+        &[
+            "train", "x.npy", "-o", "x.model", "--hidden", "none", "--latent", "3", "--epochs", "2",
+        ],
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    let o = tool(
+        &dir,
+        &[
+            "evaluate", "x.model", "x.npy", "--labels", "y.npy", "--normal", "0", "--json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let e: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("JSON");
+    assert!(e["roc_auc"].as_f64().is_some(), "{e}");
+    assert!(e["bce"].is_null(), "no BCE for data outside [0, 1]: {e}");
+    failed(
+        &tool(
+            &dir,
+            &[
+                "evaluate",
+                "x.model",
+                "x.npy",
+                "--labels",
+                "short.npy",
+                "--normal",
+                "0",
+            ],
+        ),
+        1,
+        "400 labels",
+    );
+    failed(
+        &tool(&dir, &["evaluate", "x.model", "x.npy", "--normal", "0"]),
+        1,
+        "--normal needs labels",
+    );
+    Ok(())
+}

@@ -30,7 +30,7 @@ pub fn kind(path: &Path) -> Result<Kind> {
         Ok(Kind::Npy)
     } else if name.ends_with(".csv") {
         Ok(Kind::Csv)
-    } else if name.ends_with("-ubyte") || name.ends_with(".idx") || name.contains("idx3") {
+    } else if name.ends_with("-ubyte") || name.ends_with(".idx") || name.contains("idx") {
         Ok(Kind::Idx)
     } else {
         Err(Error::InvalidConfig(format!(
@@ -107,4 +107,34 @@ pub fn write(path: &Path, x: ArrayView2<f64>, columns: &[String]) -> Result<()> 
 fn write_csv(path: &Path, x: ArrayView2<f64>, columns: &[String]) -> Result<()> {
     let names: Vec<&str> = columns.iter().map(String::as_str).collect();
     csv::write(path, x, Some(&names))
+}
+
+/// Labels from a file of their own, one per data row: IDX labels (MNIST's
+/// `*-labels-idx1-ubyte`) or a one-dimensional `.npy` of numbers, written as text the way a
+/// CSV label column reads (`3`, not `3.0`, for whole numbers).
+///
+/// # Errors
+/// The reader's; [`Error::InvalidConfig`] for another kind of file.
+pub fn read_labels(path: &Path) -> Result<Vec<String>> {
+    let number = |v: f64| {
+        if v.fract() == 0.0 && v.abs() < 1e15 {
+            format!("{}", v as i64)
+        } else {
+            v.to_string()
+        }
+    };
+    match kind(path)? {
+        Kind::Idx => Ok(idx::read_labels(path)?
+            .iter()
+            .map(|l| l.to_string())
+            .collect()),
+        Kind::Npy => Ok(npy::read::<f64, ndarray::Ix1>(path)?
+            .iter()
+            .map(|&v| number(v))
+            .collect()),
+        Kind::Csv => Err(Error::InvalidConfig(format!(
+            "{}: labels in a CSV file are read with --label-column from the data file itself",
+            path.display()
+        ))),
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use autoencoder::{metrics, Loss, Pca, Result};
+use autoencoder::{metrics, Activation, Error, Loss, Pca, Result};
 use clap::Args;
 use ndarray::{Array1, Array2, Axis};
 use serde_json::json;
@@ -111,7 +111,8 @@ fn row_errors(file: &ModelFile, x: Array2<f64>) -> Result<Array1<f64>> {
 #[derive(Debug, Clone, Args)]
 #[command(after_help = "Examples:\n  \
     autoencoder evaluate cells.model cells.csv --label-column diagnosis --normal benign\n  \
-    autoencoder evaluate mnist.model t10k-images-idx3-ubyte.gz --json\n\n\
+    autoencoder evaluate mnist.model t10k-images-idx3-ubyte.gz --json\n  \
+    autoencoder evaluate mnist.model t10k-images-idx3-ubyte.gz --labels t10k-labels-idx1-ubyte.gz --normal 1\n\n\
     The PCA baseline is fitted on the rows evaluated, with as many components as the \
     model's code (all columns when the code is as wide as the data).")]
 pub struct Evaluate {
@@ -120,10 +121,13 @@ pub struct Evaluate {
     /// The data: .npy, .csv or IDX images
     pub data: PathBuf,
     /// CSV: the label column (with --normal, the ROC-AUC of the scores is reported)
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "labels")]
     pub label_column: Option<String>,
-    /// The label of normal rows; every other label is an anomaly
-    #[arg(long, value_name = "VALUE", requires = "label_column")]
+    /// The labels in a file of their own, one per row: IDX labels or a 1-D .npy
+    #[arg(long, value_name = "PATH")]
+    pub labels: Option<PathBuf>,
+    /// The label of normal rows; every other label is an anomaly (needs --label-column or --labels)
+    #[arg(long, value_name = "VALUE")]
     pub normal: Option<String>,
     /// Print one JSON line
     #[arg(long)]
@@ -133,10 +137,45 @@ pub struct Evaluate {
 /// Runs `autoencoder evaluate`.
 pub fn run_evaluate(e: &Evaluate) -> Result<()> {
     let file = model_file::load(&e.model)?;
-    let table = files::read(&e.data, e.label_column.as_deref())?;
+    let mut table = files::read(&e.data, e.label_column.as_deref())?;
+    if let Some(path) = &e.labels {
+        let labels = files::read_labels(path)?;
+        if labels.len() != table.x.nrows() {
+            return Err(Error::ShapeMismatch {
+                context: "evaluate --labels",
+                expected: format!(
+                    "{} labels, one per row of {}",
+                    table.x.nrows(),
+                    e.data.display()
+                ),
+                found: format!("{} in {}", labels.len(), path.display()),
+            });
+        }
+        table.labels = Some(labels);
+    }
+    if e.normal.is_some() && table.labels.is_none() {
+        return Err(Error::InvalidConfig(
+            "--normal needs labels: --label-column (CSV) or --labels PATH".into(),
+        ));
+    }
     let scaled = file.scale_in(table.x.clone())?;
     let scores = row_errors(&file, table.x)?;
     let mse = scores.mean().unwrap_or(f64::NAN);
+    // Binary cross-entropy too, where it is defined: a sigmoid output and data in [0, 1].
+    let unit = scaled.iter().all(|v| (0.0..=1.0).contains(v));
+    let bce = match &file.model {
+        Loaded::F32(m) if unit && m.output_activation() == Activation::Sigmoid => {
+            Some(m.evaluate(
+                cast::<f32>(scaled.view()).view(),
+                cast::<f32>(scaled.view()).view(),
+                Loss::BinaryCrossEntropy,
+            )?)
+        }
+        Loaded::F64(m) if unit && m.output_activation() == Activation::Sigmoid => {
+            Some(m.evaluate(scaled.view(), scaled.view(), Loss::BinaryCrossEntropy)?)
+        }
+        _ => None,
+    };
     let k = match &file.model {
         Loaded::F32(m) => m.n_latent(),
         Loaded::F64(m) => m.n_latent(),
@@ -162,6 +201,7 @@ pub fn run_evaluate(e: &Evaluate) -> Result<()> {
             json!({
                 "rows": scores.len(),
                 "mse": mse,
+                "bce": bce,
                 "pca_components": k,
                 "pca_mse": pca_mse,
                 "roc_auc": auc.map(|a| a.0),
@@ -171,8 +211,9 @@ pub fn run_evaluate(e: &Evaluate) -> Result<()> {
         );
     } else {
         println!(
-            "{} rows: reconstruction MSE {mse:.6} (PCA-{k} fitted on these rows: {pca_mse:.6})",
-            scores.len()
+            "{} rows: reconstruction MSE {mse:.6} (PCA-{k} fitted on these rows: {pca_mse:.6}){}",
+            scores.len(),
+            bce.map_or(String::new(), |b| format!(", binary cross-entropy {b:.6}"))
         );
         if let Some((a, p, ap)) = auc {
             println!("ROC-AUC of the scores: {a:.4} (PCA-{k}: {p:.4}), average precision {ap:.4}");
