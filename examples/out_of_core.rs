@@ -145,7 +145,12 @@ fn run(args: &Args) -> autoencoder::Result<()> {
     let read_rate = read_bytes.map(|b| b as f64 / epoch.seconds / 1e6);
     let needed_rate = mem_rate * (WIDTH * 4) as f64 / 1e6; // MB/s that compute alone consumes
     let wait_share = epoch.read_wait_seconds / epoch.seconds;
-    let disk_bound = wait_share > 0.1;
+    // The rows the epoch read, in MB/s, and whether the disk delivered most of them (not the
+    // page cache): only then is a long wait for rows the disk's doing.
+    let rows_rate = rows as f64 * (WIDTH * 4) as f64 / epoch.seconds / 1e6;
+    let from_disk = read_rate.is_none_or(|r| r >= 0.5 * rows_rate);
+    let disk_bound = wait_share > 0.1 && from_disk;
+    let read_bound = wait_share > 0.1 && !from_disk;
     // Reconstruction error of both models on the file's last rows (the in-memory model
     // never saw them).
     let tail = 16_384.min(rows);
@@ -217,6 +222,16 @@ fn run(args: &Args) -> autoencoder::Result<()> {
             epoch.seconds,
             100.0 * wait_share,
             read_rate.map_or("less".into(), |v| format!("{v:.0} MB/s")),
+        );
+    } else if read_bound {
+        println!(
+            "not disk-bound: the step waited {:.1} s of {:.1} s ({:.0}%) for rows, but the \
+             disk delivered {} of the {rows_rate:.0} MB/s read (the rest came from the page \
+             cache): the read-ahead thread's copying, not the disk, was the limit",
+            epoch.read_wait_seconds,
+            epoch.seconds,
+            100.0 * wait_share,
+            read_rate.map_or("?".into(), |v| format!("{v:.0} MB/s")),
         );
     } else {
         println!(
