@@ -147,6 +147,7 @@ pub mod readme {
                 .text
                 .split_whitespace()
                 .next()
+                .map(|w| w.rsplit('/').next().unwrap_or(w))
                 .is_some_and(|w| w.starts_with("python") || w.ends_with(".py"))
     }
 
