@@ -206,6 +206,28 @@ fn show_bytes(bytes: Option<u128>) -> String {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A [`Error::TooLarge`] made while reading the file at `path` becomes
+    /// [`Error::FileTooLarge`] naming it; any other error is returned as it is.
+    pub(crate) fn in_file(self, path: &std::path::Path) -> Self {
+        match self {
+            Error::TooLarge {
+                what,
+                shape,
+                element_bytes,
+                bytes,
+                limit,
+            } => Error::FileTooLarge {
+                path: path.to_path_buf(),
+                what,
+                shape,
+                element_bytes,
+                bytes,
+                limit,
+            },
+            other => other,
+        }
+    }
+
     /// Builds [`Error::InvalidHyperparameter`].
     pub(crate) fn hyper(
         name: &'static str,

@@ -341,23 +341,7 @@ fn read_u8(
         ));
     }
     // The memory limit, on the raw bytes and on the array they become, before any data.
-    let too_large = |e| match e {
-        Error::TooLarge {
-            what,
-            shape,
-            element_bytes,
-            bytes,
-            limit,
-        } => Error::FileTooLarge {
-            path: path.to_path_buf(),
-            what,
-            shape,
-            element_bytes,
-            bytes,
-            limit,
-        },
-        other => other,
-    };
+    let too_large = |e: Error| e.in_file(path);
     check_buffer("raw data", &dims, 1).map_err(too_large)?;
     check_buffer(claim.array, &dims, claim.element_bytes).map_err(too_large)?;
     let len = len as usize; // fits: checked against usize above

@@ -305,23 +305,7 @@ pub fn read<T: Float, D: Dimension>(path: impl AsRef<Path>) -> Result<Array<T, D
     let header = read_header(&mut reader, path)?;
     let shape = checked_shape::<D>(&header, path)?;
     let data_len = check_data_len(&header, file_len, path)?;
-    let too_large = |e| match e {
-        Error::TooLarge {
-            what,
-            shape,
-            element_bytes,
-            bytes,
-            limit,
-        } => Error::FileTooLarge {
-            path: path.to_path_buf(),
-            what,
-            shape,
-            element_bytes,
-            bytes,
-            limit,
-        },
-        other => other,
-    };
+    let too_large = |e: Error| e.in_file(path);
     let n = check_buffer(element_name::<T>(), &header.shape, std::mem::size_of::<T>())
         .map_err(too_large)?;
     let mut values: Vec<T> = Vec::with_capacity(n);

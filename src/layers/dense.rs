@@ -313,13 +313,11 @@ impl<T: Float> LayerKind<T> for Dense<T> {
     }
 
     fn visit_params(&mut self, f: &mut ParamVisitor<'_, T>) {
-        let contiguous = "parameters and gradients are in standard layout";
-        let w = self.weights.as_slice_mut().expect(contiguous);
-        let gw = self.grad_weights.as_slice_mut().expect(contiguous);
-        f(w, gw, ParamKind::Weight);
-        let b = self.bias.as_slice_mut().expect(contiguous);
-        let gb = self.grad_bias.as_slice_mut().expect(contiguous);
-        f(b, gb, ParamKind::Bias);
+        super::visit_weight_and_bias(
+            (&mut self.weights, &mut self.grad_weights),
+            (&mut self.bias, &mut self.grad_bias),
+            f,
+        );
     }
 
     fn param_kinds(&self) -> &'static [ParamKind] {

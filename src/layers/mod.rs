@@ -60,6 +60,22 @@ pub enum ParamKind {
 /// What [`LayerKind::visit_params`] calls for each parameter tensor: `f(param, grad, kind)`.
 pub type ParamVisitor<'a, T> = dyn FnMut(&mut [T], &mut [T], ParamKind) + 'a;
 
+/// The visit of a kind with one weight tensor and one bias (dense and convolution layers):
+/// the weights with their gradient, then the bias with its gradient, as flat slices.
+pub(crate) fn visit_weight_and_bias<T: Float, D: ndarray::Dimension>(
+    (weights, grad_weights): (&mut ndarray::Array<T, D>, &mut ndarray::Array<T, D>),
+    (bias, grad_bias): (&mut Array1<T>, &mut Array1<T>),
+    f: &mut ParamVisitor<'_, T>,
+) {
+    let contiguous = "parameters and gradients are in standard layout";
+    let w = weights.as_slice_mut().expect(contiguous);
+    let gw = grad_weights.as_slice_mut().expect(contiguous);
+    f(w, gw, ParamKind::Weight);
+    let b = bias.as_slice_mut().expect(contiguous);
+    let gb = grad_bias.as_slice_mut().expect(contiguous);
+    f(b, gb, ParamKind::Bias);
+}
+
 /// The interface every layer kind implements: a forward pass into the model's buffers, its
 /// backward pass, and its parameters with their gradients. [`crate::internals`] shows a whole
 /// kind.
