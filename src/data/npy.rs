@@ -152,6 +152,12 @@ impl Header {
     fn is_native(&self) -> bool {
         self.big_endian == cfg!(target_endian = "big")
     }
+
+    /// Whether the data bytes are values of `T` as this machine stores them, so they can
+    /// be read straight into a `[T]`.
+    pub(crate) fn holds<T: Float>(&self) -> bool {
+        self.dtype == Dtype::of::<T>() && self.is_native()
+    }
 }
 
 /// Reads the header of the `.npy` file at `path`, without its data: to see a file's shape

@@ -151,7 +151,9 @@ impl<T: Float> RowSource<T> for NpyRows<T> {
         self.width
     }
 
-    /// Reads rows `start .. start + out.nrows()` with positioned reads of about 1 MiB.
+    /// Reads rows `start .. start + out.nrows()` with positioned reads: straight into `out`
+    /// when its rows are contiguous and the file holds `T` in this machine's byte order (one
+    /// read, no copy), otherwise in pieces of about 1 MiB, converted.
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] for a range outside the file or a buffer of another width;
@@ -164,19 +166,16 @@ impl<T: Float> RowSource<T> for NpyRows<T> {
         if row_bytes == 0 {
             return Ok(());
         }
-        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        let piece_rows = buffer.len() / row_bytes;
-        let mut row = start;
-        while row < end {
-            let rows = piece_rows.min(end - row);
-            let bytes = &mut buffer[..rows * row_bytes];
+        let read = |bytes: &mut [u8], row: usize| {
+            let last = row + bytes.len() / row_bytes - 1;
             // Rows inside the file, whose length was checked: no overflow.
             let offset = self.header.data_offset() + (row * row_bytes) as u64;
             read_exact_at(&self.file, bytes, offset).map_err(|e| match e.kind() {
                 std::io::ErrorKind::UnexpectedEof => Error::Format {
                     path: self.path.clone(),
                     reason: format!(
-                        "the file ended before row {row} of {}: it was truncated while in use",
+                        "the file ended within rows {row} to {last} of {}: it was truncated while \
+                         in use",
                         self.rows
                     ),
                 },
@@ -185,7 +184,28 @@ impl<T: Float> RowSource<T> for NpyRows<T> {
                     path: self.path.clone(),
                     source: e,
                 },
-            })?;
+            })
+        };
+        if self.header.holds::<T>() {
+            if let Some(values) = out.as_slice_mut() {
+                // The file's bytes are `T` values in this machine's order: one read straight
+                // into the caller's rows, no copy through the buffer.
+                let len = std::mem::size_of_val(values);
+                // SAFETY: `values` is a live, exclusive `[T]` of `len` bytes; `u8` has no
+                // alignment; every byte pattern written is a valid `f32` or `f64`.
+                let bytes = unsafe {
+                    std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<u8>(), len)
+                };
+                return read(bytes, start);
+            }
+        }
+        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let piece_rows = buffer.len() / row_bytes;
+        let mut row = start;
+        while row < end {
+            let rows = piece_rows.min(end - row);
+            let bytes = &mut buffer[..rows * row_bytes];
+            read(bytes, row)?;
             let first_value = row * self.width;
             let mut part = out.slice_mut(s![row - start..row - start + rows, ..]);
             match part.as_slice_mut() {
