@@ -1,7 +1,7 @@
 //! Row sources over `.npy` files that are read piece by piece, never held in memory:
 //! [`NpyRows`] (one file) and [`NpyShards`] (several files as one data set).
 //!
-//! Reads are positioned reads (`pread`) into a buffer allocated once, not a memory map: the
+//! Reads are positioned reads (`pread`) into the caller's rows, not a memory map: the
 //! pages of a mapped file count in the process's resident memory (`VmRSS`, `VmHWM`) as
 //! they are touched, so training from a mapped 26 GB file shows a resident set of many
 //! gigabytes, while read rows live only in the trainer's read-ahead buffers and the
@@ -27,7 +27,9 @@ const PIECE: usize = 1 << 20;
 
 /// The rows of a two-dimensional `.npy` file `(n, d)`, `f32` or `f64` in C order and either
 /// byte order, read into `T` as the trainer asks for them: a [`RowSource`] for data larger
-/// than memory. Memory use is one buffer of about 1 MiB, whatever the file's size.
+/// than memory. Values of `T` in this machine's byte order are read straight into the
+/// caller's rows; other files are read through a buffer of about 1 MiB, allocated at the
+/// first such read, whatever the file's size.
 ///
 /// Values are converted as [`crate::data::npy::read`] converts them (`f32` to `f64` exactly,
 /// `f64` to `f32` to nearest, refusing values too large for `f32`). The file must not change
@@ -63,7 +65,9 @@ pub struct NpyRows<T> {
     header: Header,
     rows: usize,
     width: usize,
-    /// Raw bytes of one piece, reused by every read.
+    /// Bytes of one piece of a converting read: whole rows, about 1 MiB.
+    piece: usize,
+    /// Raw bytes of one piece, allocated at the first converting read and reused.
     buffer: Mutex<Vec<u8>>,
     element: PhantomData<fn() -> T>,
 }
@@ -126,7 +130,8 @@ impl<T: Float> NpyRows<T> {
             header,
             rows,
             width,
-            buffer: Mutex::new(vec![0; piece]),
+            piece,
+            buffer: Mutex::new(Vec::new()),
             element: PhantomData,
         })
     }
@@ -200,6 +205,9 @@ impl<T: Float> RowSource<T> for NpyRows<T> {
             }
         }
         let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        if buffer.len() < self.piece {
+            buffer.resize(self.piece, 0); // once: the size was checked in `open`
+        }
         let piece_rows = buffer.len() / row_bytes;
         let mut row = start;
         while row < end {
@@ -257,6 +265,12 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()
 /// Several `.npy` files of the same width read as one data set: the rows of the first
 /// file, then those of the second, and so on. Each file is an [`NpyRows`] (its own element
 /// type and byte order, converted to `T`); the files stay open while the value lives.
+///
+/// Each shard holds one open file (and, if its values need converting, a read buffer of
+/// about 1 MiB): with more shards than
+/// the process may open files (`ulimit -n`, often 1024), [`NpyShards::open`] fails with
+/// [`Error::Io`] naming the first file it could not open; raise the limit or write fewer,
+/// larger shards (a few hundred MiB each read as fast as one file).
 ///
 /// ```
 /// use autoencoder::data::{npy, NpyShards, RowSource};
