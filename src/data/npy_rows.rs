@@ -267,10 +267,10 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()
 /// type and byte order, converted to `T`); the files stay open while the value lives.
 ///
 /// Each shard holds one open file (and, if its values need converting, a read buffer of
-/// about 1 MiB): with more shards than
-/// the process may open files (`ulimit -n`, often 1024), [`NpyShards::open`] fails with
-/// [`Error::Io`] naming the first file it could not open; raise the limit or write fewer,
-/// larger shards (a few hundred MiB each read as fast as one file).
+/// about 1 MiB): with more shards than the process may open files (`ulimit -n`, often
+/// 1024), [`NpyShards::open`] fails with [`Error::Io`] naming the first file it could not
+/// open; raise the limit or write fewer, larger shards (a few hundred MiB each read as fast
+/// as one file).
 ///
 /// ```
 /// use autoencoder::data::{npy, NpyShards, RowSource};
