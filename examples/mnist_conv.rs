@@ -41,7 +41,7 @@ use serde_json::json;
                   conv 8, up 2, conv 8, up 2, conv 16 'valid' (16x16 -> 14x14), up 2, conv 1 (4,385 parameters)\n  \
                   denoise: conv 32, pool 2, conv 32, pool 2 = 7x7x32 code; conv 32, up 2, conv 32, up 2, conv 1;\n           \
                   trained on x + 0.5 N(0, 1) clipped to [0, 1] against the clean x (28,353 parameters)\n\
-                  Both: Adam lr 1e-3 eps 1e-7, batch 128, binary cross-entropy (mean per pixel), seed 0.",
+                  Both: Adam lr 1e-3 eps 1e-7, batch 128, binary cross-entropy (mean per pixel), seed 0 (--seed).",
     args_override_self = true,
     allow_negative_numbers = true
 )]
@@ -55,6 +55,10 @@ struct Config {
     /// Use the first N training images (all: 60000)
     #[arg(long, value_name = "N", default_value_t = 60_000)]
     train_images: usize,
+    /// Seed of the initial weights and of the trainer (shuffles, noise); one seed says
+    /// little about a difference of a few parts in a thousand
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    seed: u64,
     /// Print one final line: JSON with the configuration and every figure
     #[arg(long)]
     json: bool,
@@ -75,7 +79,6 @@ enum Model {
 
 const BATCH: usize = 128;
 const LR: f64 = 1e-3;
-const SEED: u64 = 0;
 /// The denoiser's corruption: `x + 0.5 N(0, 1)` clipped to `[0, 1]`.
 const NOISE: Noise = Noise::Gaussian {
     std: 0.5,
@@ -90,15 +93,15 @@ impl Config {
             "train_images": self.train_images,
             "batch_size": BATCH,
             "lr": LR,
-            "seed": SEED,
+            "seed": self.seed,
             "threads": autoencoder::threads(),
         })
     }
 }
 
-/// The model `--model` names, with its weights drawn from seed 0.
-fn build(model: Model) -> autoencoder::Result<Autoencoder<f32>> {
-    let rng = &mut ChaCha8Rng::seed_from_u64(SEED);
+/// The model `--model` names, with its weights drawn from `seed`.
+fn build(model: Model, seed: u64) -> autoencoder::Result<Autoencoder<f32>> {
+    let rng = &mut ChaCha8Rng::seed_from_u64(seed);
     let layers = Autoencoder::<f32>::sequence([1, 28, 28]);
     match model {
         Model::Small => layers
@@ -158,7 +161,7 @@ fn main() -> ExitCode {
 }
 
 fn run(c: &Config) -> autoencoder::Result<()> {
-    let mut ae = build(c.model)?; // a bad size fails at once, not after loading
+    let mut ae = build(c.model, c.seed)?; // a bad size fails at once, not after loading
     let dir = mnist::locate()?;
     let data = Mnist::<f32>::load(&dir)?;
     let n = c.train_images.min(data.train_images.nrows());
@@ -181,7 +184,7 @@ fn run(c: &Config) -> autoencoder::Result<()> {
         .loss(bce)
         .epochs(c.epochs)
         .batch_size(BATCH)
-        .seed(SEED);
+        .seed(c.seed);
     if noisy {
         trainer = trainer.noise(NOISE);
     }
@@ -294,11 +297,14 @@ mod tests {
     fn defaults_and_flags_parse() -> Result<(), clap::Error> {
         let c: Config = cli::parse("")?;
         assert_eq!(
-            (c.model, c.epochs, c.train_images, c.json),
-            (Model::Small, 10, 60_000, false)
+            (c.model, c.epochs, c.train_images, c.seed, c.json),
+            (Model::Small, 10, 60_000, 0, false)
         );
-        let c: Config = cli::parse("--model denoise --epochs 2 --json")?;
-        assert_eq!((c.model, c.epochs, c.json), (Model::Denoise, 2, true));
+        let c: Config = cli::parse("--model denoise --epochs 2 --seed 3 --json")?;
+        assert_eq!(
+            (c.model, c.epochs, c.seed, c.json),
+            (Model::Denoise, 2, 3, true)
+        );
         assert!(cli::parse::<Config>("--model large").is_err());
         assert!(cli::parse::<Config>("--epochs -1").is_err());
         Ok(())
@@ -327,9 +333,9 @@ mod tests {
     /// The models of the issue, to the parameter: 4,385 and 28,353 (PyTorch's counts).
     #[test]
     fn the_models_have_the_reference_sizes() -> autoencoder::Result<()> {
-        let small = build(Model::Small)?;
+        let small = build(Model::Small, 0)?;
         assert_eq!((small.n_params(), small.n_latent()), (4_385, 128));
-        let denoise = build(Model::Denoise)?;
+        let denoise = build(Model::Denoise, 0)?;
         assert_eq!(
             (denoise.n_params(), denoise.n_latent()),
             (28_353, 32 * 7 * 7)
