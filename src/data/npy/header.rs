@@ -61,7 +61,7 @@ pub enum MemoryOrder {
 }
 
 /// What an `.npy` header says: element type, byte order, memory order, shape, and where the
-/// values start. From [`header`] or [`NpyMap::header`].
+/// values start. From [`header`](fn@super::header) or [`NpyMap::header`](super::NpyMap::header).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     pub(super) dtype: Dtype,
@@ -131,7 +131,7 @@ impl Header {
 /// and type before loading or mapping it.
 ///
 /// # Errors
-/// [`Error::Io`] if the file cannot be opened or read; [`Error::Format`] if it is not an
+/// [`Error::Io`](crate::Error::Io) if the file cannot be opened or read; [`Error::Format`](crate::Error::Format) if it is not an
 /// `.npy` file, its header is malformed, or its type is not `f32` or `f64` (the message
 /// names the type and how to convert it).
 ///
@@ -158,7 +158,7 @@ pub fn header(path: impl AsRef<Path>) -> Result<Header> {
 /// [`Header::data_offset`] is the number of bytes consumed.
 ///
 /// # Errors
-/// As [`header`].
+/// As [`header`](fn@super::header).
 pub(crate) fn read_header(reader: &mut impl Read, path: &Path) -> Result<Header> {
     let read_err = |e| io_error("cannot read", path, e);
     let mut start = [0u8; 10];

@@ -53,8 +53,8 @@ impl NpyMap {
     /// `SIGBUS` on access. This is the contract of every memory map (`memmap2::Mmap::map`).
     ///
     /// # Errors
-    /// As [`header`], and [`Error::Format`] if the data are shorter or longer than the
-    /// header says; [`Error::Io`] if the file cannot be mapped.
+    /// As [`header`](fn@super::header), and [`Error::Format`](crate::Error::Format) if the data are shorter or longer than the
+    /// header says; [`Error::Io`](crate::Error::Io) if the file cannot be mapped.
     pub unsafe fn open(path: impl AsRef<Path>) -> Result<NpyMap> {
         let path = path.as_ref();
         let (mut reader, file_len) = open(path)?;
@@ -81,7 +81,7 @@ impl NpyMap {
     /// The values as an array view of `T` with `D` dimensions (`Ix2` for [`crate::Trainer::fit`]).
     ///
     /// # Errors
-    /// [`Error::Format`] if `T` is not the file's type (read it with [`read`], which
+    /// [`Error::Format`](crate::Error::Format) if `T` is not the file's type (read it with [`read`](fn@super::read), which
     /// converts), the values are big-endian, the data start at an offset that is not a
     /// multiple of `T`'s size (not written by NumPy), or the file has another number of
     /// dimensions than `D`.

@@ -1,4 +1,4 @@
-//! [`read`]: a whole file into memory, converting its values to `T`.
+//! [`read`](fn@super::read): a whole file into memory, converting its values to `T`.
 
 use std::path::Path;
 
@@ -24,9 +24,9 @@ const BLOCK: usize = 1 << 16;
 /// either way.
 ///
 /// # Errors
-/// As [`header`], and: [`Error::Format`] if the file has another number of dimensions
+/// As [`header`](fn@super::header), and: [`Error::Format`](crate::Error::Format) if the file has another number of dimensions
 /// than `D`, its data are shorter or longer than the header says, or an `f64` value is too
-/// large for `f32` (the message names its index); [`Error::FileTooLarge`] if the array
+/// large for `f32` (the message names its index); [`Error::FileTooLarge`](crate::Error::FileTooLarge) if the array
 /// would exceed [`crate::memory_limit`] (checked before it is allocated).
 ///
 /// ```
@@ -90,7 +90,7 @@ pub fn read<T: Float, D: Dimension>(path: impl AsRef<Path>) -> Result<Array<T, D
 /// value, for the message if an `f64` value overflows `f32`.
 ///
 /// # Errors
-/// [`Error::Format`] naming the value's index if a finite `f64` rounds to an infinite `f32`.
+/// [`Error::Format`](crate::Error::Format) naming the value's index if a finite `f64` rounds to an infinite `f32`.
 ///
 /// # Panics
 /// If `bytes.len() != out.len() * header.dtype().size()`.

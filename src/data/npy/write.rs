@@ -16,7 +16,7 @@ use super::{Dtype, MAGIC};
 /// order, each as it lies in memory; any other layout in C order. `np.load(path)` reads it.
 ///
 /// # Errors
-/// [`Error::Io`] if the file cannot be written (the message names it).
+/// [`Error::Io`](crate::Error::Io) if the file cannot be written (the message names it).
 ///
 /// ```
 /// use autoencoder::data::npy;
