@@ -99,6 +99,24 @@ impl<T: Float> Autoencoder<T> {
         terms: &mut LossTerms,
         rng: &mut ChaCha8Rng,
     ) {
+        self.data_gradient(input, target, loss, penalties, terms, rng);
+        self.add_weight_penalties(penalties, &mut terms.penalties);
+        self.fold_tied_grads();
+    }
+
+    /// The part of [`Autoencoder::loss_and_gradient`] that depends on the batch's rows:
+    /// the reconstruction loss and the activity penalties with their gradients (weight
+    /// penalties and the tied-weight fold not yet added). A distributed step sums this
+    /// part across ranks, then adds the weight penalties once.
+    pub(crate) fn data_gradient(
+        &mut self,
+        input: ArrayView2<T>,
+        target: ArrayView2<T>,
+        loss: Loss,
+        penalties: &[Penalty],
+        terms: &mut LossTerms,
+        rng: &mut ChaCha8Rng,
+    ) {
         let rows = input.nrows();
         self.forward_batch(input, Some(rng));
         self.layers.iter_mut().for_each(Layer::zero_grad);
@@ -124,8 +142,11 @@ impl<T: Float> Autoencoder<T> {
             );
         }
         self.layers[0].backward(input, self.ws.d[0].slice(s![..rows, ..]), None);
-        self.add_weight_penalties(penalties, &mut terms.penalties);
-        self.fold_tied_grads();
+    }
+
+    /// Zeroes every parameter gradient (a distributed rank with no rows in a batch).
+    pub(crate) fn zero_grads(&mut self) {
+        self.layers.iter_mut().for_each(Layer::zero_grad);
     }
 
     /// Backward through layer `l >= 1`, given `d[l] = dL/dz_l`: accumulates its parameter
@@ -175,7 +196,7 @@ impl<T: Float> Autoencoder<T> {
 
     /// Adds the value of every weight penalty to `values` and its gradient to the parameter
     /// gradients, through the one list of parameters.
-    fn add_weight_penalties(&mut self, penalties: &[Penalty], values: &mut [f64]) {
+    pub(crate) fn add_weight_penalties(&mut self, penalties: &[Penalty], values: &mut [f64]) {
         for (value, penalty) in values.iter_mut().zip(penalties) {
             if let Penalty::Weight(p) = penalty {
                 let mut sum = 0.0;
