@@ -407,13 +407,13 @@ mod tests {
             ex.begin(false, 1.0 + r, &[10.0 * r]);
             ex.put(&[r + 1.0, -r]);
             let failed = ex.gather(2);
-            let (mut recon, mut pen) = (0.0, [0.0]);
+            let (mut recon, mut pen) = (0.0f64, [0.0f64]);
             ex.terms(&mut recon, &mut pen);
-            let mut g = [0.0; 2];
+            let mut g = [0.0f64; 2];
             ex.take(&mut g);
             (part, failed, recon, pen[0], g)
         });
-        let shares = [2.0 / 7.0, 2.0 / 7.0, 3.0 / 7.0];
+        let shares: [f64; 3] = [2.0 / 7.0, 2.0 / 7.0, 3.0 / 7.0];
         let expect_recon = 1.0 * shares[0] + 2.0 * shares[1] + 3.0 * shares[2];
         let expect_g0 = (1.0 * shares[0] + 2.0 * shares[1]) + 3.0 * shares[2];
         let expect_g1 = (-0.0 * shares[0] + -1.0 * shares[1]) + -2.0 * shares[2];
