@@ -134,7 +134,11 @@ impl Communicator for Local {
 
     fn all_gather(&self, send: &[u8], recv: &mut [u8]) {
         let (n, size) = (send.len(), self.shared.size);
-        assert_eq!(recv.len(), n * size, "all_gather: recv must be size * send long");
+        assert_eq!(
+            recv.len(),
+            n * size,
+            "all_gather: recv must be size * send long"
+        );
         let lock = || self.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
         {
             let mut slots = lock();
@@ -230,7 +234,11 @@ impl Exchange {
             .unwrap_or(usize::MAX);
         // This rank's message and every rank's: (size + 1) messages.
         let size = comm.size();
-        check_buffer("distributed exchange buffers", &[size.saturating_add(1), width], 1)?;
+        check_buffer(
+            "distributed exchange buffers",
+            &[size.saturating_add(1), width],
+            1,
+        )?;
         Ok(Exchange {
             send: vec![0; width],
             recv: vec![0; width * size],
@@ -340,7 +348,9 @@ fn write<T: Float>(out: &mut [u8], x: T) {
 #[inline(always)]
 fn read<T: Float>(b: &[u8]) -> T {
     if std::mem::size_of::<T>() == 4 {
-        T::cast(f64::from(f32::from_le_bytes(b.try_into().expect("4 bytes"))))
+        T::cast(f64::from(f32::from_le_bytes(
+            b.try_into().expect("4 bytes"),
+        )))
     } else {
         T::cast(f64::from_le_bytes(bytes8(b)))
     }
@@ -445,8 +455,12 @@ mod tests {
             }
         }
         // Every rank failing: each keeps its own (typed) error.
-        let out = on_ranks(2, |c| agree::<()>(c, Err(Error::InvalidConfig("same".into()))));
-        assert!(out.iter().all(|r| matches!(r, Err(Error::InvalidConfig(_)))));
+        let out = on_ranks(2, |c| {
+            agree::<()>(c, Err(Error::InvalidConfig("same".into())))
+        });
+        assert!(out
+            .iter()
+            .all(|r| matches!(r, Err(Error::InvalidConfig(_)))));
         let out = on_ranks(2, |c| agree(c, Ok(c.rank)));
         assert_eq!(out.into_iter().collect::<Result<Vec<_>>>().unwrap(), [0, 1]);
     }

@@ -19,16 +19,16 @@ use std::sync::Arc;
 use ndarray::ArrayView2;
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::noise::Noise;
 use crate::architecture::Latent;
+use crate::data::noise::Noise;
 use crate::data::source::{check_shape, RowSource};
 use crate::distributed::Communicator;
 use crate::error::{check_positive, check_range, Error, Result};
 use crate::float::Float;
 use crate::io::checkpoint::Checkpoint;
 use crate::model::Autoencoder;
-use crate::objective::loss::Loss;
 use crate::objective::activity::Activity;
+use crate::objective::loss::Loss;
 use crate::objective::{LossTerms, Penalty};
 use crate::optim::{Optimizer, Schedule};
 use crate::train::history::{BatchProgress, EarlyStopping, EpochRecord, History};
@@ -488,9 +488,7 @@ impl<O> Trainer<O> {
                     .into(),
             ));
         }
-        let kl = |p: &Penalty| {
-            matches!(p, Penalty::Activity(a) if matches!(a.activity(), Activity::KlSparsity { .. }))
-        };
+        let kl = |p: &Penalty| matches!(p, Penalty::Activity(a) if matches!(a.activity(), Activity::KlSparsity { .. }));
         if self.penalties.iter().any(kl) {
             return Err(Error::InvalidConfig(
                 "distributed training with KL sparsity is not supported yet (it needs the \
