@@ -152,7 +152,7 @@ fn child() -> Result<()> {
         .seed(11)
         .shuffle(Shuffle::Rows)
         .distributed(Arc::clone(&comm));
-    let fail_rank = std::env::var(FAIL_RANK).ok().and_then(|r| r.parse().ok());
+    let fail_rank: Option<usize> = std::env::var(FAIL_RANK).ok().and_then(|r| r.parse().ok());
     let result = match fail_rank {
         Some(r) if r == comm.rank() => {
             let failing = Failing {
@@ -200,7 +200,7 @@ fn losses(run: &Run) -> Vec<f64> {
     let line = run
         .output
         .lines()
-        .find_map(|l| l.strip_prefix("losses "))
+        .find_map(|l| l.split_once("losses ").map(|(_, rest)| rest)) // after the harness's "test child ... "
         .unwrap_or_else(|| panic!("no losses printed:\n{}", run.output));
     line.split(' ')
         .map(|v| v.parse().expect("a number"))
@@ -209,7 +209,7 @@ fn losses(run: &Run) -> Vec<f64> {
 
 /// The documented bound (README, "Training on several machines"): after 3 epochs in `f32`,
 /// the weights of 2 ranks are within 1e-4 of one rank's (relative, floor 1e-2) and the
-/// training losses within 1e-5 (relative); the difference is rounding only (the gradient
+/// training losses within 1e-7 (relative); the difference is rounding only (the gradient
 /// is summed in another order). Then 2 ranks twice: the same bits.
 #[test]
 fn two_ranks_agree_with_one_and_repeat_bit_for_bit() {
@@ -239,7 +239,7 @@ fn two_ranks_agree_with_one_and_repeat_bit_for_bit() {
         diff > 0.0,
         "2 ranks sum in another order: some rounding is expected"
     );
-    assert!(loss_diff < 1e-5, "losses {l1:?} vs {l2:?}");
+    assert!(loss_diff < 1e-7, "losses {l1:?} vs {l2:?}");
 
     let first = std::fs::read(dir.join("ranks-2.safetensors")).expect("saved");
     let again = mpirun(2, &dir, &[]);
