@@ -5,8 +5,8 @@
 //! The trainer needs only [`Communicator`]: the rank, the number of ranks, and an
 //! all-gather of a byte buffer. Two implementations come with the crate: [`Local`], ranks
 //! as threads of one process (tests, and trying a run without MPI), and, behind the Cargo
-//! feature `mpi`, [`Mpi`] over the system's MPI library. A run without a communicator (the
-//! default) never touches this module.
+//! feature `mpi`, `distributed::Mpi` over the system's MPI library. A run without a
+//! communicator (the default) never touches this module.
 //!
 //! # What one step exchanges
 //! A global batch of `M` rows is split into contiguous parts, rank `r` taking rows
@@ -283,7 +283,7 @@ impl Exchange {
     pub(crate) fn put<T: Float>(&mut self, grad: &[T]) {
         let share = T::cast(self.share());
         let bytes = std::mem::size_of::<T>();
-        let end = self.at + grad.len() * bytes;
+        let end = self.at + std::mem::size_of_val(grad);
         for (chunk, &g) in self.send[self.at..end].chunks_exact_mut(bytes).zip(grad) {
             write(chunk, g * share);
         }
@@ -314,7 +314,7 @@ impl Exchange {
     pub(crate) fn take<T: Float>(&mut self, grad: &mut [T]) {
         let bytes = std::mem::size_of::<T>();
         let width = self.send.len();
-        let (at, end) = (self.at, self.at + grad.len() * bytes);
+        let (at, end) = (self.at, self.at + std::mem::size_of_val(grad));
         let mut messages = self.recv.chunks_exact(width);
         if let Some(first) = messages.next() {
             for (g, chunk) in grad.iter_mut().zip(first[at..end].chunks_exact(bytes)) {
@@ -426,7 +426,7 @@ mod tests {
         let shares: [f64; 3] = [2.0 / 7.0, 2.0 / 7.0, 3.0 / 7.0];
         let expect_recon = 1.0 * shares[0] + 2.0 * shares[1] + 3.0 * shares[2];
         let expect_g0 = (1.0 * shares[0] + 2.0 * shares[1]) + 3.0 * shares[2];
-        let expect_g1 = (-0.0 * shares[0] + -1.0 * shares[1]) + -2.0 * shares[2];
+        let expect_g1 = (-0.0 * shares[0] - shares[1]) + -2.0 * shares[2];
         for (r, (part, failed, recon, pen, g)) in out.into_iter().enumerate() {
             assert_eq!(part, [0..2, 2..4, 4..7][r]);
             assert!(!failed);
