@@ -71,6 +71,10 @@ struct Args {
     /// Print one JSON line instead of text
     #[arg(long)]
     json: bool,
+    /// Also print the README's model of scaling to 8 and 64 machines, taking this run's
+    /// time per step as the compute of one machine (run it as one process, --threads 1)
+    #[arg(long)]
+    scaling: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
@@ -197,8 +201,53 @@ fn run(args: &Args, mpi: &Arc<Mpi>) -> Result<()> {
                 1e3 * seconds / steps as f64,
             );
         }
+        if args.scaling {
+            let first = first_layer_params(&ae);
+            print_scaling(
+                name,
+                seconds / steps as f64,
+                message,
+                first as f64 / ae.n_params() as f64,
+            );
+        }
     }
     Ok(())
+}
+
+/// Parameters of the first layer, whose gradient the backward pass computes last.
+fn first_layer_params(ae: &Autoencoder<f32>) -> usize {
+    let l = &ae.layers()[0];
+    l.weights().len() + l.bias().len()
+}
+
+/// The README's model: `R` machines, each with 256 rows per step taking `c` seconds,
+/// links of `b` bytes/s with `A` seconds per message, sums at `MEM` bytes/s. Exchange
+/// times of this crate's all-gather, a fixed-order ring, and the ring overlapped with the
+/// backward pass (2/3 of `c`; the first layer's share `f0` of the gradient cannot hide).
+fn print_scaling(name: &str, c: f64, message: usize, f0: f64) {
+    const A: f64 = 10e-6;
+    const MEM: f64 = 10e9;
+    let s = message as f64;
+    println!("| workload | machines | network | all-gather + sum (this crate) | E | fixed-order ring | E | ring overlapped with backward | E |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for r in [8.0f64, 64.0] {
+        for gbit in [10.0, 100.0] {
+            let b = gbit * 1e9 / 8.0;
+            let gather = (r - 1.0) * (s / b + A) + r * s / MEM;
+            let ring = 2.0 * (r - 1.0) / r * s / b + 2.0 * (r - 1.0) * A + 2.0 * s / MEM;
+            let exposed = (f0 * ring).max(ring - 2.0 * c / 3.0);
+            let e = |t: f64| 100.0 * c / (c + t);
+            println!(
+                "| {name} | {r} | {gbit} Gbit/s | {:.2} ms | {:.0}% | {:.2} ms | {:.0}% | {:.2} ms | {:.0}% |",
+                gather * 1e3,
+                e(gather),
+                ring * 1e3,
+                e(ring),
+                exposed * 1e3,
+                e(exposed)
+            );
+        }
+    }
 }
 
 /// The model of `../shared/PERF.md`: ReLU hidden layers, sigmoid output, Glorot weights.
