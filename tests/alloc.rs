@@ -311,7 +311,8 @@ fn streamed_steps_allocate_nothing() -> Result<()> {
 }
 
 /// Two ranks (threads of this process, `distributed::Local`) training with noise and a
-/// weight penalty: the per-step exchange (gather, rank-order sum) allocates nothing either.
+/// weight penalty and KL sparsity: the per-step exchanges (gradients, and the global batch's
+/// mean activation) allocate nothing either.
 /// Rank 0 logs the counter, which counts both ranks' allocations.
 fn distributed_steps_allocate_nothing() -> Result<()> {
     use autoencoder::distributed::Local;
@@ -333,6 +334,7 @@ fn distributed_steps_allocate_nothing() -> Result<()> {
                     Trainer::new(Adam::new(1e-3))
                         .loss(Loss::BinaryCrossEntropy)
                         .penalty(Penalty::l2_weights(1e-4)?)
+                        .penalty(Penalty::kl_sparsity(0.1, 0.5)?)
                         .noise(Noise::Masking { fraction: 0.2 })
                         .batch_size(32)
                         .epochs(3)

@@ -32,6 +32,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use crate::budget::check_buffer;
 use crate::error::{check_range, Error, Result};
 use crate::float::Float;
+use crate::objective::activity::BatchSums;
 
 #[cfg(feature = "mpi")]
 mod mpi;
@@ -213,13 +214,18 @@ pub(crate) struct Exchange {
     part: Range<usize>,
     /// Write and read position in the gradient section, in bytes.
     at: usize,
+    /// `(units)` and `(size, units)` `f64`s as bytes: per-unit sums over the global batch
+    /// (KL sparsity's mean activation), as wide as the widest layer such a penalty reads.
+    stats_send: Vec<u8>,
+    stats_recv: Vec<u8>,
 }
 
 /// Bytes before the terms.
 const STATUS: usize = 8;
 
 impl Exchange {
-    /// The buffers for `n_params` parameters of `T` and `n_terms` loss terms.
+    /// The buffers for `n_params` parameters of `T`, `n_terms` loss terms, and per-unit
+    /// sums of up to `units` units.
     ///
     /// # Errors
     /// [`Error::TooLarge`] if `size` messages do not fit the memory limit.
@@ -227,6 +233,7 @@ impl Exchange {
         comm: Arc<dyn Communicator>,
         n_params: usize,
         n_terms: usize,
+        units: usize,
     ) -> Result<Self> {
         let width = n_params
             .checked_mul(std::mem::size_of::<T>())
@@ -239,7 +246,14 @@ impl Exchange {
             &[size.saturating_add(1), width],
             1,
         )?;
+        check_buffer(
+            "distributed batch sums",
+            &[size.saturating_add(1), units],
+            8,
+        )?;
         Ok(Exchange {
+            stats_send: vec![0; 8 * units],
+            stats_recv: vec![0; 8 * units * size],
             send: vec![0; width],
             recv: vec![0; width * size],
             comm,
@@ -330,6 +344,26 @@ impl Exchange {
     }
 }
 
+impl BatchSums for Exchange {
+    /// All-gathers this rank's per-unit sums and replaces them by their rank-order sums.
+    fn global(&mut self, sums: &mut [f64]) -> usize {
+        let n = 8 * sums.len();
+        let send = &mut self.stats_send[..n];
+        for (chunk, s) in send.chunks_exact_mut(8).zip(sums.iter()) {
+            chunk.copy_from_slice(&s.to_le_bytes());
+        }
+        let recv = &mut self.stats_recv[..n * self.comm.size()];
+        self.comm.all_gather(send, recv);
+        for (j, s) in sums.iter_mut().enumerate() {
+            let at = 8 * j;
+            *s = recv
+                .chunks_exact(n)
+                .fold(0.0, |t, m| t + f64::from_le_bytes(bytes8(&m[at..at + 8])));
+        }
+        self.rows
+    }
+}
+
 fn bytes8(b: &[u8]) -> [u8; 8] {
     b.try_into().expect("8 bytes")
 }
@@ -411,7 +445,7 @@ mod tests {
                 rank: c.rank,
                 shared: Arc::clone(&c.shared),
             });
-            let mut ex = Exchange::new::<f64>(comm, 2, 2).unwrap();
+            let mut ex = Exchange::new::<f64>(comm, 2, 2, 0).unwrap();
             let part = ex.batch(7);
             let r = c.rank as f64;
             ex.begin(false, 1.0 + r, &[10.0 * r]);

@@ -27,7 +27,6 @@ use crate::error::{check_positive, check_range, Error, Result};
 use crate::float::Float;
 use crate::io::checkpoint::Checkpoint;
 use crate::model::Autoencoder;
-use crate::objective::activity::Activity;
 use crate::objective::loss::Loss;
 use crate::objective::{LossTerms, Penalty};
 use crate::optim::{Optimizer, Schedule};
@@ -270,7 +269,9 @@ impl<O> Trainer<O> {
     ///   on its part. Rows of a source that is not in memory are read by every rank's
     ///   read-ahead thread in full windows (shared storage), of which each uses its part.
     /// - **Penalties**: the loss and activity penalties are means over the global batch
-    ///   (each rank's part weighted by its rows); weight penalties count once.
+    ///   (each rank's part weighted by its rows); KL sparsity's mean activation is that of
+    ///   the global batch (one more, small exchange per step: a sum per unit); weight
+    ///   penalties count once.
     /// - **Files**: only rank 0 writes checkpoints ([`Trainer::checkpoint`]), on storage
     ///   every rank can read for [`Trainer::resume`]; resuming with the same number of
     ///   ranks gives the bits of the uninterrupted run. Save the final model on rank 0.
@@ -279,9 +280,8 @@ impl<O> Trainer<O> {
     ///   on the summed gradient by every rank, as [`Error::Diverged`]. Callbacks run on
     ///   every rank with the same records: they must decide the same on every rank.
     ///
-    /// Not supported yet, refused by [`Trainer::fit`] with [`Error::InvalidConfig`]: KL
-    /// sparsity (its mean activation would need a second exchange per step) and variational
-    /// models (each rank would draw another `eps`). [`Trainer::step`] runs on one process
+    /// Not supported yet, refused by [`Trainer::fit`] with [`Error::InvalidConfig`]:
+    /// variational models (each rank would draw another `eps`). [`Trainer::step`] runs on one process
     /// only and refuses a trainer with a communicator of several ranks.
     ///
     /// ```
@@ -478,21 +478,13 @@ impl<O> Trainer<O> {
             .collect()
     }
 
-    /// Refuses what a distributed run does not support yet: KL sparsity and variational
-    /// models (see [`Trainer::distributed`]).
+    /// Refuses what a distributed run does not support yet: variational models (see
+    /// [`Trainer::distributed`]).
     fn check_distributable<T: Float>(&self, model: &Autoencoder<T>) -> Result<()> {
         if model.latent() == Latent::Gaussian {
             return Err(Error::InvalidConfig(
                 "distributed training of a variational model is not supported yet (each \
                  rank would draw its own eps); train it on one process"
-                    .into(),
-            ));
-        }
-        let kl = |p: &Penalty| matches!(p, Penalty::Activity(a) if matches!(a.activity(), Activity::KlSparsity { .. }));
-        if self.penalties.iter().any(kl) {
-            return Err(Error::InvalidConfig(
-                "distributed training with KL sparsity is not supported yet (it needs the \
-                 mean activation of the global batch); train it on one process"
                     .into(),
             ));
         }

@@ -25,7 +25,7 @@ use crate::train::feed::{Feed, RowCheck, Window};
 use crate::train::history::{BatchProgress, EpochRecord, History, Restore, StopReason};
 use crate::train::shuffle::{Layout, Shuffle};
 use crate::train::state::RunState;
-use crate::train::step::{sum_across_ranks, Position};
+use crate::train::step::{fail_step, Position};
 use crate::train::Trainer;
 
 /// What the epoch loop allocates once per run and reuses in every epoch.
@@ -198,6 +198,7 @@ impl<O> Trainer<O> {
                 Arc::clone(comm),
                 model.n_params(),
                 1 + self.penalties.len(),
+                model.layers().iter().map(|l| l.n_out()).max().unwrap_or(0),
             )?),
             None => None,
         };
@@ -401,9 +402,8 @@ impl<O> Trainer<O> {
                     if let Err(e) = loaded {
                         feed.end_epoch(&mut window, &mut state.order);
                         return Err(match work.exchange.as_mut() {
-                            // Every rank is in this step's exchange: fail them all.
-                            Some(ex) => sum_across_ranks(model, &mut self.terms, ex, Err(e))
-                                .expect_err("a failed rank fails the exchange"),
+                            // Every rank is in this step's exchanges: fail them all.
+                            Some(ex) => fail_step(model, &mut self.terms, &work.penalties, ex, e),
                             None => e,
                         });
                     }

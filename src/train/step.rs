@@ -10,6 +10,7 @@ use crate::distributed::{agree, Exchange};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::model::Autoencoder;
+use crate::objective::activity::BatchSums;
 use crate::objective::{LossTerms, Penalty};
 use crate::optim::Optimizer;
 use crate::train::Trainer;
@@ -80,9 +81,11 @@ impl<O> Trainer<O> {
             Some(ex) => {
                 if input.nrows() > 0 {
                     let terms = &mut self.terms;
-                    model.data_gradient(input, target, self.loss, penalties, terms, rng);
+                    let global = Some(&mut *ex as &mut dyn BatchSums);
+                    model.data_gradient(input, target, self.loss, penalties, terms, rng, global);
                     model.fold_tied_grads();
                 } else {
+                    model.idle_batch_sums(penalties, ex);
                     model.zero_grads();
                     self.terms.reset(penalties.len());
                 }
@@ -118,6 +121,23 @@ impl<O> Trainer<O> {
         });
         model.sync_tied();
         Ok(())
+    }
+}
+
+/// A distributed step on a rank that failed before its gradient (`error`): it makes the
+/// step's exchanges with its status set, so that every rank stops with the same error,
+/// which it returns.
+pub(super) fn fail_step<T: Float>(
+    model: &mut Autoencoder<T>,
+    terms: &mut LossTerms,
+    penalties: &[Penalty],
+    ex: &mut Exchange,
+    error: Error,
+) -> Error {
+    model.idle_batch_sums(penalties, ex);
+    match sum_across_ranks(model, terms, ex, Err(error)) {
+        Err(e) => e,
+        Ok(()) => unreachable!("a failed rank fails the exchange"),
     }
 }
 
