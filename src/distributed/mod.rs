@@ -275,6 +275,11 @@ impl Exchange {
         self.part.clone()
     }
 
+    /// The current batch's rows, and this rank's part of them.
+    pub(crate) fn part(&self) -> (usize, Range<usize>) {
+        (self.rows, self.part.clone())
+    }
+
     /// `m_r / M`: the weight of this rank's mean gradient in the global mean.
     pub(crate) fn share(&self) -> f64 {
         self.part.len() as f64 / self.rows.max(1) as f64

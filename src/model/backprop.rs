@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::architecture::{Architecture, Latent};
 use crate::float::Float;
 use crate::layers::Layer;
-use crate::model::latent::{reparameterize, reparameterize_backward};
+use crate::model::latent::{reparameterize, reparameterize_backward, skip_eps};
 use crate::model::Autoencoder;
 use crate::objective::activity::{BatchStats, BatchSums};
 use crate::objective::loss::Loss;
@@ -171,6 +171,15 @@ impl<T: Float> Autoencoder<T> {
                     }
                 }
             }
+        }
+    }
+
+    /// Draws and discards from `rng` what a forward pass on `rows` rows draws (a VAE's
+    /// `eps`; nothing for a deterministic code): a distributed rank's rows before and after
+    /// its part of the batch.
+    pub(crate) fn skip_draws(&self, rows: usize, rng: &mut ChaCha8Rng) {
+        if self.arch.latent == Latent::Gaussian {
+            skip_eps(rows, self.arch.n_latent(), rng);
         }
     }
 

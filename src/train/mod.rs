@@ -19,7 +19,6 @@ use std::sync::Arc;
 use ndarray::ArrayView2;
 use rand_chacha::ChaCha8Rng;
 
-use crate::architecture::Latent;
 use crate::data::noise::Noise;
 use crate::data::source::{check_shape, RowSource};
 use crate::distributed::Communicator;
@@ -266,7 +265,8 @@ impl<O> Trainer<O> {
     ///   With one rank the run is exactly a run without a communicator.
     /// - **Rows**: every rank shuffles the same way; a denoising run gathers and corrupts
     ///   the whole batch on every rank (the noise is then that of one process) and trains
-    ///   on its part. Rows of a source that is not in memory are read by every rank's
+    ///   on its part; a variational model's rank draws (and discards) the `eps` of the
+    ///   rows outside its part, so its `eps` are those of one process too. Rows of a source that is not in memory are read by every rank's
     ///   read-ahead thread in full windows (shared storage), of which each uses its part.
     /// - **Penalties**: the loss and activity penalties are means over the global batch
     ///   (each rank's part weighted by its rows); KL sparsity's mean activation is that of
@@ -280,9 +280,8 @@ impl<O> Trainer<O> {
     ///   on the summed gradient by every rank, as [`Error::Diverged`]. Callbacks run on
     ///   every rank with the same records: they must decide the same on every rank.
     ///
-    /// Not supported yet, refused by [`Trainer::fit`] with [`Error::InvalidConfig`]:
-    /// variational models (each rank would draw another `eps`). [`Trainer::step`] runs on one process
-    /// only and refuses a trainer with a communicator of several ranks.
+    /// [`Trainer::step`] runs on one process only and refuses a trainer with a communicator
+    /// of several ranks.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -478,19 +477,6 @@ impl<O> Trainer<O> {
             .collect()
     }
 
-    /// Refuses what a distributed run does not support yet: variational models (see
-    /// [`Trainer::distributed`]).
-    fn check_distributable<T: Float>(&self, model: &Autoencoder<T>) -> Result<()> {
-        if model.latent() == Latent::Gaussian {
-            return Err(Error::InvalidConfig(
-                "distributed training of a variational model is not supported yet (each \
-                 rank would draw its own eps); train it on one process"
-                    .into(),
-            ));
-        }
-        Ok(())
-    }
-
     /// One training step on one batch: forward `input` `(rows, n_in)`, compare with `target`
     /// `(rows, n_in)` (pass the same array twice for a plain autoencoder), backpropagate
     /// the reconstruction loss plus every penalty, and update the parameters once with the
@@ -609,9 +595,6 @@ impl<O> Trainer<O> {
         let shuffle = self.shuffle_for(train);
         shuffle.validate()?;
         model.check_objective(self.loss, &self.penalties)?;
-        if self.group().is_some() {
-            self.check_distributable(model)?;
-        }
         match train.as_array() {
             Some(x) => model.check_targets(x, self.loss, "training data")?,
             None => check_shape(train, Some(model.n_in()), "training data")?,

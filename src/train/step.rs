@@ -79,6 +79,10 @@ impl<O> Trainer<O> {
                 model.loss_and_gradient(input, target, self.loss, penalties, &mut self.terms, rng)
             }
             Some(ex) => {
+                // The draws of the rows before this rank's part, then its own, then those
+                // after it: the generator goes as in one process.
+                let (rows, part) = ex.part();
+                model.skip_draws(part.start, rng);
                 if input.nrows() > 0 {
                     let terms = &mut self.terms;
                     let global = Some(&mut *ex as &mut dyn BatchSums);
@@ -89,6 +93,7 @@ impl<O> Trainer<O> {
                     model.zero_grads();
                     self.terms.reset(penalties.len());
                 }
+                model.skip_draws(rows - part.end, rng);
                 sum_across_ranks(model, &mut self.terms, ex, Ok(()))?;
                 model.add_weight_penalties(penalties, &mut self.terms.penalties);
             }
