@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example out_of_core -- [--gb X] [--path FILE] [--memory-rows N]
-//!     [--block-rows N] [--buffer-blocks N] [--threads N] [--json]
+//!     [--block-rows N] [--buffer-blocks N] [--threads N] [--seeds N] [--json]
 //! ```
 //!
 //! 1. Writes a synthetic `.npy` file of `--gb` GiB (default: the machine's memory plus
@@ -18,6 +18,11 @@
 //!    allocates its copy), the disk read rate (`/proc/self/io`), and how long the step
 //!    waited for rows: when that is a large part of the epoch, the run was disk-bound, and
 //!    the example says so and by how much.
+//! 4. With `--seeds N`, trains W-shallow again on the in-memory rows for the same number of
+//!    steps, once under the row shuffle and once under the block shuffle, for each of the
+//!    trainer seeds `1..=N`, and prints the held-out MSE of every run: one run of each
+//!    shuffle says little, because runs land on a few distinct levels of error depending on
+//!    the seed (how many clusters the 32 code units end up sharing).
 //!
 //! The file stays for the next run; delete it when done.
 
@@ -67,6 +72,9 @@ struct Args {
     /// Threads for the matrix products, 1 to 4 [default: one per core, at most 4]
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     threads: Option<usize>,
+    /// Also compare the row and the block shuffle in memory over trainer seeds 1..=N
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    seeds: u64,
     /// Print one JSON line with every figure instead of the report
     #[arg(long)]
     json: bool,
@@ -165,8 +173,19 @@ fn run(args: &Args) -> autoencoder::Result<()> {
             .unwrap_or(f32::NAN),
     );
 
+    let seeded = shuffle_seeds(args.seeds, x.view(), held.view(), epochs, shuffle)?;
+
     let peak_mb = peak_rss.map(|b| b as f64 / 1e6);
     if args.json {
+        let list = |v: Vec<String>| format!("[{}]", v.join(","));
+        let seeds_json = list(
+            seeded
+                .iter()
+                .map(|(seed, rows, blocks)| {
+                    format!("{{\"seed\":{seed},\"rows_mse\":{rows:.6},\"blocks_mse\":{blocks:.6}}}")
+                })
+                .collect(),
+        );
         let opt = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.1}"));
         println!(
             "{{\"file_gib\":{:.2},\"rows\":{rows},\"machine_memory_gib\":{:.2},\
@@ -177,7 +196,7 @@ fn run(args: &Args) -> autoencoder::Result<()> {
              \"in_memory_rows\":{m},\"in_memory_epochs\":{epochs},\
              \"held_out_mse\":{ooc_loss:.6},\"in_memory_held_out_mse\":{mem_loss:.6},\
              \"held_out_variance\":{baseline:.6},\
-             \"block_rows\":{},\"buffer_blocks\":{},\"threads\":{}}}",
+             \"block_rows\":{},\"buffer_blocks\":{},\"threads\":{},\"seeds\":{seeds_json}}}",
             file_bytes as f64 / GIB,
             memory as f64 / GIB,
             opt(peak_mb),
@@ -239,11 +258,46 @@ fn run(args: &Args) -> autoencoder::Result<()> {
             epoch.read_wait_seconds, epoch.seconds
         );
     }
+    if !seeded.is_empty() {
+        println!(
+            "held-out MSE by trainer seed, {m} rows in memory, {epochs} epochs, row shuffle vs \
+             block shuffle:"
+        );
+        for (seed, rows, blocks) in &seeded {
+            println!("  seed {seed}: {rows:.5} vs {blocks:.5}");
+        }
+        let mean = |f: fn(&(u64, f64, f64)) -> f64| {
+            seeded.iter().map(f).sum::<f64>() / seeded.len() as f64
+        };
+        println!("  mean:   {:.5} vs {:.5}", mean(|s| s.1), mean(|s| s.2));
+    }
     println!(
         "the file stays for the next run: rm {}",
         args.path.display()
     );
     Ok(())
+}
+
+/// For each trainer seed `1..=n`: the held-out MSE after `epochs` epochs on `x` under the
+/// row shuffle and under `blocks`, each from the same initial weights.
+fn shuffle_seeds(
+    n: u64,
+    x: ndarray::ArrayView2<'_, f32>,
+    held: ndarray::ArrayView2<'_, f32>,
+    epochs: usize,
+    blocks: Shuffle,
+) -> autoencoder::Result<Vec<(u64, f64, f64)>> {
+    let mse = |seed: u64, shuffle: Shuffle| -> autoencoder::Result<f64> {
+        let mut ae = w_shallow()?;
+        trainer(epochs)
+            .seed(seed)
+            .shuffle(shuffle)
+            .fit(&mut ae, x, None)?;
+        ae.evaluate(held, held, Loss::MeanSquaredError)
+    };
+    (1..=n)
+        .map(|seed| Ok((seed, mse(seed, Shuffle::Rows)?, mse(seed, blocks)?)))
+        .collect()
 }
 
 fn w_shallow() -> autoencoder::Result<Autoencoder<f32>> {
@@ -450,8 +504,11 @@ mod tests {
             (a.gb, a.memory_rows, a.block_rows, a.json),
             (None, 65_536, 1024, false)
         );
-        let a: Args = cli::parsed("--gb 0.5 --path x.npy --buffer-blocks 8 --json")?;
-        assert_eq!((a.gb, a.buffer_blocks, a.json), (Some(0.5), 8, true));
+        let a: Args = cli::parsed("--gb 0.5 --path x.npy --buffer-blocks 8 --seeds 3 --json")?;
+        assert_eq!(
+            (a.gb, a.buffer_blocks, a.seeds, a.json),
+            (Some(0.5), 8, 3, true)
+        );
         for bad in [
             "--gb 0",
             "--gb -1",

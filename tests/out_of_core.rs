@@ -15,7 +15,7 @@ use autoencoder::{
     Trainer,
 };
 use common::param_bits;
-use ndarray::{s, Array1, Array2, ArrayViewMut2};
+use ndarray::{s, Array1, Array2, ArrayViewMut2, ShapeBuilder};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -365,6 +365,11 @@ fn npy_files_and_shards_train_as_memory_does_bit_for_bit() -> Result<()> {
     let mut out = Array2::<f64>::zeros((100, 12));
     wide.read_rows(60, out.view_mut())?;
     assert_eq!(out, x.slice(s![60..160, ..]).mapv(f64::from));
+    // Into a buffer whose rows are not contiguous (column-major): read through the reader's
+    // own buffer instead of straight into the rows, the same values.
+    let mut columns = Array2::<f32>::zeros((100, 12).f());
+    file.read_rows(60, columns.view_mut())?;
+    assert_eq!(columns, x.slice(s![60..160, ..]));
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Row sources over `.npy` files that are read piece by piece, never held in memory:
 //! [`NpyRows`] (one file) and [`NpyShards`] (several files as one data set).
 //!
-//! Reads are positioned reads (`pread`) into a buffer allocated once, not a memory map: the
+//! Reads are positioned reads (`pread`) into the caller's rows, not a memory map: the
 //! pages of a mapped file count in the process's resident memory (`VmRSS`, `VmHWM`) as
 //! they are touched, so training from a mapped 26 GB file shows a resident set of many
 //! gigabytes, while read rows live only in the trainer's read-ahead buffers and the
@@ -27,7 +27,9 @@ const PIECE: usize = 1 << 20;
 
 /// The rows of a two-dimensional `.npy` file `(n, d)`, `f32` or `f64` in C order and either
 /// byte order, read into `T` as the trainer asks for them: a [`RowSource`] for data larger
-/// than memory. Memory use is one buffer of about 1 MiB, whatever the file's size.
+/// than memory. Values of `T` in this machine's byte order are read straight into the
+/// caller's rows; other files are read through a buffer of about 1 MiB, allocated at the
+/// first such read, whatever the file's size.
 ///
 /// Values are converted as [`crate::data::npy::read`] converts them (`f32` to `f64` exactly,
 /// `f64` to `f32` to nearest, refusing values too large for `f32`). The file must not change
@@ -63,7 +65,9 @@ pub struct NpyRows<T> {
     header: Header,
     rows: usize,
     width: usize,
-    /// Raw bytes of one piece, reused by every read.
+    /// Bytes of one piece of a converting read: whole rows, about 1 MiB.
+    piece: usize,
+    /// Raw bytes of one piece, allocated at the first converting read and reused.
     buffer: Mutex<Vec<u8>>,
     element: PhantomData<fn() -> T>,
 }
@@ -126,7 +130,8 @@ impl<T: Float> NpyRows<T> {
             header,
             rows,
             width,
-            buffer: Mutex::new(vec![0; piece]),
+            piece,
+            buffer: Mutex::new(Vec::new()),
             element: PhantomData,
         })
     }
@@ -151,7 +156,9 @@ impl<T: Float> RowSource<T> for NpyRows<T> {
         self.width
     }
 
-    /// Reads rows `start .. start + out.nrows()` with positioned reads of about 1 MiB.
+    /// Reads rows `start .. start + out.nrows()` with positioned reads: straight into `out`
+    /// when its rows are contiguous and the file holds `T` in this machine's byte order (one
+    /// read, no copy), otherwise in pieces of about 1 MiB, converted.
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] for a range outside the file or a buffer of another width;
@@ -164,19 +171,16 @@ impl<T: Float> RowSource<T> for NpyRows<T> {
         if row_bytes == 0 {
             return Ok(());
         }
-        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        let piece_rows = buffer.len() / row_bytes;
-        let mut row = start;
-        while row < end {
-            let rows = piece_rows.min(end - row);
-            let bytes = &mut buffer[..rows * row_bytes];
+        let read = |bytes: &mut [u8], row: usize| {
+            let last = row + bytes.len() / row_bytes - 1;
             // Rows inside the file, whose length was checked: no overflow.
             let offset = self.header.data_offset() + (row * row_bytes) as u64;
             read_exact_at(&self.file, bytes, offset).map_err(|e| match e.kind() {
                 std::io::ErrorKind::UnexpectedEof => Error::Format {
                     path: self.path.clone(),
                     reason: format!(
-                        "the file ended before row {row} of {}: it was truncated while in use",
+                        "the file ended within rows {row} to {last} of {}: it was truncated while \
+                         in use",
                         self.rows
                     ),
                 },
@@ -185,7 +189,31 @@ impl<T: Float> RowSource<T> for NpyRows<T> {
                     path: self.path.clone(),
                     source: e,
                 },
-            })?;
+            })
+        };
+        if self.header.holds::<T>() {
+            if let Some(values) = out.as_slice_mut() {
+                // The file's bytes are `T` values in this machine's order: one read straight
+                // into the caller's rows, no copy through the buffer.
+                let len = std::mem::size_of_val(values);
+                // SAFETY: `values` is a live, exclusive `[T]` of `len` bytes; `u8` has no
+                // alignment; every byte pattern written is a valid `f32` or `f64`.
+                let bytes = unsafe {
+                    std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<u8>(), len)
+                };
+                return read(bytes, start);
+            }
+        }
+        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        if buffer.len() < self.piece {
+            buffer.resize(self.piece, 0); // once: the size was checked in `open`
+        }
+        let piece_rows = buffer.len() / row_bytes;
+        let mut row = start;
+        while row < end {
+            let rows = piece_rows.min(end - row);
+            let bytes = &mut buffer[..rows * row_bytes];
+            read(bytes, row)?;
             let first_value = row * self.width;
             let mut part = out.slice_mut(s![row - start..row - start + rows, ..]);
             match part.as_slice_mut() {
@@ -237,6 +265,12 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()
 /// Several `.npy` files of the same width read as one data set: the rows of the first
 /// file, then those of the second, and so on. Each file is an [`NpyRows`] (its own element
 /// type and byte order, converted to `T`); the files stay open while the value lives.
+///
+/// Each shard holds one open file (and, if its values need converting, a read buffer of
+/// about 1 MiB): with more shards than the process may open files (`ulimit -n`, often
+/// 1024), [`NpyShards::open`] fails with [`Error::Io`] naming the first file it could not
+/// open; raise the limit or write fewer, larger shards (a few hundred MiB each read as fast
+/// as one file).
 ///
 /// ```
 /// use autoencoder::data::{npy, NpyShards, RowSource};

@@ -1,6 +1,6 @@
 //! `Conv2d`: a 2-D convolution over images stored as rows (channels first), with its
-//! hand-derived backward pass; and the `im2col` / `col2im` pair it shares with
-//! [`crate::ConvTranspose2d`].
+//! hand-derived backward pass (`im2col` and `col2im` are in `patches.rs`, shared with
+//! [`crate::ConvTranspose2d`]; what every image layer shares is in `images.rs`).
 //!
 //! # The computation (im2col and the crate's matrix product)
 //! For one image `x` `(c_in, h, w)`, `im2col` writes the patch matrix `X_col`
@@ -19,7 +19,7 @@
 //! each block keeps its own patch buffer and its own partial `dL/dW`, and the 8 partials
 //! are added in block order, so the bits do not depend on the thread count.
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -34,198 +34,13 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::init::Init;
 use crate::layers::conv_direct::{self as direct, Plane};
+use crate::layers::images::{
+    add_partials, bias_activate, bias_grad, flat, flat_mut, indexed, infer_kind, optional_blocks,
+    zip3,
+};
+use crate::layers::patches::{col2im_add, im2col, Patches};
 use crate::layers::scratch::Scratch;
 use crate::layers::{LayerKind, ParamKind, ParamVisitor};
-
-/// Index geometry of the patches of a convolution reading image `(c, h, w)` with kernel
-/// `(kh, kw)`, stride `(sh, sw)` and padding `top`, `left` at `(oh, ow)` output positions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Patches {
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub sh: usize,
-    pub sw: usize,
-    pub top: usize,
-    pub left: usize,
-    pub oh: usize,
-    pub ow: usize,
-}
-
-impl Patches {
-    /// Rows of the patch matrix, `c kh kw`.
-    pub fn rows(&self) -> usize {
-        self.c * self.kh * self.kw
-    }
-
-    /// Columns of the patch matrix (output positions), `oh ow`.
-    pub fn positions(&self) -> usize {
-        self.oh * self.ow
-    }
-
-    /// Output positions `lo..hi` along one axis (of `n_out`) whose input index
-    /// `o s + offset - pad` lies in `0..n`.
-    fn valid(n_out: usize, s: usize, offset: usize, pad: usize, n: usize) -> (usize, usize) {
-        let lo = pad.saturating_sub(offset).div_ceil(s);
-        // o s + offset - pad <= n - 1  <=>  o <= (n - 1 + pad - offset) / s
-        let hi = match (n - 1 + pad).checked_sub(offset) {
-            Some(top) => (top / s + 1).min(n_out),
-            None => 0,
-        };
-        (lo.min(hi), hi)
-    }
-}
-
-/// Writes the patch matrix of image `x` `(c, h, w)` into `cols` `(c kh kw, oh ow)`.
-pub(super) fn im2col<T: Float>(g: &Patches, x: &[T], cols: &mut [T]) {
-    let p = g.positions();
-    for ch in 0..g.c {
-        let plane = &x[ch * g.h * g.w..(ch + 1) * g.h * g.w];
-        for i in 0..g.kh {
-            let (ylo, yhi) = Patches::valid(g.oh, g.sh, i, g.top, g.h);
-            for j in 0..g.kw {
-                let (xlo, xhi) = Patches::valid(g.ow, g.sw, j, g.left, g.w);
-                let r = (ch * g.kh + i) * g.kw + j;
-                let row = &mut cols[r * p..(r + 1) * p];
-                for (oy, dst) in row.chunks_exact_mut(g.ow).enumerate() {
-                    if oy < ylo || oy >= yhi {
-                        dst.fill(T::zero());
-                        continue;
-                    }
-                    let src = &plane[(oy * g.sh + i - g.top) * g.w..][..g.w];
-                    dst[..xlo].fill(T::zero());
-                    dst[xhi..].fill(T::zero());
-                    if xlo == xhi {
-                        continue; // the kernel column reads padding only
-                    }
-                    if g.sw == 1 {
-                        let start = xlo + j - g.left;
-                        dst[xlo..xhi].copy_from_slice(&src[start..start + (xhi - xlo)]);
-                    } else {
-                        for (ox, d) in dst.iter_mut().enumerate().take(xhi).skip(xlo) {
-                            *d = src[ox * g.sw + j - g.left];
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The adjoint of [`im2col`]: adds each entry of `cols` `(c kh kw, oh ow)` to the pixel of
-/// `x` `(c, h, w)` it was read from (entries from the padding are dropped).
-pub(super) fn col2im_add<T: Float>(g: &Patches, cols: &[T], x: &mut [T]) {
-    let p = g.positions();
-    for ch in 0..g.c {
-        let plane = &mut x[ch * g.h * g.w..(ch + 1) * g.h * g.w];
-        for i in 0..g.kh {
-            let (ylo, yhi) = Patches::valid(g.oh, g.sh, i, g.top, g.h);
-            for j in 0..g.kw {
-                let (xlo, xhi) = Patches::valid(g.ow, g.sw, j, g.left, g.w);
-                let r = (ch * g.kh + i) * g.kw + j;
-                let row = &cols[r * p..(r + 1) * p];
-                for oy in ylo..yhi {
-                    let src = &row[oy * g.ow..(oy + 1) * g.ow];
-                    let dst = &mut plane[(oy * g.sh + i - g.top) * g.w..][..g.w];
-                    if xlo == xhi {
-                        break; // the kernel column reads padding only
-                    }
-                    if g.sw == 1 {
-                        let start = xlo + j - g.left;
-                        for (d, &s) in dst[start..start + (xhi - xlo)]
-                            .iter_mut()
-                            .zip(&src[xlo..xhi])
-                        {
-                            *d += s;
-                        }
-                    } else {
-                        for (ox, &s) in src.iter().enumerate().take(xhi).skip(xlo) {
-                            dst[ox * g.sw + j - g.left] += s;
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// A row of the model's buffers as a flat slice.
-///
-/// # Panics
-/// If the row is not contiguous (the model's buffers always are).
-pub(super) fn flat<'a, T>(row: ArrayView1<'a, T>) -> &'a [T] {
-    row.to_slice().expect("image layers read contiguous rows")
-}
-
-/// [`flat`] of a mutable row.
-pub(super) fn flat_mut<'a, T>(row: ArrayViewMut1<'a, T>) -> &'a mut [T] {
-    row.into_slice()
-        .expect("image layers write contiguous rows")
-}
-
-/// `z[c, q] += b[c]` for each channel `c` of a row `(channels, q)`, then `a = s(z)`.
-pub(super) fn bias_activate<T: Float>(
-    bias: &[T],
-    activation: Activation,
-    z: &mut [T],
-    a: &mut [T],
-) {
-    let q = z.len() / bias.len().max(1);
-    for ((zc, ac), &b) in z.chunks_exact_mut(q).zip(a.chunks_exact_mut(q)).zip(bias) {
-        match activation {
-            Activation::Identity => zc.iter_mut().zip(ac).for_each(|(z, a)| {
-                *z += b;
-                *a = *z;
-            }),
-            Activation::Relu => zc.iter_mut().zip(ac).for_each(|(z, a)| {
-                *z += b;
-                *a = if *z > T::zero() { *z } else { T::zero() };
-            }),
-            other => zc.iter_mut().zip(ac).for_each(|(z, a)| {
-                *z += b;
-                *a = other.value(*z);
-            }),
-        }
-    }
-}
-
-/// `a = s(z)` over a row.
-pub(super) fn activate<T: Float>(activation: Activation, z: &[T], a: &mut [T]) {
-    match activation {
-        Activation::Identity => a.copy_from_slice(z),
-        other => a.iter_mut().zip(z).for_each(|(a, &z)| *a = other.value(z)),
-    }
-}
-
-/// `dL/db_c += sum over rows and positions of d_z[row, (c, q)]`, in row order.
-pub(super) fn bias_grad<T: Float>(d_z: ArrayView2<T>, grad_bias: &mut [T]) {
-    let q = d_z.ncols() / grad_bias.len().max(1);
-    for row in d_z.rows() {
-        for (g, d) in grad_bias.iter_mut().zip(flat(row).chunks_exact(q)) {
-            *g += d.iter().fold(T::zero(), |s, &v| s + v);
-        }
-    }
-}
-
-/// The 8 blocks' optional input-gradient views.
-pub(super) fn optional_blocks<T>(
-    d_input: Option<ArrayViewMut2<'_, T>>,
-) -> [Option<ArrayViewMut2<'_, T>>; ROW_BLOCKS] {
-    match d_input {
-        Some(d) => row_blocks_mut(d).map(Some),
-        None => std::array::from_fn(|_| None),
-    }
-}
-
-/// Adds the blocks' partial weight gradients, `partial` `(8 rows, n)` flat, into `grad` in
-/// block order.
-pub(super) fn add_partials<T: Float>(partial: &[T], grad: &mut [T]) {
-    for block in partial.chunks_exact(grad.len().max(1)) {
-        grad.iter_mut().zip(block).for_each(|(g, &p)| *g += p);
-    }
-}
 
 /// Convolutions with fewer output channels than this (and stride 1) run the direct kernels.
 const DIRECT_BELOW: usize = 4;
@@ -478,26 +293,6 @@ impl<T: Float> Conv2d<T> {
     }
 }
 
-/// `a = s(f(input))` for any kind, allocating the outputs, with the input width checked.
-pub(super) fn infer_kind<T: Float, L: LayerKind<T>>(
-    layer: &L,
-    input: ArrayView2<T>,
-    context: &'static str,
-) -> Result<Array2<T>> {
-    if input.ncols() != layer.n_in() {
-        return Err(Error::ShapeMismatch {
-            context,
-            expected: format!("(_, {})", layer.n_in()),
-            found: format!("{:?}", input.dim()),
-        });
-    }
-    let mut z = Array2::zeros((input.nrows(), layer.n_out()));
-    let mut a = Array2::zeros((input.nrows(), layer.n_out()));
-    let input = input.as_standard_layout();
-    layer.forward(input.view(), z.view_mut(), a.view_mut());
-    Ok(a)
-}
-
 impl<T: Float> LayerKind<T> for Conv2d<T> {
     fn n_in(&self) -> usize {
         self.window.n_in()
@@ -683,85 +478,5 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
 
     fn param_kinds(&self) -> &'static [ParamKind] {
         &[ParamKind::Weight, ParamKind::Bias]
-    }
-}
-
-/// Three arrays of blocks side by side.
-pub(super) fn zip3<A, B, C>(
-    a: [A; ROW_BLOCKS],
-    b: [B; ROW_BLOCKS],
-    c: [C; ROW_BLOCKS],
-) -> [(A, B, C); ROW_BLOCKS] {
-    let (mut b, mut c) = (b.map(Some), c.map(Some));
-    let mut i = 0;
-    a.map(|a| {
-        i += 1;
-        let (b, c) = (b[i - 1].take(), c[i - 1].take());
-        (a, b.expect("as many blocks"), c.expect("as many blocks"))
-    })
-}
-
-/// Each block with its index (which picks its scratch buffer).
-pub(super) fn indexed<P>(parts: [P; ROW_BLOCKS]) -> [(usize, P); ROW_BLOCKS] {
-    let mut i = 0;
-    parts.map(|p| {
-        i += 1;
-        (i - 1, p)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `im2col` against the definition, index by index, over strides and paddings.
-    #[test]
-    fn im2col_matches_the_definition() {
-        for (h, w, kh, kw, sh, sw, top, left, bottom, right) in [
-            (5, 4, 3, 2, 1, 1, 1, 0, 1, 1),
-            (7, 7, 3, 3, 2, 2, 1, 1, 1, 1),
-            (6, 5, 2, 3, 3, 2, 0, 2, 2, 0),
-            (3, 3, 3, 3, 1, 1, 2, 2, 2, 2),
-        ] {
-            let oh = (h + top + bottom - kh) / sh + 1;
-            let ow = (w + left + right - kw) / sw + 1;
-            let g = Patches {
-                c: 2,
-                h,
-                w,
-                kh,
-                kw,
-                sh,
-                sw,
-                top,
-                left,
-                oh,
-                ow,
-            };
-            let x: Vec<f64> = (0..2 * h * w).map(|i| i as f64 + 1.0).collect();
-            let mut cols = vec![-1.0; g.rows() * g.positions()];
-            im2col(&g, &x, &mut cols);
-            for c in 0..2 {
-                for i in 0..kh {
-                    for j in 0..kw {
-                        for oy in 0..oh {
-                            for ox in 0..ow {
-                                let y = (oy * sh + i) as isize - top as isize;
-                                let xx = (ox * sw + j) as isize - left as isize;
-                                let inside =
-                                    (0..h as isize).contains(&y) && (0..w as isize).contains(&xx);
-                                let want = if inside {
-                                    x[c * h * w + y as usize * w + xx as usize]
-                                } else {
-                                    0.0
-                                };
-                                let r = (c * kh + i) * kw + j;
-                                assert_eq!(cols[r * g.positions() + oy * ow + ox], want);
-                            }
-                        }
-                    }
-                }
-            }
-        }
     }
 }

@@ -23,7 +23,7 @@ use ndarray::ArrayView2;
 
 use crate::compute::{avx2_dispatch, lane_sum_buffered};
 use crate::float::Float;
-use crate::layers::conv::Patches;
+use crate::layers::patches::Patches;
 
 /// The padded plane of a stride-1 convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,10 +23,12 @@ use crate::compute::{
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::init::Init;
-use crate::layers::conv::{
-    add_partials, bias_activate, bias_grad, check_params, col2im_add, flat, flat_mut, im2col,
-    indexed, infer_kind, optional_blocks, zip3, ConvData, Patches,
+use crate::layers::conv::{check_params, ConvData};
+use crate::layers::images::{
+    add_partials, bias_activate, bias_grad, flat, flat_mut, indexed, infer_kind, optional_blocks,
+    zip3,
 };
+use crate::layers::patches::{col2im_add, im2col, Patches};
 use crate::layers::scratch::Scratch;
 use crate::layers::{LayerKind, ParamKind, ParamVisitor};
 

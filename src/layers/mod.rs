@@ -37,6 +37,8 @@ mod conv;
 mod conv_direct;
 mod conv_transpose;
 mod dense;
+mod images;
+mod patches;
 mod pool;
 mod scratch;
 mod upsample;

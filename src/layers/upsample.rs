@@ -9,7 +9,7 @@ use crate::architecture::{LayerKindName, Window};
 use crate::compute::{for_each_block, row_blocks, row_blocks_mut};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::layers::conv::{activate, flat, flat_mut, indexed, infer_kind, optional_blocks, zip3};
+use crate::layers::images::{activate, flat, flat_mut, indexed, infer_kind, optional_blocks, zip3};
 use crate::layers::{LayerKind, ParamKind, ParamVisitor};
 
 /// Nearest-neighbour upsampling by integer factors `(sh, sw)`: for each image `x`

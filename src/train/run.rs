@@ -183,15 +183,16 @@ impl<O> Trainer<O> {
     ) -> Result<Workspace<T>> {
         let (n, n_in) = (train.n_rows(), train.width());
         let batch_size = self.batch_size.min(n);
-        let range = match (train.as_array(), self.noise) {
-            (Some(array), _) => value_range(array),
-            (None, Some(Noise::SaltAndPepper { .. })) => {
+        // Only salt-and-pepper noise uses the range of the data.
+        let range = match (self.noise, train.as_array()) {
+            (Some(Noise::SaltAndPepper { .. }), Some(array)) => value_range(array),
+            (Some(Noise::SaltAndPepper { .. }), None) => {
                 // One pass in chunks of about 2^20 values.
                 let rows = (1 << 20) / n_in.max(1);
                 let mut chunk = Array2::<T>::zeros((rows.clamp(1, n), n_in));
                 streamed_value_range(train, chunk.view_mut())?
             }
-            (None, _) => (T::zero(), T::zero()), // only salt-and-pepper uses it
+            _ => (T::zero(), T::zero()),
         };
         let exchange = match self.group() {
             Some(comm) => Some(Exchange::new::<T>(

@@ -1,0 +1,131 @@
+//! What the image layers (convolutions, pooling, upsampling) share: an image row as a flat
+//! slice, the bias and activation over channels, the bias gradient, the 8 row blocks'
+//! plumbing, and inference through any kind.
+
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
+
+use crate::activation::Activation;
+use crate::compute::{row_blocks_mut, ROW_BLOCKS};
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::layers::LayerKind;
+
+/// A row of the model's buffers as a flat slice.
+///
+/// # Panics
+/// If the row is not contiguous (the model's buffers always are).
+pub(super) fn flat<'a, T>(row: ArrayView1<'a, T>) -> &'a [T] {
+    row.to_slice().expect("image layers read contiguous rows")
+}
+
+/// [`flat`] of a mutable row.
+pub(super) fn flat_mut<'a, T>(row: ArrayViewMut1<'a, T>) -> &'a mut [T] {
+    row.into_slice()
+        .expect("image layers write contiguous rows")
+}
+
+/// `z[c, q] += b[c]` for each channel `c` of a row `(channels, q)`, then `a = s(z)`.
+pub(super) fn bias_activate<T: Float>(
+    bias: &[T],
+    activation: Activation,
+    z: &mut [T],
+    a: &mut [T],
+) {
+    let q = z.len() / bias.len().max(1);
+    for ((zc, ac), &b) in z.chunks_exact_mut(q).zip(a.chunks_exact_mut(q)).zip(bias) {
+        match activation {
+            Activation::Identity => zc.iter_mut().zip(ac).for_each(|(z, a)| {
+                *z += b;
+                *a = *z;
+            }),
+            Activation::Relu => zc.iter_mut().zip(ac).for_each(|(z, a)| {
+                *z += b;
+                *a = if *z > T::zero() { *z } else { T::zero() };
+            }),
+            other => zc.iter_mut().zip(ac).for_each(|(z, a)| {
+                *z += b;
+                *a = other.value(*z);
+            }),
+        }
+    }
+}
+
+/// `a = s(z)` over a row.
+pub(super) fn activate<T: Float>(activation: Activation, z: &[T], a: &mut [T]) {
+    match activation {
+        Activation::Identity => a.copy_from_slice(z),
+        other => a.iter_mut().zip(z).for_each(|(a, &z)| *a = other.value(z)),
+    }
+}
+
+/// `dL/db_c += sum over rows and positions of d_z[row, (c, q)]`, in row order.
+pub(super) fn bias_grad<T: Float>(d_z: ArrayView2<T>, grad_bias: &mut [T]) {
+    let q = d_z.ncols() / grad_bias.len().max(1);
+    for row in d_z.rows() {
+        for (g, d) in grad_bias.iter_mut().zip(flat(row).chunks_exact(q)) {
+            *g += d.iter().fold(T::zero(), |s, &v| s + v);
+        }
+    }
+}
+
+/// The 8 blocks' optional input-gradient views.
+pub(super) fn optional_blocks<T>(
+    d_input: Option<ArrayViewMut2<'_, T>>,
+) -> [Option<ArrayViewMut2<'_, T>>; ROW_BLOCKS] {
+    match d_input {
+        Some(d) => row_blocks_mut(d).map(Some),
+        None => std::array::from_fn(|_| None),
+    }
+}
+
+/// Adds the blocks' partial weight gradients, `partial` `(8 rows, n)` flat, into `grad` in
+/// block order.
+pub(super) fn add_partials<T: Float>(partial: &[T], grad: &mut [T]) {
+    for block in partial.chunks_exact(grad.len().max(1)) {
+        grad.iter_mut().zip(block).for_each(|(g, &p)| *g += p);
+    }
+}
+
+/// Three arrays of blocks side by side.
+pub(super) fn zip3<A, B, C>(
+    a: [A; ROW_BLOCKS],
+    b: [B; ROW_BLOCKS],
+    c: [C; ROW_BLOCKS],
+) -> [(A, B, C); ROW_BLOCKS] {
+    let (mut b, mut c) = (b.map(Some), c.map(Some));
+    let mut i = 0;
+    a.map(|a| {
+        i += 1;
+        let (b, c) = (b[i - 1].take(), c[i - 1].take());
+        (a, b.expect("as many blocks"), c.expect("as many blocks"))
+    })
+}
+
+/// Each block with its index (which picks its scratch buffer).
+pub(super) fn indexed<P>(parts: [P; ROW_BLOCKS]) -> [(usize, P); ROW_BLOCKS] {
+    let mut i = 0;
+    parts.map(|p| {
+        i += 1;
+        (i - 1, p)
+    })
+}
+
+/// `a = s(f(input))` for any kind, allocating the outputs, with the input width checked.
+pub(super) fn infer_kind<T: Float, L: LayerKind<T>>(
+    layer: &L,
+    input: ArrayView2<T>,
+    context: &'static str,
+) -> Result<Array2<T>> {
+    if input.ncols() != layer.n_in() {
+        return Err(Error::ShapeMismatch {
+            context,
+            expected: format!("(_, {})", layer.n_in()),
+            found: format!("{:?}", input.dim()),
+        });
+    }
+    let mut z = Array2::zeros((input.nrows(), layer.n_out()));
+    let mut a = Array2::zeros((input.nrows(), layer.n_out()));
+    let input = input.as_standard_layout();
+    layer.forward(input.view(), z.view_mut(), a.view_mut());
+    Ok(a)
+}

@@ -1,0 +1,175 @@
+//! The patches of a convolution: their geometry ([`Patches`]), `im2col`, which copies an
+//! image's patches into the columns of a matrix, and its adjoint `col2im_add`. `Conv2d`
+//! uses the pair forward and backward, `ConvTranspose2d` backward and forward.
+
+use crate::float::Float;
+
+/// Index geometry of the patches of a convolution reading image `(c, h, w)` with kernel
+/// `(kh, kw)`, stride `(sh, sw)` and padding `top`, `left` at `(oh, ow)` output positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Patches {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub top: usize,
+    pub left: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl Patches {
+    /// Rows of the patch matrix, `c kh kw`.
+    pub fn rows(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    /// Columns of the patch matrix (output positions), `oh ow`.
+    pub fn positions(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// Output positions `lo..hi` along one axis (of `n_out`) whose input index
+    /// `o s + offset - pad` lies in `0..n`.
+    fn valid(n_out: usize, s: usize, offset: usize, pad: usize, n: usize) -> (usize, usize) {
+        let lo = pad.saturating_sub(offset).div_ceil(s);
+        // o s + offset - pad <= n - 1  <=>  o <= (n - 1 + pad - offset) / s
+        let hi = match (n - 1 + pad).checked_sub(offset) {
+            Some(top) => (top / s + 1).min(n_out),
+            None => 0,
+        };
+        (lo.min(hi), hi)
+    }
+}
+
+/// Writes the patch matrix of image `x` `(c, h, w)` into `cols` `(c kh kw, oh ow)`.
+pub(super) fn im2col<T: Float>(g: &Patches, x: &[T], cols: &mut [T]) {
+    let p = g.positions();
+    for ch in 0..g.c {
+        let plane = &x[ch * g.h * g.w..(ch + 1) * g.h * g.w];
+        for i in 0..g.kh {
+            let (ylo, yhi) = Patches::valid(g.oh, g.sh, i, g.top, g.h);
+            for j in 0..g.kw {
+                let (xlo, xhi) = Patches::valid(g.ow, g.sw, j, g.left, g.w);
+                let r = (ch * g.kh + i) * g.kw + j;
+                let row = &mut cols[r * p..(r + 1) * p];
+                for (oy, dst) in row.chunks_exact_mut(g.ow).enumerate() {
+                    if oy < ylo || oy >= yhi {
+                        dst.fill(T::zero());
+                        continue;
+                    }
+                    let src = &plane[(oy * g.sh + i - g.top) * g.w..][..g.w];
+                    dst[..xlo].fill(T::zero());
+                    dst[xhi..].fill(T::zero());
+                    if xlo == xhi {
+                        continue; // the kernel column reads padding only
+                    }
+                    if g.sw == 1 {
+                        let start = xlo + j - g.left;
+                        dst[xlo..xhi].copy_from_slice(&src[start..start + (xhi - xlo)]);
+                    } else {
+                        for (ox, d) in dst.iter_mut().enumerate().take(xhi).skip(xlo) {
+                            *d = src[ox * g.sw + j - g.left];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds each entry of `cols` `(c kh kw, oh ow)` to the pixel of
+/// `x` `(c, h, w)` it was read from (entries from the padding are dropped).
+pub(super) fn col2im_add<T: Float>(g: &Patches, cols: &[T], x: &mut [T]) {
+    let p = g.positions();
+    for ch in 0..g.c {
+        let plane = &mut x[ch * g.h * g.w..(ch + 1) * g.h * g.w];
+        for i in 0..g.kh {
+            let (ylo, yhi) = Patches::valid(g.oh, g.sh, i, g.top, g.h);
+            for j in 0..g.kw {
+                let (xlo, xhi) = Patches::valid(g.ow, g.sw, j, g.left, g.w);
+                let r = (ch * g.kh + i) * g.kw + j;
+                let row = &cols[r * p..(r + 1) * p];
+                for oy in ylo..yhi {
+                    let src = &row[oy * g.ow..(oy + 1) * g.ow];
+                    let dst = &mut plane[(oy * g.sh + i - g.top) * g.w..][..g.w];
+                    if xlo == xhi {
+                        break; // the kernel column reads padding only
+                    }
+                    if g.sw == 1 {
+                        let start = xlo + j - g.left;
+                        for (d, &s) in dst[start..start + (xhi - xlo)]
+                            .iter_mut()
+                            .zip(&src[xlo..xhi])
+                        {
+                            *d += s;
+                        }
+                    } else {
+                        for (ox, &s) in src.iter().enumerate().take(xhi).skip(xlo) {
+                            dst[ox * g.sw + j - g.left] += s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `im2col` against the definition, index by index, over strides and paddings.
+    #[test]
+    fn im2col_matches_the_definition() {
+        for (h, w, kh, kw, sh, sw, top, left, bottom, right) in [
+            (5, 4, 3, 2, 1, 1, 1, 0, 1, 1),
+            (7, 7, 3, 3, 2, 2, 1, 1, 1, 1),
+            (6, 5, 2, 3, 3, 2, 0, 2, 2, 0),
+            (3, 3, 3, 3, 1, 1, 2, 2, 2, 2),
+        ] {
+            let oh = (h + top + bottom - kh) / sh + 1;
+            let ow = (w + left + right - kw) / sw + 1;
+            let g = Patches {
+                c: 2,
+                h,
+                w,
+                kh,
+                kw,
+                sh,
+                sw,
+                top,
+                left,
+                oh,
+                ow,
+            };
+            let x: Vec<f64> = (0..2 * h * w).map(|i| i as f64 + 1.0).collect();
+            let mut cols = vec![-1.0; g.rows() * g.positions()];
+            im2col(&g, &x, &mut cols);
+            for c in 0..2 {
+                for i in 0..kh {
+                    for j in 0..kw {
+                        for oy in 0..oh {
+                            for ox in 0..ow {
+                                let y = (oy * sh + i) as isize - top as isize;
+                                let xx = (ox * sw + j) as isize - left as isize;
+                                let inside =
+                                    (0..h as isize).contains(&y) && (0..w as isize).contains(&xx);
+                                let want = if inside {
+                                    x[c * h * w + y as usize * w + xx as usize]
+                                } else {
+                                    0.0
+                                };
+                                let r = (c * kh + i) * kw + j;
+                                assert_eq!(cols[r * g.positions() + oy * ow + ox], want);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
