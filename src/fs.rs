@@ -1,8 +1,8 @@
 //! Atomic file writes: the one way this crate writes a file (models, checkpoints, downloads,
-//! pictures).
+//! pictures); and [`read_full`], the readers' loop that fills a buffer.
 
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -98,6 +98,21 @@ fn create_temp(dir: &Path, name: &str) -> io::Result<(File, PathBuf)> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Reads until `buf` is full or the input ends (retrying interrupted reads); returns the
+/// number of bytes read, less than `buf.len()` only at the end of the input.
+pub(crate) fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 #[cfg(test)]

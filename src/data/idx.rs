@@ -32,6 +32,7 @@ use flate2::read::MultiGzDecoder;
 use ndarray::{Array1, Array2};
 
 use crate::budget::check_buffer;
+use crate::fs::read_full;
 use crate::{Error, Float, Result};
 
 /// The most bytes deflate can expand one input byte to (a 258-byte match per 2 bits).
@@ -370,20 +371,6 @@ fn read_u8(
         ));
     }
     Ok((dims, data))
-}
-
-/// Reads until `buf` is full or the input ends; returns the number of bytes read.
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// A read error: corrupt gzip data is a format error, anything else an I/O error.

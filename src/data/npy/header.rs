@@ -5,7 +5,8 @@ use std::path::Path;
 
 use crate::{Float, Result};
 
-use super::{format_error, io_error, open, parse_descr, parse_dict, read_full, truncated_header};
+use super::{format_error, io_error, open, parse_descr, parse_dict, truncated_header};
+use crate::fs::read_full;
 
 /// The magic string every `.npy` file starts with.
 pub(super) const MAGIC: &[u8; 6] = b"\x93NUMPY";

@@ -35,7 +35,7 @@ mod read;
 mod write;
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::path::Path;
 
 use ndarray::Dimension;
@@ -143,20 +143,6 @@ fn open(path: &Path) -> Result<(BufReader<File>, u64)> {
         .map_err(|e| io_error("cannot read", path, e))?
         .len();
     Ok((BufReader::new(file), len))
-}
-
-/// Reads until `buf` is full or the input ends; returns the number of bytes read.
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 fn io_error(action: &'static str, path: &Path, source: std::io::Error) -> Error {

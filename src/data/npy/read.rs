@@ -5,11 +5,12 @@ use std::path::Path;
 use ndarray::{Array, Dimension, IxDyn, ShapeBuilder};
 
 use crate::budget::check_buffer;
+use crate::fs::read_full;
 use crate::{Error, Float, Result};
 
 use super::{
-    check_data_len, checked_shape, element_name, format_error, io_error, open, read_full,
-    read_header, truncated_data, unreachable_dims, Dtype, Header, MemoryOrder,
+    check_data_len, checked_shape, element_name, format_error, io_error, open, read_header,
+    truncated_data, unreachable_dims, Dtype, Header, MemoryOrder,
 };
 
 /// The values of a file are read and converted in blocks of this many bytes.
