@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use autoencoder::data::npy::{self, NpyMap};
 use autoencoder::data::{Mnist, RowSource};
-use autoencoder::distributed::{Communicator, Mpi};
+use autoencoder::distributed::{agree, Communicator, Mpi};
 use autoencoder::{Activation, Adam, Autoencoder, Error, Loss, Result, Shuffle, Trainer};
 use clap::{Parser, ValueEnum};
 use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, Ix2};
@@ -300,20 +300,6 @@ fn synthetic(n: usize) -> Array2<f32> {
         }
     }
     x
-}
-
-/// Every rank's `local`, agreed: one all-gather of a status byte; any failure fails every
-/// rank (the library's trainer does the same for its own errors).
-fn agree(comm: &dyn Communicator, local: Result<()>) -> Result<()> {
-    let mut all = vec![0u8; comm.size()];
-    comm.all_gather(&[u8::from(local.is_err())], &mut all);
-    match all.iter().position(|&s| s != 0) {
-        Some(rank) if local.is_ok() => Err(Error::RankFailed {
-            rank,
-            message: "could not prepare the data file (see its message)".into(),
-        }),
-        _ => local,
-    }
 }
 
 /// Median of 20 all-gathers of `bytes` per rank, in milliseconds.

@@ -163,11 +163,40 @@ pub fn part(m: usize, rank: usize, size: usize) -> Range<usize> {
 /// Bytes of the agreement message: a status byte, two length bytes, the message.
 const NOTE: usize = 1024;
 
-/// Agrees on `local`, one result per rank: `Ok` if every rank is; else on every rank
-/// [`Error::RankFailed`] naming the lowest failing rank, or each rank's own error if every
-/// rank failed. One all-gather of [`NOTE`] bytes (it allocates: once per run, per
-/// checkpoint, and when a step fails).
-pub(crate) fn agree<V>(comm: &dyn Communicator, local: Result<V>) -> Result<V> {
+/// Agrees on `local`, this rank's outcome of some work every rank did (reading its data,
+/// writing a file): returns `local` if every rank succeeded; else, on every rank,
+/// [`Error::RankFailed`] naming the lowest failing rank and its error's message (the first
+/// 1000 bytes), or each rank's own error if every rank failed. Every rank of the group must
+/// call it. The trainer uses it before the first epoch and after each checkpoint; call it
+/// around your own per-rank work so that no rank goes on (and waits) alone.
+///
+/// One all-gather of 1024 bytes per rank (it allocates, and is not meant for every step).
+///
+/// ```
+/// use autoencoder::distributed::{agree, Local};
+/// use autoencoder::Error;
+/// # fn main() -> autoencoder::Result<()> {
+/// let results: Vec<_> = std::thread::scope(|s| {
+///     let ranks: Vec<_> = Local::group(2)?
+///         .into_iter()
+///         .map(|comm| {
+///             s.spawn(move || {
+///                 let mine = match autoencoder::distributed::Communicator::rank(&comm) {
+///                     1 => Err(Error::InvalidConfig("no data on this host".into())),
+///                     _ => Ok(()),
+///                 };
+///                 agree(&comm, mine)
+///             })
+///         })
+///         .collect();
+///     Ok::<_, Error>(ranks.into_iter().map(|h| h.join().unwrap()).collect())
+/// })?;
+/// for r in results {
+///     assert!(matches!(r, Err(Error::RankFailed { rank: 1, .. })));
+/// }
+/// # Ok(()) }
+/// ```
+pub fn agree<V>(comm: &dyn Communicator, local: Result<V>) -> Result<V> {
     let mut note = vec![0u8; NOTE];
     if let Err(e) = &local {
         let text = e.to_string();
