@@ -109,7 +109,11 @@ fn main() -> ExitCode {
     match run(&args, &mpi) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error on rank {}: {e}", mpi.rank());
+            // Every rank stops with the same error; each reports it in one write, then
+            // waits for the others, since mpirun ends every rank once one has exited.
+            let line = format!("error on rank {}: {e}\n", mpi.rank());
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+            mpi.all_gather(&[0], &mut vec![0; mpi.size()]);
             ExitCode::FAILURE
         }
     }
@@ -125,7 +129,9 @@ fn run(args: &Args, mpi: &Arc<Mpi>) -> Result<()> {
         };
         PathBuf::from(format!("data/distributed-{name}.npy"))
     });
-    // Rank 0 writes the file; the others wait for the outcome.
+    // Every step that may fail on one rank alone is agreed on (`distributed::agree`), so
+    // that every rank stops together with the same error. Rank 0 writes the file; the
+    // others wait for the outcome.
     let written = match comm.rank() {
         0 if !path.exists() => write_rows(args.data, &path),
         _ => Ok(()),
@@ -134,8 +140,8 @@ fn run(args: &Args, mpi: &Arc<Mpi>) -> Result<()> {
 
     // SAFETY: nothing modifies or truncates the file while the map lives (rank 0 wrote
     // it atomically before any rank mapped it).
-    let map = unsafe { NpyMap::open(&path)? };
-    let all: ArrayView2<f32> = map.view::<f32, Ix2>()?;
+    let map = agree(&*comm, unsafe { NpyMap::open(&path) })?; // e.g. not on this host
+    let all: ArrayView2<f32> = agree(&*comm, map.view::<f32, Ix2>())?;
     let rows = args.rows.min(all.nrows());
     let x = all.slice(s![..rows, ..]);
 
@@ -164,10 +170,12 @@ fn run(args: &Args, mpi: &Arc<Mpi>) -> Result<()> {
     let message = ae.n_params() * 4 + 8 * 2 + 8;
     let exchange_ms = time_exchange(&*comm, message);
 
+    let saved = match (&args.save, comm.rank()) {
+        (Some(save), 0) => ae.save(save),
+        _ => Ok(()),
+    };
+    agree(&*comm, saved)?;
     if comm.rank() == 0 {
-        if let Some(save) = &args.save {
-            ae.save(save)?;
-        }
         let last = history.epochs.last().expect("at least one epoch");
         let name = match args.model {
             ModelName::Deep => "W-deep",
