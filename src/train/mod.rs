@@ -273,8 +273,10 @@ impl<O> Trainer<O> {
     ///   the global batch (one more, small exchange per step: a sum per unit); weight
     ///   penalties count once.
     /// - **Files**: only rank 0 writes checkpoints ([`Trainer::checkpoint`]), on storage
-    ///   every rank can read for [`Trainer::resume`]; resuming with the same number of
-    ///   ranks gives the bits of the uninterrupted run. Save the final model on rank 0.
+    ///   every rank can read for [`Trainer::resume`] (load it through
+    ///   [`crate::distributed::agree`], so that a rank that cannot read it stops every
+    ///   rank); resuming with the same number of ranks gives the bits of the uninterrupted
+    ///   run. Save the final model on rank 0, its result agreed the same way.
     /// - **Errors**: a rank that fails (a row it cannot read, a checkpoint it cannot
     ///   write) stops every rank with the same [`Error::RankFailed`]; a divergence is seen
     ///   on the summed gradient by every rank, as [`Error::Diverged`]. Callbacks run on
