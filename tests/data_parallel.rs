@@ -364,6 +364,48 @@ fn rank_zero_checkpoints_and_a_resumed_run_is_bit_exact() {
     }
 }
 
+/// A checkpoint does not depend on the number of ranks: a run of 2 ranks resumed on 3 (or
+/// on one process) ends within rounding of the uninterrupted run.
+#[test]
+fn a_checkpoint_resumes_on_another_number_of_ranks() {
+    let dir = scratch("other-ranks");
+    let path = dir.join("run.ckpt");
+    let x = data::<f64>();
+    let uninterrupted = train_f64(Some(2), |t| t);
+    on_ranks(2, |c| {
+        let mut ae = model::<f64>()?;
+        trainer::<f64>()?
+            .checkpoint(&path, 1)
+            .on_epoch(|r| match r.epoch {
+                1 => ControlFlow::Break(()),
+                _ => ControlFlow::Continue(()),
+            })
+            .distributed(c)
+            .fit(&mut ae, x.view(), None)
+            .map(|_| ())
+    })
+    .into_iter()
+    .collect::<Result<Vec<_>>>()
+    .expect("the first two epochs train");
+    for size in [1, 3] {
+        let resumed = on_ranks(size, |c| {
+            let mut ae = model::<f64>()?;
+            let checkpoint = Checkpoint::<f64>::load(&path)?;
+            trainer::<f64>()?
+                .distributed(c)
+                .resume(&mut ae, checkpoint, x.view(), None)?;
+            Ok(weights(&ae))
+        });
+        let resumed = resumed
+            .into_iter()
+            .next()
+            .expect("rank 0")
+            .expect("resumes");
+        let diff = max_rel_diff(&uninterrupted[0].0, &resumed);
+        assert!(diff < 1e-12, "resumed on {size} ranks: {diff:e}");
+    }
+}
+
 #[test]
 fn a_checkpoint_rank_zero_cannot_write_stops_every_rank() {
     let dir = scratch("unwritable");
