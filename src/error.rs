@@ -192,6 +192,18 @@ pub enum Error {
         /// What the drawing library reported.
         reason: String,
     },
+    /// In a distributed run ([`crate::Trainer::distributed`]), a process failed (a read
+    /// error or bad value in its rows, a checkpoint it could not write): every process
+    /// stops with this same error, naming the lowest-numbered rank that failed and its
+    /// error's message. (A divergence is seen by every rank at once, on the summed
+    /// gradient, and stays [`Error::Diverged`].)
+    #[error("rank {rank} of the distributed run failed: {message}")]
+    RankFailed {
+        /// The rank (process number, from 0) whose error stopped the run.
+        rank: usize,
+        /// That rank's error, as text (cut to 1000 bytes).
+        message: String,
+    },
 }
 
 /// `"N bytes"`, or a phrase for a size past 128 bits.

@@ -94,6 +94,7 @@ mod architecture;
 mod budget;
 pub mod compute;
 pub mod data;
+pub mod distributed;
 mod error;
 mod float;
 mod fs;

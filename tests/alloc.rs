@@ -52,6 +52,7 @@ fn main() -> Result<()> {
     threaded_steps_allocate_nothing()?;
     convolutional_steps_allocate_nothing()?;
     streamed_steps_allocate_nothing()?;
+    distributed_steps_allocate_nothing()?;
     println!("alloc: no allocation per training step after the first batch: ok");
     Ok(())
 }
@@ -305,6 +306,69 @@ fn streamed_steps_allocate_nothing() -> Result<()> {
             }
         }
         assert_eq!(compared, 3 * 15);
+    }
+    Ok(())
+}
+
+/// Two ranks (threads of this process, `distributed::Local`) training with noise and a
+/// weight penalty and KL sparsity: the per-step exchanges (gradients, and the global batch's
+/// mean activation) allocate nothing either.
+/// Rank 0 logs the counter, which counts both ranks' allocations.
+fn distributed_steps_allocate_nothing() -> Result<()> {
+    use autoencoder::distributed::Local;
+    let x = Array2::from_shape_fn((200, 64), |(i, j)| ((i * 7 + j * 3) % 13) as f32 / 12.0);
+    let log = Arc::new(Mutex::new(Vec::with_capacity(1000)));
+    let group = Local::group(2)?;
+    std::thread::scope(|s| -> Result<()> {
+        let handles: Vec<_> = group
+            .into_iter()
+            .map(|comm| {
+                let (x, sink) = (x.view(), Arc::clone(&log));
+                s.spawn(move || -> Result<()> {
+                    let rank0 = autoencoder::distributed::Communicator::rank(&comm) == 0;
+                    let mut ae = Autoencoder::<f32>::builder(64)
+                        .hidden(48, Activation::Relu)
+                        .latent(16, Activation::Sigmoid)
+                        .output(Activation::Sigmoid)
+                        .build(&mut ChaCha8Rng::seed_from_u64(5))?;
+                    Trainer::new(Adam::new(1e-3))
+                        .loss(Loss::BinaryCrossEntropy)
+                        .penalty(Penalty::l2_weights(1e-4)?)
+                        .penalty(Penalty::kl_sparsity(0.1, 0.5)?)
+                        .noise(Noise::Masking { fraction: 0.2 })
+                        .batch_size(32)
+                        .epochs(3)
+                        .distributed(Arc::new(comm))
+                        .on_batch(move |p| {
+                            if let (true, Ok(mut log)) = (rank0, sink.lock()) {
+                                log.push((p.epoch, p.batch, allocations()));
+                            }
+                        })
+                        .fit(&mut ae, x, None)
+                        .map(|_| ())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("no rank panics")?;
+        }
+        Ok(())
+    })?;
+    let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+    assert_eq!(log.len(), 3 * 7, "one record per batch");
+    // Only pairs inside an epoch, away from its ends: the other rank may be finishing
+    // the previous epoch or already recording this one (which allocates, once per epoch).
+    let inside = |p: &&[(usize, usize, usize)]| p[0].0 == p[1].0 && p[0].1 > 1 && p[1].1 < 7;
+    assert_eq!(log.windows(2).filter(inside).count(), 3 * 4);
+    for pair in log.windows(2).filter(inside) {
+        let ((_, _, count0), (_, _, count1)) = (pair[0], pair[1]);
+        assert_eq!(
+            count1 - count0,
+            0,
+            "distributed: allocations between batches {:?} and {:?}",
+            pair[0],
+            pair[1]
+        );
     }
     Ok(())
 }

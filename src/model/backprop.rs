@@ -12,8 +12,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::architecture::{Architecture, Latent};
 use crate::float::Float;
 use crate::layers::Layer;
-use crate::model::latent::{reparameterize, reparameterize_backward};
+use crate::model::latent::{reparameterize, reparameterize_backward, skip_eps};
 use crate::model::Autoencoder;
+use crate::objective::activity::{BatchStats, BatchSums};
 use crate::objective::loss::Loss;
 use crate::objective::{LossTerms, Penalty};
 
@@ -29,6 +30,8 @@ pub(crate) struct Workspace<T> {
     eps: Array2<T>,
     sample: Array2<T>,
     d_sample: Array2<T>,
+    /// `(widest layer)`: per-unit sums over the batch (KL sparsity's mean activation).
+    unit_sums: Vec<f64>,
 }
 
 impl<T: Float> Workspace<T> {
@@ -62,6 +65,7 @@ impl<T: Float> Workspace<T> {
             eps: sample(),
             sample: sample(),
             d_sample: sample(),
+            unit_sums: vec![0.0; layers.iter().map(|l| l.n_out()).max().unwrap_or(0)],
         };
     }
 
@@ -99,6 +103,27 @@ impl<T: Float> Autoencoder<T> {
         terms: &mut LossTerms,
         rng: &mut ChaCha8Rng,
     ) {
+        self.data_gradient(input, target, loss, penalties, terms, rng, None);
+        self.add_weight_penalties(penalties, &mut terms.penalties);
+        self.fold_tied_grads();
+    }
+
+    /// The part of [`Autoencoder::loss_and_gradient`] that depends on the batch's rows:
+    /// the reconstruction loss and the activity penalties with their gradients (weight
+    /// penalties and the tied-weight fold not yet added). A distributed step sums this
+    /// part across ranks, then adds the weight penalties once; `global` then gives the
+    /// global batch's sums that KL sparsity needs.
+    #[allow(clippy::too_many_arguments)] // the objective's parts, each used once
+    pub(crate) fn data_gradient(
+        &mut self,
+        input: ArrayView2<T>,
+        target: ArrayView2<T>,
+        loss: Loss,
+        penalties: &[Penalty],
+        terms: &mut LossTerms,
+        rng: &mut ChaCha8Rng,
+        mut global: Option<&mut dyn BatchSums>,
+    ) {
         let rows = input.nrows();
         self.forward_batch(input, Some(rng));
         self.layers.iter_mut().for_each(Layer::zero_grad);
@@ -114,7 +139,9 @@ impl<T: Float> Autoencoder<T> {
         );
         for l in (1..=last).rev() {
             self.backward_layer(l, rows); // d[l - 1] = dL/da_{l-1}
-            self.add_activity_penalties(l - 1, rows, penalties, &mut terms.penalties);
+            let values = &mut terms.penalties;
+            let global = global.as_mut().map(|g| &mut **g as &mut dyn BatchSums);
+            self.add_activity_penalties(l - 1, rows, penalties, values, global);
             let ws = &mut self.ws;
             let (z, a) = (&ws.z[l - 1], &ws.a[l - 1]);
             self.layers[l - 1].activation().backward(
@@ -124,8 +151,41 @@ impl<T: Float> Autoencoder<T> {
             );
         }
         self.layers[0].backward(input, self.ws.d[0].slice(s![..rows, ..]), None);
-        self.add_weight_penalties(penalties, &mut terms.penalties);
-        self.fold_tied_grads();
+    }
+
+    /// The exchanges of global batch sums that [`Autoencoder::data_gradient`] makes, in the
+    /// same order, with zero sums: for a distributed rank with no rows in a batch, or one
+    /// that failed, so that every rank makes the same exchanges.
+    pub(crate) fn idle_batch_sums(&mut self, penalties: &[Penalty], global: &mut dyn BatchSums) {
+        for i in (0..self.layers.len() - 1).rev() {
+            for penalty in penalties {
+                if let Penalty::Activity(p) = penalty {
+                    if p.layer_index(&self.arch) == i && p.uses_batch_sums() {
+                        let n = self.layers[i].n_out();
+                        let sums = &mut self.ws.unit_sums;
+                        if sums.len() < n {
+                            sums.resize(n, 0.0); // before the first forward pass only
+                        }
+                        sums[..n].fill(0.0);
+                        global.global(&mut sums[..n]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Draws and discards from `rng` what a forward pass on `rows` rows draws (a VAE's
+    /// `eps`; nothing for a deterministic code): a distributed rank's rows before and after
+    /// its part of the batch.
+    pub(crate) fn skip_draws(&self, rows: usize, rng: &mut ChaCha8Rng) {
+        if self.arch.latent == Latent::Gaussian {
+            skip_eps(rows, self.arch.n_latent(), rng);
+        }
+    }
+
+    /// Zeroes every parameter gradient (a distributed rank with no rows in a batch).
+    pub(crate) fn zero_grads(&mut self) {
+        self.layers.iter_mut().for_each(Layer::zero_grad);
     }
 
     /// Backward through layer `l >= 1`, given `d[l] = dL/dz_l`: accumulates its parameter
@@ -156,6 +216,7 @@ impl<T: Float> Autoencoder<T> {
         rows: usize,
         penalties: &[Penalty],
         values: &mut [f64],
+        mut global: Option<&mut dyn BatchSums>,
     ) {
         let ws = &mut self.ws;
         let (z, a) = (ws.z[i].slice(s![..rows, ..]), ws.a[i].slice(s![..rows, ..]));
@@ -163,7 +224,11 @@ impl<T: Float> Autoencoder<T> {
         for (value, penalty) in values.iter_mut().zip(penalties) {
             match penalty {
                 Penalty::Activity(p) if p.layer_index(&self.arch) == i => {
-                    *value += p.value_and_grad(&mut self.layers[i], z, a, d.view_mut());
+                    let stats = BatchStats {
+                        sums: &mut ws.unit_sums,
+                        global: global.as_mut().map(|g| &mut **g as &mut dyn BatchSums),
+                    };
+                    *value += p.value_and_grad(&mut self.layers[i], z, a, d.view_mut(), stats);
                 }
                 Penalty::GaussianKl(kl) if i == self.arch.code_layer() => {
                     *value += kl.value_and_grad(a, d.view_mut());
@@ -175,7 +240,7 @@ impl<T: Float> Autoencoder<T> {
 
     /// Adds the value of every weight penalty to `values` and its gradient to the parameter
     /// gradients, through the one list of parameters.
-    fn add_weight_penalties(&mut self, penalties: &[Penalty], values: &mut [f64]) {
+    pub(crate) fn add_weight_penalties(&mut self, penalties: &[Penalty], values: &mut [f64]) {
         for (value, penalty) in values.iter_mut().zip(penalties) {
             if let Penalty::Weight(p) = penalty {
                 let mut sum = 0.0;

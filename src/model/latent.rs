@@ -32,6 +32,15 @@ pub(crate) fn reparameterize<T: Float>(
         .for_each(|z, &mu, &logvar, &e| *z = mu + (half * logvar).exp() * e);
 }
 
+/// Draws and discards the `eps` of `rows` rows of a `k`-unit Gaussian latent: exactly what
+/// [`reparameterize`] draws for them. A distributed rank skips the rows of the batch before
+/// and after its part, so that its `eps` (and the generator) are those of one process.
+pub(crate) fn skip_eps(rows: usize, k: usize, rng: &mut ChaCha8Rng) {
+    for _ in 0..rows * k {
+        let _: f64 = StandardNormal.sample(rng);
+    }
+}
+
 /// Backward of [`reparameterize`]: from `d_sample = dL/dz` `(rows, k)` writes
 /// `d_code = dL/d[mu | log sigma^2]` `(rows, 2k)`:
 /// `dL/dmu = dL/dz`, `dL/dlogvar = dL/dz * eps * exp(logvar / 2) / 2`.

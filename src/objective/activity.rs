@@ -17,6 +17,21 @@ use crate::objective::loss::sign;
 /// finite even when a unit is saturated over a whole batch.
 pub const KL_EPSILON: f64 = 1e-6;
 
+/// Sums per-unit statistics over the global batch of a distributed run (KL sparsity's mean
+/// activation); implemented by the distributed trainer's exchange.
+pub(crate) trait BatchSums {
+    /// `sums` holds this process's per-unit sums over its rows: replaces them by the sums
+    /// over every process's rows, added in process order, and returns the global batch's rows.
+    fn global(&mut self, sums: &mut [f64]) -> usize;
+}
+
+/// What an activity penalty may need beyond its layer: a buffer for per-unit sums, at least
+/// as long as the layer is wide, and, in a distributed run, the sums over the global batch.
+pub(crate) struct BatchStats<'a> {
+    pub(crate) sums: &'a mut [f64],
+    pub(crate) global: Option<&'a mut dyn BatchSums>,
+}
+
 /// Which activity penalty, with its hyperparameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -95,6 +110,11 @@ impl ActivityPenalty {
         }
     }
 
+    /// Whether the penalty needs sums over the global batch ([`BatchSums`]): KL sparsity.
+    pub(crate) fn uses_batch_sums(&self) -> bool {
+        matches!(self.activity, Activity::KlSparsity { .. })
+    }
+
     /// The layer the penalty reads in a model of architecture `arch`.
     pub(crate) fn layer_index(&self, arch: &Architecture) -> usize {
         self.layer.unwrap_or(arch.code_layer())
@@ -153,13 +173,17 @@ impl ActivityPenalty {
 
     /// For the penalty on `layer` with pre-activation `z` and output `a` `(batch, n)`:
     /// returns its value and adds its gradient with respect to `a` into `d_a` (and, for the
-    /// contractive penalty, its direct gradient into the layer's `dL/dW`).
+    /// contractive penalty, its direct gradient into the layer's `dL/dW`). KL sparsity's
+    /// mean activation is over the global batch when `stats.global` is given (a
+    /// distributed run), and its gradient is then that of this process's share: `beta /
+    /// batch` times the derivative at the global mean, `batch` being this process's rows.
     pub(crate) fn value_and_grad<T: Float>(
         &self,
         layer: &mut Layer<T>,
         z: ArrayView2<T>,
         a: ArrayView2<T>,
         mut d_a: ArrayViewMut2<T>,
+        stats: BatchStats<'_>,
     ) -> f64 {
         let batch = a.nrows() as f64;
         match self.activity {
@@ -190,9 +214,17 @@ impl ActivityPenalty {
                 lambda * sum / batch
             }
             Activity::KlSparsity { rho, beta } => {
+                let sums = &mut stats.sums[..a.ncols()];
+                for (sum, a_col) in sums.iter_mut().zip(a.axis_iter(Axis(1))) {
+                    *sum = a_col.iter().fold(0.0, |s, &v| s + v.as_f64());
+                }
+                let rows = match stats.global {
+                    Some(global) => global.global(sums) as f64,
+                    None => batch,
+                };
                 let mut value = 0.0;
-                for (a_col, d_col) in a.axis_iter(Axis(1)).zip(d_a.axis_iter_mut(Axis(1))) {
-                    let mean = a_col.iter().fold(0.0, |s, &v| s + v.as_f64()) / batch;
+                for (&sum, d_col) in sums.iter().zip(d_a.axis_iter_mut(Axis(1))) {
+                    let mean = sum / rows;
                     let rho_hat = mean.clamp(KL_EPSILON, 1.0 - KL_EPSILON);
                     value += rho * (rho / rho_hat).ln()
                         + (1.0 - rho) * ((1.0 - rho) / (1.0 - rho_hat)).ln();

@@ -14,12 +14,14 @@
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ndarray::ArrayView2;
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::noise::Noise;
 use crate::data::source::{check_shape, RowSource};
+use crate::distributed::Communicator;
 use crate::error::{check_positive, check_range, Error, Result};
 use crate::float::Float;
 use crate::io::checkpoint::Checkpoint;
@@ -102,6 +104,7 @@ pub struct Trainer<O> {
     on_batch: Option<BatchCallback>,
     terms: LossTerms,             // the last step's loss terms; buffers reused
     step_rng: Option<ChaCha8Rng>, // randomness of `step` (sampling), from `seed`
+    comm: Option<Arc<dyn Communicator>>, // the group of a distributed run
 }
 
 impl<O: std::fmt::Debug> std::fmt::Debug for Trainer<O> {
@@ -121,6 +124,7 @@ impl<O: std::fmt::Debug> std::fmt::Debug for Trainer<O> {
             .field("checkpoint", &self.checkpoint)
             .field("on_epoch", &self.on_epoch.as_ref().map(|_| "callback"))
             .field("on_batch", &self.on_batch.as_ref().map(|_| "callback"))
+            .field("comm", &self.comm)
             .finish()
     }
 }
@@ -145,6 +149,7 @@ impl<O> Trainer<O> {
             on_batch: None,
             terms: LossTerms::default(),
             step_rng: None,
+            comm: None,
         }
     }
 
@@ -244,6 +249,85 @@ impl<O> Trainer<O> {
     pub fn on_batch(mut self, f: impl FnMut(&BatchProgress) + Send + 'static) -> Self {
         self.on_batch = Some(Box::new(f));
         self
+    }
+
+    /// Trains data-parallel over the processes of `comm` (see [`crate::distributed`]):
+    /// every process (rank) runs the same program with the same settings, model, data
+    /// source and validation data; [`Trainer::fit`] and [`Trainer::resume`] then split
+    /// every batch into contiguous parts, rank `r` of `R` taking rows
+    /// `M r / R .. M (r + 1) / R` of a batch of `M`, and add the ranks' gradients in rank
+    /// order, so every rank takes the same step and ends with the same weights and
+    /// [`History`].
+    ///
+    /// - **Same bits for a given number of ranks**: two runs with `R` ranks are identical,
+    ///   whatever the threads per rank. Runs with different `R` agree to rounding (the
+    ///   gradient is summed in another order): the README states the measured bound.
+    ///   With one rank the run is exactly a run without a communicator.
+    /// - **Rows**: every rank shuffles the same way; a denoising run gathers and corrupts
+    ///   the whole batch on every rank (the noise is then that of one process) and trains
+    ///   on its part; a variational model's rank draws (and discards) the `eps` of the
+    ///   rows outside its part, so its `eps` are those of one process too. Rows of a source that is not in memory are read by every rank's
+    ///   read-ahead thread in full windows (shared storage), of which each uses its part.
+    /// - **Penalties**: the loss and activity penalties are means over the global batch
+    ///   (each rank's part weighted by its rows); KL sparsity's mean activation is that of
+    ///   the global batch (one more, small exchange per step: a sum per unit); weight
+    ///   penalties count once.
+    /// - **Files**: only rank 0 writes checkpoints ([`Trainer::checkpoint`]), on storage
+    ///   every rank can read for [`Trainer::resume`] (load it through
+    ///   [`crate::distributed::agree`], so that a rank that cannot read it stops every
+    ///   rank); resuming with the same number of ranks gives the bits of the uninterrupted
+    ///   run. Save the final model on rank 0, its result agreed the same way.
+    /// - **Errors**: a rank that fails (a row it cannot read, a checkpoint it cannot
+    ///   write) stops every rank with the same [`Error::RankFailed`]; a divergence is seen
+    ///   on the summed gradient by every rank, as [`Error::Diverged`]. Callbacks run on
+    ///   every rank with the same records: they must decide the same on every rank.
+    ///
+    /// [`Trainer::step`] runs on one process only and refuses a trainer with a communicator
+    /// of several ranks.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use autoencoder::distributed::{Communicator, Local};
+    /// use autoencoder::{Activation, Adam, Autoencoder, Trainer};
+    /// use ndarray::Array2;
+    /// use rand::SeedableRng;
+    /// # fn main() -> autoencoder::Result<()> {
+    /// let x = Array2::from_shape_fn((64, 8), |(i, j)| ((i * j) % 5) as f64 / 5.0);
+    /// // Two ranks as two threads of this process (use `distributed::Mpi` across machines).
+    /// let weights = std::thread::scope(|s| {
+    ///     let ranks: Vec<_> = Local::group(2)?
+    ///         .into_iter()
+    ///         .map(|comm| {
+    ///             let x = x.view();
+    ///             s.spawn(move || -> autoencoder::Result<Vec<f64>> {
+    ///                 let mut ae = Autoencoder::<f64>::builder(8)
+    ///                     .latent(3, Activation::Tanh)
+    ///                     .build(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1))?;
+    ///                 Trainer::new(Adam::new(1e-2))
+    ///                     .epochs(3)
+    ///                     .batch_size(16)
+    ///                     .distributed(Arc::new(comm))
+    ///                     .fit(&mut ae, x, None)?;
+    ///                 Ok(ae.encode(x)?.iter().copied().collect())
+    ///             })
+    ///         })
+    ///         .collect();
+    ///     ranks
+    ///         .into_iter()
+    ///         .map(|h| h.join().expect("no panic"))
+    ///         .collect::<autoencoder::Result<Vec<_>>>()
+    /// })?;
+    /// assert_eq!(weights[0], weights[1]); // every rank holds the same model
+    /// # Ok(()) }
+    /// ```
+    pub fn distributed(mut self, comm: Arc<dyn Communicator>) -> Self {
+        self.comm = Some(comm);
+        self
+    }
+
+    /// The communicator of a distributed run over more than one rank.
+    fn group(&self) -> Option<&Arc<dyn Communicator>> {
+        self.comm.as_ref().filter(|c| c.size() > 1)
     }
 
     /// The optimizer, with its state.
@@ -442,6 +526,13 @@ impl<O> Trainer<O> {
     where
         O: Optimizer<T>,
     {
+        if self.group().is_some() {
+            return Err(Error::InvalidConfig(
+                "Trainer::step runs on one process; a distributed trainer trains through \
+                 fit or resume"
+                    .into(),
+            ));
+        }
         self.validate(model, &target, None)?;
         model.check_data(input, "step input")?;
         if input.nrows() != target.nrows() {

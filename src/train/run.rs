@@ -2,6 +2,7 @@
 //! from, one epoch's batches, validation with the best-weights and early-stopping
 //! bookkeeping, and checkpoints.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use ndarray::{s, Array2, ArrayView2};
@@ -13,6 +14,7 @@ use crate::compute::{for_each_block, row_blocks_mut, slice_blocks, zip_blocks};
 use crate::data::noise::Noise;
 use crate::data::source::{at_row, streamed_value_range, RowSource};
 use crate::data::{check_finite, value_range};
+use crate::distributed::{agree, Exchange};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::io::checkpoint::save_checkpoint;
@@ -23,7 +25,7 @@ use crate::train::feed::{Feed, RowCheck, Window};
 use crate::train::history::{BatchProgress, EpochRecord, History, Restore, StopReason};
 use crate::train::shuffle::{Layout, Shuffle};
 use crate::train::state::RunState;
-use crate::train::step::Position;
+use crate::train::step::{fail_step, Position};
 use crate::train::Trainer;
 
 /// What the epoch loop allocates once per run and reuses in every epoch.
@@ -48,6 +50,8 @@ struct Workspace<T> {
     snapshot: Autoencoder<T>,
     /// The penalties as they apply in this epoch (warm-ups).
     penalties: Vec<Penalty>,
+    /// A distributed run's per-step exchange (`None` on one process).
+    exchange: Option<Exchange>,
 }
 
 impl<T: Float> Workspace<T> {
@@ -108,9 +112,17 @@ impl<O> Trainer<O> {
     where
         O: Optimizer<T>,
     {
-        let shuffle = self.validate(model, train, valid)?;
-        let mut work = self.workspace(model, train)?;
-        let state = self.start(resumed, train, shuffle)?;
+        let setup = (|| {
+            let shuffle = self.validate(model, train, valid)?;
+            let work = self.workspace(model, train)?;
+            let state = self.start(resumed, train, shuffle)?;
+            Ok((shuffle, work, state))
+        })();
+        // In a distributed run, every rank starts or none does.
+        let (shuffle, mut work, state) = match self.group() {
+            Some(comm) => agree(&**comm, setup)?,
+            None => setup?,
+        };
         if let (Shuffle::Rows, Some(array)) = (shuffle, train.as_array()) {
             return self.run_epochs(model, Rows::Memory(array), valid, &mut work, state);
         }
@@ -182,6 +194,15 @@ impl<O> Trainer<O> {
             }
             _ => (T::zero(), T::zero()),
         };
+        let exchange = match self.group() {
+            Some(comm) => Some(Exchange::new::<T>(
+                Arc::clone(comm),
+                model.n_params(),
+                1 + self.penalties.len(),
+                model.layers().iter().map(|l| l.n_out()).max().unwrap_or(0),
+            )?),
+            None => None,
+        };
         Ok(Workspace {
             n,
             batch_size,
@@ -197,6 +218,7 @@ impl<O> Trainer<O> {
             sum_penalties: vec![0.0; self.penalties.len()],
             snapshot: model.clone(),
             penalties: self.penalties.clone(),
+            exchange,
         })
     }
 
@@ -353,21 +375,45 @@ impl<O> Trainer<O> {
         for batch in 0..work.n_batches {
             let first = batch * work.batch_size;
             let m = work.batch_size.min(work.n - first);
+            // Rows `keep` of the batch are gathered into `target`; this rank trains on
+            // rows `mine` of `target`. One process: all of them. A distributed rank: its
+            // part, or, when denoising, every row, so that the noise draws (and the
+            // generator's state) are those of one process.
+            let (keep, mine) = match work.exchange.as_mut() {
+                None => (0..m, 0..m),
+                Some(ex) => {
+                    let part = ex.batch(m);
+                    match self.noise {
+                        Some(_) => (0..m, part),
+                        None => (part.clone(), 0..part.len()),
+                    }
+                }
+            };
             match train {
-                Rows::Memory(x) => work.gather(x, &state.order[first..first + m], 0),
+                Rows::Memory(x) => {
+                    work.gather(x, &state.order[first + keep.start..first + keep.end], 0)
+                }
                 Rows::Feed(feed) => {
-                    let loaded = feed
-                        .next_rows(&mut window, m, |from, rows, at| work.gather(from, rows, at));
+                    let loaded = feed.next_rows(&mut window, m, |from, rows, at| {
+                        let (lo, hi) = (keep.start.max(at), keep.end.min(at + rows.len()));
+                        if lo < hi {
+                            work.gather(from, &rows[lo - at..hi - at], lo - keep.start);
+                        }
+                    });
                     if let Err(e) = loaded {
                         feed.end_epoch(&mut window, &mut state.order);
-                        return Err(e);
+                        return Err(match work.exchange.as_mut() {
+                            // Every rank is in this step's exchanges: fail them all.
+                            Some(ex) => fail_step(model, &mut self.terms, &work.penalties, ex, e),
+                            None => e,
+                        });
                     }
                 }
             }
-            work.corrupt(m, self.noise, &mut state.rng);
-            let target = work.target.slice(s![..m, ..]);
+            work.corrupt(keep.len(), self.noise, &mut state.rng);
+            let target = work.target.slice(s![mine.clone(), ..]);
             let input = match self.noise {
-                Some(_) => work.noisy.slice(s![..m, ..]),
+                Some(_) => work.noisy.slice(s![mine, ..]),
                 None => target,
             };
             let at = Position { lr, epoch, batch };
@@ -378,6 +424,7 @@ impl<O> Trainer<O> {
                 Some(&work.penalties),
                 &mut state.rng,
                 at,
+                work.exchange.as_mut(),
             ) {
                 if !model.params_are_finite() {
                     model.copy_params_from(&work.snapshot);
@@ -495,7 +542,15 @@ impl<O> Trainer<O> {
         if let Some(c) = &self.checkpoint {
             let last = stop.is_some() || state.epoch == self.epochs;
             if last || state.epoch % c.every == 0 {
-                save_checkpoint(&c.path, model, &self.optimizer.state(), state)?;
+                let Some(comm) = self.group() else {
+                    return save_checkpoint(&c.path, model, &self.optimizer.state(), state);
+                };
+                // Rank 0 writes; every rank learns whether it could.
+                let saved = match comm.rank() {
+                    0 => save_checkpoint(&c.path, model, &self.optimizer.state(), state),
+                    _ => Ok(()),
+                };
+                agree(&**comm, saved)?;
             }
         }
         Ok(())

@@ -6,10 +6,12 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::compute::{avx2_dispatch, lane_sum_slice};
+use crate::distributed::{agree, Exchange};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::model::Autoencoder;
-use crate::objective::Penalty;
+use crate::objective::activity::BatchSums;
+use crate::objective::{LossTerms, Penalty};
 use crate::optim::Optimizer;
 use crate::train::Trainer;
 
@@ -44,7 +46,7 @@ impl<O> Trainer<O> {
             epoch: 0,
             batch: 0,
         };
-        let result = self.step_checked(model, input, target, None, &mut rng, at);
+        let result = self.step_checked(model, input, target, None, &mut rng, at, None);
         self.step_rng = Some(rng);
         result.map(|()| self.terms.total())
     }
@@ -54,6 +56,10 @@ impl<O> Trainer<O> {
     /// if `None`), divergence checks, clipping, one optimizer update at rate `at.lr`, tied
     /// weights re-synced. Leaves the loss terms in `self.terms`. Allocates nothing once the
     /// model's workspace and the optimizer's state exist for this batch size.
+    ///
+    /// With `exchange` (a distributed run), `input` and `target` are this rank's part of
+    /// the batch; the gradient and loss terms are summed across ranks before the checks.
+    #[allow(clippy::too_many_arguments)] // the step's inputs, each used once
     pub(super) fn step_checked<T: Float>(
         &mut self,
         model: &mut Autoencoder<T>,
@@ -62,12 +68,36 @@ impl<O> Trainer<O> {
         penalties: Option<&[Penalty]>,
         rng: &mut ChaCha8Rng,
         at: Position,
+        exchange: Option<&mut Exchange>,
     ) -> Result<()>
     where
         O: Optimizer<T>,
     {
         let penalties = penalties.unwrap_or(&self.penalties);
-        model.loss_and_gradient(input, target, self.loss, penalties, &mut self.terms, rng);
+        match exchange {
+            None => {
+                model.loss_and_gradient(input, target, self.loss, penalties, &mut self.terms, rng)
+            }
+            Some(ex) => {
+                // The draws of the rows before this rank's part, then its own, then those
+                // after it: the generator goes as in one process.
+                let (rows, part) = ex.part();
+                model.skip_draws(part.start, rng);
+                if input.nrows() > 0 {
+                    let terms = &mut self.terms;
+                    let global = Some(&mut *ex as &mut dyn BatchSums);
+                    model.data_gradient(input, target, self.loss, penalties, terms, rng, global);
+                    model.fold_tied_grads();
+                } else {
+                    model.idle_batch_sums(penalties, ex);
+                    model.zero_grads();
+                    self.terms.reset(penalties.len());
+                }
+                model.skip_draws(rows - part.end, rng);
+                sum_across_ranks(model, &mut self.terms, ex, Ok(()))?;
+                model.add_weight_penalties(penalties, &mut self.terms.penalties);
+            }
+        }
         let diverged = |what, value: f64| {
             Err(Error::Diverged {
                 epoch: at.epoch,
@@ -97,6 +127,45 @@ impl<O> Trainer<O> {
         model.sync_tied();
         Ok(())
     }
+}
+
+/// A distributed step on a rank that failed before its gradient (`error`): it makes the
+/// step's exchanges with its status set, so that every rank stops with the same error,
+/// which it returns.
+pub(super) fn fail_step<T: Float>(
+    model: &mut Autoencoder<T>,
+    terms: &mut LossTerms,
+    penalties: &[Penalty],
+    ex: &mut Exchange,
+    error: Error,
+) -> Error {
+    model.idle_batch_sums(penalties, ex);
+    match sum_across_ranks(model, terms, ex, Err(error)) {
+        Err(e) => e,
+        Ok(()) => unreachable!("a failed rank fails the exchange"),
+    }
+}
+
+/// The distributed part of a step: sends this rank's gradient and loss terms, weighted by
+/// its share of the batch, with its status (`local`), and replaces them with the
+/// rank-order sums over every rank. If `local` or any rank failed, every rank returns the
+/// same error ([`crate::distributed`]) and the gradients are left as they were.
+pub(super) fn sum_across_ranks<T: Float>(
+    model: &mut Autoencoder<T>,
+    terms: &mut LossTerms,
+    ex: &mut Exchange,
+    local: Result<()>,
+) -> Result<()> {
+    ex.begin(local.is_err(), terms.reconstruction, &terms.penalties);
+    if local.is_ok() {
+        model.visit_params(|_, _, grad, _| ex.put(grad));
+    }
+    if ex.gather(1 + terms.penalties.len()) {
+        return agree(ex.comm(), local);
+    }
+    ex.terms(&mut terms.reconstruction, &mut terms.penalties);
+    model.visit_params(|_, _, grad, _| ex.take(grad));
+    Ok(())
 }
 
 /// Global L2 norm of all parameter gradients.
