@@ -8,6 +8,8 @@
 //!   `io::checkpoint` reads and writes it, so it imports nothing of the trainer.
 //! - `step.rs`: the training step, divergence checks, gradient clipping.
 //! - `run.rs`: the epoch loop of `fit` and `resume`, and checkpointing.
+//! - `settings.rs`: the settings checked against a model and data before a run, and what
+//!   a checkpoint records of them.
 //! - `shuffle.rs`: the [`Shuffle`] setting and how an epoch splits into windows of rows.
 //! - `feed.rs`: read-ahead, a helper thread filling windows of rows from a
 //!   [`RowSource`] while the step computes.
@@ -20,9 +22,9 @@ use ndarray::ArrayView2;
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::noise::Noise;
-use crate::data::source::{check_shape, RowSource};
+use crate::data::source::RowSource;
 use crate::distributed::Communicator;
-use crate::error::{check_positive, check_range, Error, Result};
+use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::io::checkpoint::Checkpoint;
 use crate::model::Autoencoder;
@@ -31,11 +33,11 @@ use crate::objective::{LossTerms, Penalty};
 use crate::optim::{Optimizer, Schedule};
 use crate::train::history::{BatchProgress, EarlyStopping, EpochRecord, History};
 use crate::train::shuffle::Shuffle;
-use crate::train::state::RunSettings;
 
 mod feed;
 pub(crate) mod history;
 mod run;
+mod settings;
 pub(crate) mod shuffle;
 pub(crate) mod state;
 mod step;
@@ -454,31 +456,6 @@ impl<O> Trainer<O> {
         self.run(model, &train, valid, Some(state))
     }
 
-    fn settings(&self, shuffle: Shuffle) -> RunSettings {
-        RunSettings {
-            loss: self.loss,
-            batch_size: self.batch_size,
-            seed: self.seed,
-            noise: self.noise,
-            shuffle,
-        }
-    }
-
-    /// The shuffle a run on `train` uses: the one set, or the default for the source.
-    fn shuffle_for<T: Float, S: RowSource<T> + ?Sized>(&self, train: &S) -> Shuffle {
-        self.shuffle.unwrap_or(match train.as_array() {
-            Some(_) => Shuffle::Rows,
-            None => Shuffle::BLOCKS,
-        })
-    }
-
-    fn penalty_names(&self) -> Vec<String> {
-        self.penalties
-            .iter()
-            .map(|p| p.name().to_string())
-            .collect()
-    }
-
     /// One training step on one batch: forward `input` `(rows, n_in)`, compare with `target`
     /// `(rows, n_in)` (pass the same array twice for a plain autoencoder), backpropagate
     /// the reconstruction loss plus every penalty, and update the parameters once with the
@@ -555,55 +532,5 @@ impl<O> Trainer<O> {
     /// ```
     pub fn last_terms(&self) -> &LossTerms {
         &self.terms
-    }
-
-    /// Checks the settings, the objective and the data (rows in memory in full, other
-    /// sources' shape); returns the shuffle of a run on `train`.
-    fn validate<T: Float, S: RowSource<T> + ?Sized>(
-        &self,
-        model: &Autoencoder<T>,
-        train: &S,
-        valid: Option<ArrayView2<T>>,
-    ) -> Result<Shuffle>
-    where
-        O: Optimizer<T>,
-    {
-        self.optimizer.validate()?;
-        self.schedule.validate(self.optimizer.lr())?;
-        check_range("epochs", self.epochs as f64, self.epochs >= 1, "at least 1")?;
-        check_range(
-            "batch_size",
-            self.batch_size as f64,
-            self.batch_size >= 1,
-            "at least 1",
-        )?;
-        if let Some(max) = self.clip_grad_norm {
-            check_positive("clip_grad_norm", max)?;
-        }
-        if let Some(es) = self.early_stopping {
-            es.validate()?;
-        }
-        if let Some(c) = &self.checkpoint {
-            check_range(
-                "checkpoint every",
-                c.every as f64,
-                c.every >= 1,
-                "at least 1 epoch",
-            )?;
-        }
-        if let Some(noise) = self.noise {
-            noise.validate_for::<T>()?;
-        }
-        let shuffle = self.shuffle_for(train);
-        shuffle.validate()?;
-        model.check_objective(self.loss, &self.penalties)?;
-        match train.as_array() {
-            Some(x) => model.check_targets(x, self.loss, "training data")?,
-            None => check_shape(train, Some(model.n_in()), "training data")?,
-        }
-        if let Some(valid) = valid {
-            model.check_targets(valid, self.loss, "validation data")?;
-        }
-        Ok(shuffle)
     }
 }
