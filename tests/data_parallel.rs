@@ -16,7 +16,7 @@ use autoencoder::{
     Activation, Adam, Autoencoder, Checkpoint, Error, History, Loss, Noise, Penalty, Result,
     Shuffle, Trainer,
 };
-use common::param_bits;
+use common::{param_bits, params};
 use ndarray::{s, Array2, ArrayViewMut2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -92,7 +92,7 @@ fn train_f64(
             t = t.distributed(c);
         }
         let history = t.fit(&mut ae, x.view(), None)?;
-        Ok((weights(&ae), history))
+        Ok((params(&ae), history))
     };
     match size {
         None => vec![run(None).expect("trains")],
@@ -101,19 +101,6 @@ fn train_f64(
             .collect::<Result<Vec<_>>>()
             .expect("every rank trains"),
     }
-}
-
-fn weights(ae: &Autoencoder<f64>) -> Vec<f64> {
-    ae.layers()
-        .iter()
-        .flat_map(|l| {
-            l.weights()
-                .iter()
-                .chain(l.bias())
-                .copied()
-                .collect::<Vec<_>>()
-        })
-        .collect()
 }
 
 fn bits(w: &[f64]) -> Vec<u64> {
@@ -190,7 +177,7 @@ fn kl_sparsity_uses_the_global_batch() {
             t = t.distributed(c);
         }
         let history = t.fit(&mut ae, x.view(), None)?;
-        Ok((weights(&ae), history))
+        Ok((params(&ae), history))
     };
     let alone = run(None).expect("trains");
     for size in [2, 3] {
@@ -394,7 +381,7 @@ fn a_checkpoint_resumes_on_another_number_of_ranks() {
             trainer::<f64>()?
                 .distributed(c)
                 .resume(&mut ae, checkpoint, x.view(), None)?;
-            Ok(weights(&ae))
+            Ok(params(&ae))
         });
         let resumed = resumed
             .into_iter()
@@ -467,7 +454,7 @@ fn a_variational_model_samples_as_one_process() {
             t = t.distributed(c);
         }
         t.fit(&mut vae, x.view(), None)?;
-        Ok(weights(&vae))
+        Ok(params(&vae))
     };
     let alone = run(None).expect("trains");
     for size in [2, 3] {

@@ -7,6 +7,8 @@
 //! Needs `mpirun` on the `PATH` (`apt-get install openmpi-bin libopenmpi-dev`): `.ci/run`
 //! installs it on Debian. Without it each test fails, saying so.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -17,6 +19,7 @@ use autoencoder::distributed::{Communicator, Mpi};
 use autoencoder::{
     Activation, Adam, Autoencoder, Error, Loss, Noise, Penalty, Result, Shuffle, Trainer,
 };
+use common::params;
 use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -191,18 +194,9 @@ fn child() -> Result<()> {
     Ok(())
 }
 
+/// The weights and biases of the model rank 0 saved at `path`.
 fn weights(path: &Path) -> Vec<f32> {
-    let ae = Autoencoder::<f32>::load(path).expect("rank 0 saved the model");
-    ae.layers()
-        .iter()
-        .flat_map(|l| {
-            l.weights()
-                .iter()
-                .chain(l.bias())
-                .copied()
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    params(&Autoencoder::<f32>::load(path).expect("rank 0 saved the model"))
 }
 
 fn losses(run: &Run) -> Vec<f64> {

@@ -121,16 +121,21 @@ pub fn mnist_dir() -> autoencoder::Result<Option<std::path::PathBuf>> {
     Ok(None)
 }
 
-/// The bits of every weight and bias, layer by layer: equal vectors mean equal models.
-pub fn param_bits(ae: &autoencoder::Autoencoder<f32>) -> Vec<u32> {
+/// Every weight and bias, layer by layer.
+pub fn params<T: autoencoder::Float>(ae: &autoencoder::Autoencoder<T>) -> Vec<T> {
     ae.layers()
         .iter()
         .flat_map(|l| {
             l.weights()
                 .iter()
                 .chain(l.bias())
-                .map(|v| v.to_bits())
+                .copied()
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// The bits of every weight and bias, layer by layer: equal vectors mean equal models.
+pub fn param_bits(ae: &autoencoder::Autoencoder<f32>) -> Vec<u32> {
+    params(ae).iter().map(|v| v.to_bits()).collect()
 }
