@@ -11,7 +11,7 @@ use autoencoder::{
     Activation, Autoencoder, Conv2d, ConvTranspose2d, Dense, Init, Layer, LayerKind, Loss,
     MaxPool2d, Padding, Result, Rounding, Upsample2d, Window,
 };
-use ndarray::{Array1, Array2};
+use ndarray::{Array1, Array2, ArrayView2};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -153,6 +153,35 @@ fn assert_close(got: &[f64], want: &[f64], what: &str) {
     }
 }
 
+/// A convolution-like layer with activation `s` at input `x`: each row of its output `out`
+/// is `s(reference(row of x))`, and the finite-difference check of every input, weight and
+/// bias passes [`BOUND`] (against a random upstream gradient).
+fn check_convolution<L: LayerKind<f64>>(
+    layer: &mut L,
+    x: ArrayView2<f64>,
+    out: Array2<f64>,
+    reference: impl Fn(&[f64]) -> Vec<f64>,
+    what: &str,
+    rng: &mut ChaCha8Rng,
+) -> Result<()> {
+    let s = layer.activation();
+    for (row, got) in x.rows().into_iter().zip(out.rows()) {
+        let want: Vec<f64> = reference(row.as_slice().unwrap())
+            .into_iter()
+            .map(|z| s.value(z))
+            .collect();
+        assert_close(got.as_slice().unwrap(), &want, what);
+    }
+    let upstream = random(x.nrows(), layer.n_out(), rng);
+    let report = check_layer(layer, x, upstream.view(), H)?;
+    assert!(report.max_rel_error < BOUND, "{what}: {report:?}");
+    assert_eq!(
+        report.n_checked,
+        x.nrows() * layer.n_in() + layer.weights().len() + layer.bias().len()
+    );
+    Ok(())
+}
+
 #[test]
 fn conv2d_forward_is_the_definition_and_its_gradients_match_finite_differences() -> Result<()> {
     for seed in 0..60u64 {
@@ -167,32 +196,16 @@ fn conv2d_forward_is_the_definition_and_its_gradients_match_finite_differences()
         let z = Layer::from(layer.clone()).spec();
         assert_eq!(z.n_out, layer.n_out());
         let out = layer.infer(x.view())?;
-        for b in 0..batch {
-            let want: Vec<f64> = conv_reference(
-                &window,
-                &layer.weights().to_owned(),
-                &bias,
-                x.row(b).as_slice().unwrap(),
-            )
-            .into_iter()
-            .map(|z| activation.value(z))
-            .collect();
-            assert_close(
-                out.row(b).as_slice().unwrap(),
-                &want,
-                &format!("seed {seed} {window:?}"),
-            );
-        }
-        let upstream = random(batch, layer.n_out(), &mut rng);
-        let report = check_layer(&mut layer, x.view(), upstream.view(), H)?;
-        assert!(
-            report.max_rel_error < BOUND,
-            "seed {seed}, {window:?}: {report:?}"
-        );
-        assert_eq!(
-            report.n_checked,
-            batch * layer.n_in() + layer.weights().len() + window.channels
-        );
+        let weights = layer.weights().to_owned();
+        let reference = |x: &[f64]| conv_reference(&window, &weights, &bias, x);
+        check_convolution(
+            &mut layer,
+            x.view(),
+            out,
+            reference,
+            &format!("seed {seed}, {window:?}"),
+            &mut rng,
+        )?;
     }
     Ok(())
 }
@@ -223,32 +236,16 @@ fn conv_transpose_forward_is_the_definition_and_its_gradients_match() -> Result<
         let batch = rng.random_range(1..4);
         let x = random(batch, layer.n_in(), &mut rng);
         let out = layer.infer(x.view())?;
-        for b in 0..batch {
-            let want: Vec<f64> = conv_transpose_reference(
-                &window,
-                &layer.weights().to_owned(),
-                &bias,
-                x.row(b).as_slice().unwrap(),
-            )
-            .into_iter()
-            .map(|z| activation.value(z))
-            .collect();
-            assert_close(
-                out.row(b).as_slice().unwrap(),
-                &want,
-                &format!("seed {seed} {window:?}"),
-            );
-        }
-        let upstream = random(batch, layer.n_out(), &mut rng);
-        let report = check_layer(&mut layer, x.view(), upstream.view(), H)?;
-        assert!(
-            report.max_rel_error < BOUND,
-            "seed {seed}, {window:?}: {report:?}"
-        );
-        assert_eq!(
-            report.n_checked,
-            batch * layer.n_in() + layer.weights().len() + window.channels
-        );
+        let weights = layer.weights().to_owned();
+        let reference = |x: &[f64]| conv_transpose_reference(&window, &weights, &bias, x);
+        check_convolution(
+            &mut layer,
+            x.view(),
+            out,
+            reference,
+            &format!("seed {seed}, {window:?}"),
+            &mut rng,
+        )?;
         done += 1;
     }
     assert!(
