@@ -58,6 +58,24 @@ fn setup<T: Float>() -> Result<(Array2<T>, Autoencoder<T>)> {
     Ok((x, ae))
 }
 
+/// 300 rows of random 1x7x7 images and a small convolutional model that runs every image
+/// kernel with SIMD twins: a convolution through im2col and the product (8 channels), 2x2
+/// max pooling with a partial window (ceil mode), 2x upsampling and a direct-kernel
+/// convolution (1 channel, 'valid').
+fn conv_setup<T: Float>() -> Result<(Array2<T>, Autoencoder<T>)> {
+    use autoencoder::Padding::{Same, Valid};
+    let mut rng = ChaCha8Rng::seed_from_u64(29);
+    let x = Array2::from_shape_simple_fn((300, 49), || T::cast(rng.random::<f64>()));
+    let ae = Autoencoder::<T>::sequence([1, 7, 7])
+        .conv(8, 3, Same, Activation::Relu)
+        .max_pool(2, autoencoder::Rounding::Ceil) // 8x4x4
+        .code()
+        .upsample(2) // 8x8x8
+        .conv(1, 2, Valid, Activation::Sigmoid) // 1x7x7
+        .build(&mut rng)?;
+    Ok((x, ae))
+}
+
 /// The bits of every weight and bias, layer by layer (as `f64`, exact for `f32`).
 fn param_bits<T: Float>(ae: &Autoencoder<T>) -> Vec<u64> {
     let layer_bits = |l: &autoencoder::Layer<T>| -> Vec<u64> {
@@ -75,8 +93,15 @@ fn param_bits<T: Float>(ae: &Autoencoder<T>) -> Vec<u64> {
 /// an L2 weight penalty and gradient clipping. Returns the weights' and biases' bits and
 /// the epochs' loss bits.
 fn train<T: Float>(kernels: Kernels) -> Result<Vec<u64>> {
+    train_on(kernels, setup::<T>()?)
+}
+
+/// [`train`] for the model and data of `setup`.
+fn train_on<T: Float>(
+    kernels: Kernels,
+    (x, mut ae): (Array2<T>, Autoencoder<T>),
+) -> Result<Vec<u64>> {
     set_kernels(kernels);
-    let (x, mut ae) = setup::<T>()?;
     let history = Trainer::new(Adam::new(1e-3))
         .loss(Loss::BinaryCrossEntropy)
         .penalty(Penalty::l2_weights(1e-4)?)
@@ -121,6 +146,36 @@ fn weights_are_the_same_bits_on_the_portable_kernels() -> Result<()> {
     // The models trained: most weights moved from their initial values (a run that did
     // nothing would agree trivially).
     let start = param_bits(&setup::<f32>()?.1);
+    let (moved, n) = differ(&start, &runs[0].0[..start.len()]);
+    assert!(
+        moved > n / 2,
+        "only {moved} of {n} parameters changed in training"
+    );
+    Ok(())
+}
+
+/// The same for a convolutional model (the image layers' own SIMD twins: pooling, the
+/// direct kernels, the activations over image rows).
+#[test]
+fn conv_weights_are_the_same_bits_on_the_portable_kernels() -> Result<()> {
+    let _turn = lock();
+    let before = kernels();
+    let runs = [
+        (
+            train_on(Kernels::Fastest, conv_setup::<f32>()?)?,
+            train_on(Kernels::Portable, conv_setup::<f32>()?)?,
+        ),
+        (
+            train_on(Kernels::Fastest, conv_setup::<f64>()?)?,
+            train_on(Kernels::Portable, conv_setup::<f64>()?)?,
+        ),
+    ];
+    set_kernels(before);
+    for ((fast, portable), name) in runs.iter().zip(["f32", "f64"]) {
+        let (n_differ, n) = differ(fast, portable);
+        assert_eq!(n_differ, 0, "{name}: {n_differ} of {n} values differ");
+    }
+    let start = param_bits(&conv_setup::<f32>()?.1);
     let (moved, n) = differ(&start, &runs[0].0[..start.len()]);
     assert!(
         moved > n / 2,

@@ -81,6 +81,15 @@ pub(crate) unsafe fn pack<T: Float, const R: usize>(
                         *dst.add(p * R + i) = *col.add(i);
                     }
                 }
+            } else if live == R && cs == 1 {
+                // Each of the R rows is contiguous (a transposed operand, as the weight
+                // gradients of the convolutions read their patches): read row by row.
+                for i in 0..R {
+                    let row = src.offset(i as isize * rs);
+                    for p in 0..kc {
+                        *dst.add(p * R + i) = *row.add(p);
+                    }
+                }
             } else {
                 for p in 0..kc {
                     for i in 0..R {

@@ -23,6 +23,7 @@ use ndarray::ArrayView2;
 
 use crate::compute::{avx2_dispatch, lane_sum_buffered};
 use crate::float::Float;
+use crate::layers::images::copy_row;
 use crate::layers::patches::Patches;
 
 /// The padded plane of a stride-1 convolution.
@@ -58,7 +59,7 @@ pub(super) fn pad_image<T: Float>(g: &Patches, p: &Plane, x: &[T], pad: &mut [T]
     for (plane, src) in pad.chunks_exact_mut(p.len).zip(x.chunks_exact(g.h * g.w)) {
         for (y, row) in src.chunks_exact(g.w).enumerate() {
             let at = (y + g.top) * p.wp + g.left;
-            plane[at..at + g.w].copy_from_slice(row);
+            copy_row(&mut plane[at..at + g.w], row);
         }
     }
 }
@@ -86,7 +87,7 @@ pub(super) fn forward<T: Float>(
             }
         }
         for (dst, src) in z_o.chunks_exact_mut(g.ow).zip(acc.chunks_exact(p.wp)) {
-            dst.copy_from_slice(&src[..g.ow]);
+            copy_row(dst, &src[..g.ow]);
         }
     }
 }
@@ -96,7 +97,7 @@ pub(super) fn forward<T: Float>(
 pub(super) fn spread<T: Float>(g: &Patches, p: &Plane, d: &[T], dp: &mut [T]) {
     for (dst, src) in dp.chunks_exact_mut(p.out).zip(d.chunks_exact(g.oh * g.ow)) {
         for (row, s) in dst.chunks_exact_mut(p.wp).zip(src.chunks_exact(g.ow)) {
-            row[..g.ow].copy_from_slice(s);
+            copy_row(&mut row[..g.ow], s);
             row[g.ow..].fill(T::zero());
         }
     }
@@ -141,7 +142,7 @@ pub(super) fn input_grad<T: Float>(
     for (dst, plane) in dx.chunks_exact_mut(g.h * g.w).zip(dpad.chunks_exact(p.len)) {
         for (y, row) in dst.chunks_exact_mut(g.w).enumerate() {
             let at = (y + g.top) * p.wp + g.left;
-            row.copy_from_slice(&plane[at..at + g.w]);
+            copy_row(row, &plane[at..at + g.w]);
         }
     }
 }

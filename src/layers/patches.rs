@@ -3,6 +3,7 @@
 //! uses the pair forward and backward, `ConvTranspose2d` backward and forward.
 
 use crate::float::Float;
+use crate::layers::images::copy_row;
 
 /// Index geometry of the patches of a convolution reading image `(c, h, w)` with kernel
 /// `(kh, kw)`, stride `(sh, sw)` and padding `top`, `left` at `(oh, ow)` output positions.
@@ -69,7 +70,7 @@ pub(super) fn im2col<T: Float>(g: &Patches, x: &[T], cols: &mut [T]) {
                     }
                     if g.sw == 1 {
                         let start = xlo + j - g.left;
-                        dst[xlo..xhi].copy_from_slice(&src[start..start + (xhi - xlo)]);
+                        copy_row(&mut dst[xlo..xhi], &src[start..start + (xhi - xlo)]);
                     } else {
                         for (ox, d) in dst.iter_mut().enumerate().take(xhi).skip(xlo) {
                             *d = src[ox * g.sw + j - g.left];

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::activation::Activation;
 use crate::architecture::{LayerKindName, Window};
-use crate::compute::{for_each_block, row_blocks, row_blocks_mut};
+use crate::compute::{avx2_dispatch, for_each_block, row_blocks, row_blocks_mut};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::images::{activate, flat, flat_mut, indexed, infer_kind, optional_blocks, zip3};
@@ -93,9 +93,10 @@ impl<T: Float> MaxPool2d<T> {
     }
 
     /// Calls `f(output index, input index of the window's first maximum)` for each output
-    /// of one image `x`, in output order.
+    /// of one image `x`, in output order; with `partial_only`, only for the windows that
+    /// [`crate::Rounding::Ceil`] clips (the 2x2 fast paths do the whole ones).
     #[inline(always)]
-    fn each_max(&self, x: &[T], mut f: impl FnMut(usize, usize)) {
+    fn each_max(&self, x: &[T], partial_only: bool, mut f: impl FnMut(usize, usize)) {
         let [c, h, w] = self.window.input;
         let [_, oh, ow] = self.out;
         let ([kh, kw], [sh, sw]) = (self.window.kernel, self.window.stride);
@@ -104,8 +105,13 @@ impl<T: Float> MaxPool2d<T> {
             let base = o / (oh * ow) * h * w;
             for oy in 0..oh {
                 let rows = &plane[oy * sh * w..(oy * sh + kh).min(h) * w];
+                let whole_rows = oy * sh + kh <= h;
                 for ox in 0..ow {
                     let (x0, x1) = (ox * sw, (ox * sw + kw).min(w));
+                    if partial_only && whole_rows && ox * sw + kw <= w {
+                        o += 1;
+                        continue;
+                    }
                     let (mut best, mut best_at) = (rows[x0], oy * sh * w + x0);
                     for (r, row) in rows.chunks_exact(w).enumerate() {
                         for (dx, &v) in row[x0..x1].iter().enumerate() {
@@ -125,6 +131,98 @@ impl<T: Float> MaxPool2d<T> {
             }
         }
     }
+
+    /// Whether the windows are 2x2 with stride 2, the common pooling, which has fast paths:
+    /// whole windows in loops without bounds to clip (they vectorize), the same maxima.
+    fn is_2x2(&self) -> bool {
+        self.window.kernel == [2, 2] && self.window.stride == [2, 2]
+    }
+
+    /// Whether some windows are clipped by the image (ceil mode).
+    fn has_partial(&self) -> bool {
+        let ([_, h, w], [_, oh, ow]) = (self.window.input, self.out);
+        let ([kh, kw], [sh, sw]) = (self.window.kernel, self.window.stride);
+        (oh - 1) * sh + kh > h || (ow - 1) * sw + kw > w
+    }
+
+    /// `z` for the whole 2x2 windows of one image `x` (every window but the partial ones).
+    fn max_2x2(&self, x: &[T], z: &mut [T]) {
+        let ([c, h, w], [_, oh, ow]) = (self.window.input, self.out);
+        for (ch, oy) in (0..c).flat_map(|ch| (0..h / 2).map(move |oy| (ch, oy))) {
+            let (r0, r1) = x[(ch * h + 2 * oy) * w..][..2 * w].split_at(w);
+            max_row(r0, r1, &mut z[(ch * oh + oy) * ow..][..w / 2]);
+        }
+    }
+
+    /// `dL/dx` for the whole 2x2 windows of one image (`dx` is left as it is elsewhere).
+    fn route_2x2(&self, x: &[T], d: &[T], dx: &mut [T]) {
+        let ([c, h, w], [_, oh, ow]) = (self.window.input, self.out);
+        for (ch, oy) in (0..c).flat_map(|ch| (0..h / 2).map(move |oy| (ch, oy))) {
+            let at = (ch * h + 2 * oy) * w;
+            let (r0, r1) = x[at..][..2 * w].split_at(w);
+            let (g0, g1) = dx[at..][..2 * w].split_at_mut(w);
+            route_row(r0, r1, &d[(ch * oh + oy) * ow..][..w / 2], g0, g1);
+        }
+    }
+}
+
+avx2_dispatch! {
+    /// [`max_row_plain`], for AVX2 when available.
+    fn max_row / max_row_plain<T>(r0: &[T], r1: &[T], z: &mut [T])
+    where T: Float
+}
+
+/// The maxima of the whole 2x2 windows over image rows `r0` and `r1` into `z`.
+#[inline(always)]
+fn max_row_plain<T: Float>(r0: &[T], r1: &[T], z: &mut [T]) {
+    let windows = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+    for (z, (a, b)) in z.iter_mut().zip(windows) {
+        *z = first_max([a[0], a[1], b[0], b[1]]).0;
+    }
+}
+
+avx2_dispatch! {
+    /// [`route_row_plain`], for AVX2 when available.
+    fn route_row / route_row_plain<T>(r0: &[T], r1: &[T], d: &[T], g0: &mut [T], g1: &mut [T])
+    where T: Float
+}
+
+/// The input gradient of the whole 2x2 windows over image rows `r0` and `r1`: each
+/// window's `0 + d` (the bits of `each_max`'s `dx[i] += d` on zeros) at its first maximum,
+/// 0 at the other three, into rows `g0` and `g1`.
+#[inline(always)]
+fn route_row_plain<T: Float>(r0: &[T], r1: &[T], d: &[T], g0: &mut [T], g1: &mut [T]) {
+    let windows = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+    let grads = g0.chunks_exact_mut(2).zip(g1.chunks_exact_mut(2));
+    for ((&d, (a, b)), (ga, gb)) in d.iter().zip(windows).zip(grads) {
+        let v = [a[0], a[1], b[0], b[1]];
+        let (zero, m) = (T::zero(), first_max(v).0);
+        // The first maximum is the first value equal to the maximum (or the first value,
+        // if it is NaN: nothing is greater); as masks (`|`, `&`: no branches), so that the
+        // loop vectorizes.
+        let at0 = (v[0] == m) | m.is_nan();
+        let at1 = !at0 & (v[1] == m);
+        let at2 = !(at0 | at1) & (v[2] == m);
+        let at3 = !(at0 | at1 | at2);
+        let g = zero + d;
+        ga[0] = if at0 { g } else { zero };
+        ga[1] = if at1 { g } else { zero };
+        gb[0] = if at2 { g } else { zero };
+        gb[1] = if at3 { g } else { zero };
+    }
+}
+
+/// The first maximum of a 2x2 window `[x00, x01, x10, x11]` and where it is (0 to 3), as
+/// [`MaxPool2d::each_max`] finds it: a later value is taken only if strictly greater.
+#[inline(always)]
+fn first_max<T: Float>(v: [T; 4]) -> (T, usize) {
+    let (mut best, mut at) = (v[0], 0);
+    for (k, &x) in v.iter().enumerate().skip(1) {
+        let take = x > best;
+        best = if take { x } else { best };
+        at = if take { k } else { at };
+    }
+    (best, at)
 }
 
 impl<T: Float> LayerKind<T> for MaxPool2d<T> {
@@ -164,7 +262,14 @@ impl<T: Float> LayerKind<T> for MaxPool2d<T> {
         for_each_block(work, indexed(blocks), |(_, (x, mut z, mut a))| {
             for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut()) {
                 let (x, z, a) = (flat(x), flat_mut(z), flat_mut(a));
-                self.each_max(x, |o, i| z[o] = x[i]);
+                if self.is_2x2() {
+                    self.max_2x2(x, z);
+                    if self.has_partial() {
+                        self.each_max(x, true, |o, i| z[o] = x[i]);
+                    }
+                } else {
+                    self.each_max(x, false, |o, i| z[o] = x[i]);
+                }
                 activate(self.activation, z, a);
             }
             0.0
@@ -197,9 +302,18 @@ impl<T: Float> LayerKind<T> for MaxPool2d<T> {
         for_each_block(work, indexed(blocks), |(_, (x, d_z, d_in))| {
             if let Some(mut d_in) = d_in {
                 for ((x, d), dx) in x.rows().into_iter().zip(d_z.rows()).zip(d_in.rows_mut()) {
-                    let (d, dx) = (flat(d), flat_mut(dx));
-                    dx.fill(T::zero());
-                    this.each_max(flat(x), |o, i| dx[i] += d[o]);
+                    let (x, d, dx) = (flat(x), flat(d), flat_mut(dx));
+                    let [_, h, w] = this.window.input;
+                    let fast = this.is_2x2();
+                    if !fast || h % 2 != 0 || w % 2 != 0 {
+                        dx.fill(T::zero()); // else the 2x2 windows cover every pixel
+                    }
+                    if fast {
+                        this.route_2x2(x, d, dx);
+                    }
+                    if !fast || this.has_partial() {
+                        this.each_max(x, fast, |o, i| dx[i] += d[o]);
+                    }
                 }
             }
             0.0
@@ -212,5 +326,47 @@ impl<T: Float> LayerKind<T> for MaxPool2d<T> {
 
     fn param_kinds(&self) -> &'static [ParamKind] {
         &[]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Rounding;
+
+    /// The 2x2 fast paths give the bits of the general loop (`each_max` over every window),
+    /// forward and backward, for even and odd sizes in both roundings, with ties (small
+    /// integers repeat), signed zeros and NaN.
+    #[test]
+    fn the_2x2_paths_match_the_general_loop() {
+        let values = [0.0, -0.0, 1.0, 2.0, -1.0, 2.0, f64::NAN, 1.0, 0.0];
+        for (h, w) in [(4, 4), (7, 7), (5, 8), (6, 3), (1, 1), (2, 5)] {
+            for rounding in [Rounding::Floor, Rounding::Ceil] {
+                let Ok(window) = Window::pool([3, h, w], [2, 2], [2, 2], rounding) else {
+                    continue; // a 1-pixel image has no whole window when floored
+                };
+                let pool = MaxPool2d::<f64>::new(window, Activation::Identity).expect("valid");
+                assert!(pool.is_2x2());
+                let x: Vec<f64> = (0..3 * h * w).map(|i| values[(i * 7 + h) % 9]).collect();
+                let n_out = pool.n_out();
+                let d: Vec<f64> = (0..n_out).map(|o| values[(o * 5 + 2) % 9] - 0.5).collect();
+                // The general loop.
+                let (mut z_ref, mut dx_ref) = (vec![0.0; n_out], vec![0.0; 3 * h * w]);
+                pool.each_max(&x, false, |o, i| z_ref[o] = x[i]);
+                pool.each_max(&x, false, |o, i| dx_ref[i] += d[o]);
+                // The layer.
+                let x2 = ndarray::Array2::from_shape_vec((1, x.len()), x.clone()).expect("row");
+                let (mut z, mut a) = (Array2::zeros((1, n_out)), Array2::zeros((1, n_out)));
+                pool.forward(x2.view(), z.view_mut(), a.view_mut());
+                let d2 = Array2::from_shape_vec((1, n_out), d.clone()).expect("row");
+                let mut dx = Array2::from_elem((1, x.len()), 7.0);
+                let mut layer = pool.clone();
+                layer.backward(x2.view(), d2.view(), Some(dx.view_mut()));
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                let case = format!("{h}x{w} {rounding:?}");
+                assert_eq!(bits(z.as_slice().unwrap()), bits(&z_ref), "z, {case}");
+                assert_eq!(bits(dx.as_slice().unwrap()), bits(&dx_ref), "dx, {case}");
+            }
+        }
     }
 }
