@@ -47,7 +47,7 @@ pub(crate) use simd::avx2;
 pub(crate) use simd::avx2_dispatch;
 #[doc(hidden)]
 pub use simd::{kernels, set_kernels, Kernels};
-pub(crate) use sum::{lane_sum, lane_sum_buffered, lane_sum_slice};
+pub(crate) use sum::{lane_dots, lane_sum, lane_sum_buffered, lane_sum_slice};
 pub(crate) use threads::{
     for_each_block, row_blocks, row_blocks_mut, slice_blocks, slice_blocks_mut, zip_blocks,
     ROW_BLOCKS,

@@ -59,6 +59,36 @@ pub(crate) fn lane_sum_buffered<T: Float>(
     sum.total()
 }
 
+/// `[dot(x, ys[0]), ..., dot(x, ys[N - 1])]`, each `sum_i x_i y_i` in the order of the
+/// module docs (the bits of `lane_sum(n, |i| x[i] * ys[k][i])`), computed side by side: one
+/// sum's lanes wait on their own additions, so N independent sums keep the adder busy N
+/// times as long. Each `ys[k]` holds at least `x.len()` values.
+///
+/// # Panics
+/// If some `ys[k]` is shorter than `x` (an internal invariant).
+#[inline(always)]
+pub(crate) fn lane_dots<T: Float, const N: usize>(x: &[T], ys: [&[T]; N]) -> [T; N] {
+    let n = x.len();
+    let ys = ys.map(|y| &y[..n]);
+    let mut sums = [(); N].map(|()| Lanes::new());
+    let full = n / LANES * LANES;
+    for start in (0..full).step_by(LANES) {
+        let xs = &x[start..start + LANES];
+        for (sum, y) in sums.iter_mut().zip(&ys) {
+            let y = &y[start..start + LANES];
+            for ((acc, &a), &b) in sum.acc.iter_mut().zip(xs).zip(y) {
+                *acc += a * b;
+            }
+        }
+    }
+    for (sum, y) in sums.iter_mut().zip(&ys) {
+        for i in full..n {
+            sum.tail += x[i] * y[i];
+        }
+    }
+    sums.map(|sum| sum.total())
+}
+
 /// The partial sums: the lanes and the tail.
 struct Lanes<T> {
     acc: [T; LANES],
@@ -157,6 +187,16 @@ mod tests {
                 terms.copy_from_slice(&t[range]);
             });
             assert_eq!(buffered.to_bits(), expected, "buffered, n = {n}");
+            // Dots with t: the second factor 1 makes the products the terms themselves;
+            // the factor 2 (exact) doubles them, and the sum with them.
+            let (ones, twos) = (vec![1.0f32; n], vec![2.0f32; n]);
+            let [a, b] = lane_dots(&t, [&ones, &twos]);
+            assert_eq!(a.to_bits(), expected, "dots, n = {n}");
+            assert_eq!(
+                b.to_bits(),
+                (2.0 * reference(&t)).to_bits(),
+                "dots, n = {n}"
+            );
         }
     }
 }

@@ -38,7 +38,7 @@ use crate::layers::images::{
     add_partials, bias_activate, bias_grad, flat, flat_mut, indexed, infer_kind, optional_blocks,
     zip3,
 };
-use crate::layers::patches::{col2im_add, im2col, Patches};
+use crate::layers::patches::{col2im_add, col2im_padded, im2col, im2col_padded, Patches};
 use crate::layers::scratch::Scratch;
 use crate::layers::{LayerKind, ParamKind, ParamVisitor};
 
@@ -349,10 +349,17 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
             });
             return;
         }
+        // Stride 1: the patches are read from the image's padded planes (`im2col_padded`).
+        let stride_1 = Plane::of(&g);
+        let n_pad = stride_1.map_or(0, |plane| g.c * plane.len);
         for_each_block(work, indexed(blocks), |(block, (x, mut z, mut a))| {
-            self.scratch.with(block, k * p, |cols| {
+            self.scratch.with(block, k * p + n_pad, |buf| {
+                let (cols, pad) = buf.split_at_mut(k * p);
                 for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut()) {
-                    im2col(&g, flat(x), cols);
+                    match &stride_1 {
+                        Some(plane) => im2col_padded(&g, plane, flat(x), pad, cols),
+                        None => im2col(&g, flat(x), cols),
+                    }
                     let cols = ArrayView2::from_shape((k, p), &*cols).expect("k p elements");
                     let z = flat_mut(z);
                     let mut zm = ArrayViewMut2::from_shape((c_out, p), &mut *z).expect("row");
@@ -430,6 +437,8 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
             );
             return;
         }
+        let stride_1 = Plane::of(&g);
+        let n_pad = stride_1.map_or(0, |plane| g.c * plane.len);
         for_each_block(
             work,
             indexed(blocks),
@@ -437,10 +446,14 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
                 partial.fill(T::zero());
                 let mut dw = ArrayViewMut2::from_shape((c_out, k), partial).expect("c_out k");
                 let mut d_in = d_in;
-                scratch.with(block, 2 * k * p, |buf| {
-                    let (cols, d_cols) = buf.split_at_mut(k * p);
+                scratch.with(block, 2 * k * p + n_pad, |buf| {
+                    let (cols, rest) = buf.split_at_mut(k * p);
+                    let (d_cols, pad) = rest.split_at_mut(k * p);
                     for (b, (x, d)) in x.rows().into_iter().zip(d_z.rows()).enumerate() {
-                        im2col(&g, flat(x), cols);
+                        match &stride_1 {
+                            Some(plane) => im2col_padded(&g, plane, flat(x), pad, cols),
+                            None => im2col(&g, flat(x), cols),
+                        }
                         let cm = ArrayView2::from_shape((k, p), &*cols).expect("k p");
                         let dm = ArrayView2::from_shape((c_out, p), flat(d)).expect("row");
                         product(T::one(), &dm, &cm.t(), T::one(), &mut dw);
@@ -449,8 +462,13 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
                                 ArrayViewMut2::from_shape((k, p), &mut *d_cols).expect("k p");
                             product(T::one(), &w.t(), &dm, T::zero(), &mut dcm);
                             let dx = flat_mut(d_in.row_mut(b));
-                            dx.fill(T::zero());
-                            col2im_add(&g, d_cols, dx);
+                            match &stride_1 {
+                                Some(plane) => col2im_padded(&g, plane, d_cols, pad, dx),
+                                None => {
+                                    dx.fill(T::zero());
+                                    col2im_add(&g, d_cols, dx);
+                                }
+                            }
                         }
                     }
                 });

@@ -21,7 +21,7 @@
 
 use ndarray::ArrayView2;
 
-use crate::compute::{avx2_dispatch, lane_sum_buffered};
+use crate::compute::{avx2_dispatch, lane_dots};
 use crate::float::Float;
 use crate::layers::images::copy_row;
 use crate::layers::patches::Patches;
@@ -104,17 +104,25 @@ pub(super) fn spread<T: Float>(g: &Patches, p: &Plane, d: &[T], dp: &mut [T]) {
 }
 
 /// `dw[o, (c, i, j)] += dot(dp_o, pad_c[i wp + j ..])`; `dw` `(c_out, c_in kh kw)` flat.
+/// Four taps at a time (independent sums, each in its own fixed order).
 pub(super) fn weight_grad<T: Float>(g: &Patches, p: &Plane, dp: &[T], pad: &[T], dw: &mut [T]) {
     let taps = g.rows();
+    // Where tap t = (c, i, j) reads the padded planes.
+    let at = |t: usize| {
+        let (c, ij) = (t / (g.kh * g.kw), t % (g.kh * g.kw));
+        c * p.len + ij / g.kw * p.wp + ij % g.kw
+    };
+    let plane = |t: usize| &pad[at(t)..][..p.out];
     for (dp_o, dw_o) in dp.chunks_exact(p.out).zip(dw.chunks_exact_mut(taps)) {
-        let mut dw_o = dw_o.iter_mut();
-        for pad_c in pad.chunks_exact(p.len) {
-            for i in 0..g.kh {
-                for j in 0..g.kw {
-                    let g_w = dw_o.next().expect("c_in kh kw taps");
-                    *g_w += dot(dp_o, &pad_c[i * p.wp + j..][..p.out]);
-                }
-            }
+        let mut groups = dw_o.chunks_exact_mut(4);
+        for (k, group) in (&mut groups).enumerate() {
+            let t = 4 * k;
+            let sums = dots4(dp_o, [plane(t), plane(t + 1), plane(t + 2), plane(t + 3)]);
+            group.iter_mut().zip(sums).for_each(|(g_w, s)| *g_w += s);
+        }
+        let first = taps - groups.into_remainder().len();
+        for (t, g_w) in dw_o.iter_mut().enumerate().skip(first) {
+            *g_w += dots1(dp_o, [plane(t)])[0];
         }
     }
 }
@@ -139,7 +147,13 @@ pub(super) fn input_grad<T: Float>(
             }
         }
     }
-    for (dst, plane) in dx.chunks_exact_mut(g.h * g.w).zip(dpad.chunks_exact(p.len)) {
+    unpad_image(g, p, dpad, dx);
+}
+
+/// The inverse of [`pad_image`]: the image `x` `(c, h, w)` (overwritten) inside the planes
+/// `pad` `(c, len)`.
+pub(super) fn unpad_image<T: Float>(g: &Patches, p: &Plane, pad: &[T], x: &mut [T]) {
+    for (dst, plane) in x.chunks_exact_mut(g.h * g.w).zip(pad.chunks_exact(p.len)) {
         for (y, row) in dst.chunks_exact_mut(g.w).enumerate() {
             let at = (y + g.top) * p.wp + g.left;
             copy_row(row, &plane[at..at + g.w]);
@@ -162,18 +176,23 @@ fn axpy_plain<T: Float>(a: T, x: &[T], y: &mut [T]) {
 }
 
 avx2_dispatch! {
-    /// [`dot_plain`], for AVX2 when available.
-    fn dot / dot_plain<T>(x: &[T], y: &[T]) -> T
+    /// [`lane_dots`] of four, for AVX2 when available.
+    fn dots4 / dots4_plain<T>(x: &[T], ys: [&[T]; 4]) -> [T; 4]
     where T: Float
 }
 
-/// `sum_i x_i y_i`, in the crate's fixed 8-lane order.
 #[inline(always)]
-fn dot_plain<T: Float>(x: &[T], y: &[T]) -> T {
-    lane_sum_buffered(x.len(), |range, terms| {
-        let (x, y) = (&x[range.clone()], &y[range]);
-        for ((t, &a), &b) in terms.iter_mut().zip(x).zip(y) {
-            *t = a * b;
-        }
-    })
+fn dots4_plain<T: Float>(x: &[T], ys: [&[T]; 4]) -> [T; 4] {
+    lane_dots(x, ys)
+}
+
+avx2_dispatch! {
+    /// [`lane_dots`] of one, for AVX2 when available.
+    fn dots1 / dots1_plain<T>(x: &[T], ys: [&[T]; 1]) -> [T; 1]
+    where T: Float
+}
+
+#[inline(always)]
+fn dots1_plain<T: Float>(x: &[T], ys: [&[T]; 1]) -> [T; 1] {
+    lane_dots(x, ys)
 }

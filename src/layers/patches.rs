@@ -3,6 +3,7 @@
 //! uses the pair forward and backward, `ConvTranspose2d` backward and forward.
 
 use crate::float::Float;
+use crate::layers::conv_direct::{self as direct, Plane};
 use crate::layers::images::copy_row;
 
 /// Index geometry of the patches of a convolution reading image `(c, h, w)` with kernel
@@ -119,6 +120,57 @@ pub(super) fn col2im_add<T: Float>(g: &Patches, cols: &[T], x: &mut [T]) {
     }
 }
 
+/// [`im2col`] for a stride-1 convolution, through the image's zero-padded planes `pad`
+/// (`c` planes of `plane.len` values, overwritten; see `conv_direct.rs`): each row of the
+/// patch matrix is `oh` runs of `ow` values read straight from a plane, with no bounds to
+/// clip and no padding to write. The same matrix as `im2col`.
+pub(super) fn im2col_padded<T: Float>(
+    g: &Patches,
+    plane: &Plane,
+    x: &[T],
+    pad: &mut [T],
+    cols: &mut [T],
+) {
+    direct::pad_image(g, plane, x, pad);
+    let p = g.positions();
+    for (r, row) in cols.chunks_exact_mut(p).enumerate().take(g.rows()) {
+        let start = plane_offset(g, plane, r);
+        for (oy, dst) in row.chunks_exact_mut(g.ow).enumerate() {
+            copy_row(dst, &pad[start + oy * plane.wp..][..g.ow]);
+        }
+    }
+}
+
+/// [`col2im_add`] for a stride-1 convolution, into zeros: `x` `(c, h, w)` is overwritten
+/// with the adjoint of [`im2col_padded`] applied to `cols`, accumulated in the padded
+/// planes `dpad` (`c` planes of `plane.len` values, overwritten). Each pixel receives its
+/// entries in the order `col2im_add` adds them (kernel row, then column), so the bits are
+/// those of `x.fill(0)` followed by `col2im_add`.
+pub(super) fn col2im_padded<T: Float>(
+    g: &Patches,
+    plane: &Plane,
+    cols: &[T],
+    dpad: &mut [T],
+    x: &mut [T],
+) {
+    dpad.fill(T::zero());
+    let p = g.positions();
+    for (r, row) in cols.chunks_exact(p).enumerate().take(g.rows()) {
+        let start = plane_offset(g, plane, r);
+        for (oy, src) in row.chunks_exact(g.ow).enumerate() {
+            let dst = &mut dpad[start + oy * plane.wp..][..g.ow];
+            dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
+        }
+    }
+    direct::unpad_image(g, plane, dpad, x);
+}
+
+/// Where row `r = (c, i, j)` of the patch matrix starts reading the padded planes.
+fn plane_offset(g: &Patches, plane: &Plane, r: usize) -> usize {
+    let (c, ij) = (r / (g.kh * g.kw), r % (g.kh * g.kw));
+    c * plane.len + ij / g.kw * plane.wp + ij % g.kw
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +223,53 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// For stride 1, the padded-plane forms give the bits of the general ones: the same
+    /// patch matrix, and the same input gradient (pixels adding their entries in the same
+    /// order), over paddings on every side, 'valid' and wider than the kernel.
+    #[test]
+    fn the_padded_forms_match_the_general_ones() {
+        for (c, h, w, kh, kw, [top, bottom, left, right]) in [
+            (2, 5, 4, 3, 2, [1, 1, 0, 1]),
+            (1, 7, 7, 3, 3, [1, 1, 1, 1]),
+            (3, 6, 5, 3, 3, [0, 0, 0, 0]),
+            (2, 3, 3, 3, 3, [2, 2, 2, 2]),
+            (1, 4, 9, 1, 4, [0, 3, 2, 1]),
+        ] {
+            let (oh, ow) = (h + top + bottom - kh + 1, w + left + right - kw + 1);
+            let g = Patches {
+                c,
+                h,
+                w,
+                kh,
+                kw,
+                sh: 1,
+                sw: 1,
+                top,
+                left,
+                oh,
+                ow,
+            };
+            let plane = Plane::of(&g).expect("stride 1");
+            let x: Vec<f64> = (0..c * h * w).map(|i| (i as f64 * 0.37).sin()).collect();
+            let n = g.rows() * g.positions();
+            let (mut cols, mut padded) = (vec![-1.0; n], vec![-2.0; n]);
+            let mut pad = vec![5.0; c * plane.len];
+            im2col(&g, &x, &mut cols);
+            im2col_padded(&g, &plane, &x, &mut pad, &mut padded);
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&cols), bits(&padded), "im2col, {h}x{w} k{kh}x{kw}");
+            // Entries whose sums depend on the order.
+            let d: Vec<f64> = (0..n)
+                .map(|i| (i as f64 * 1.3).cos() * 10f64.powi(i as i32 % 7 - 3))
+                .collect();
+            let mut dx = vec![0.0; c * h * w];
+            col2im_add(&g, &d, &mut dx);
+            let mut dx_padded = vec![9.0; c * h * w];
+            col2im_padded(&g, &plane, &d, &mut pad, &mut dx_padded);
+            assert_eq!(bits(&dx), bits(&dx_padded), "col2im, {h}x{w} k{kh}x{kw}");
         }
     }
 }
