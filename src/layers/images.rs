@@ -5,7 +5,7 @@
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
 use crate::activation::Activation;
-use crate::compute::{row_blocks_mut, ROW_BLOCKS};
+use crate::compute::{avx2_dispatch, row_blocks_mut, ROW_BLOCKS};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::LayerKind;
@@ -61,6 +61,22 @@ pub(super) fn bias_activate<T: Float>(
     z: &mut [T],
     a: &mut [T],
 ) {
+    bias_activate_wide(bias, activation, z, a);
+}
+
+avx2_dispatch! {
+    /// [`bias_activate_plain`], for AVX2 when available.
+    fn bias_activate_wide / bias_activate_plain<T>(
+        bias: &[T],
+        activation: Activation,
+        z: &mut [T],
+        a: &mut [T],
+    )
+    where T: Float
+}
+
+#[inline(always)]
+fn bias_activate_plain<T: Float>(bias: &[T], activation: Activation, z: &mut [T], a: &mut [T]) {
     let q = z.len() / bias.len().max(1);
     for ((zc, ac), &b) in z.chunks_exact_mut(q).zip(a.chunks_exact_mut(q)).zip(bias) {
         match activation {
@@ -88,14 +104,37 @@ pub(super) fn activate<T: Float>(activation: Activation, z: &[T], a: &mut [T]) {
     }
 }
 
-/// `dL/db_c += sum over rows and positions of d_z[row, (c, q)]`, in row order.
+/// `dL/db_c += sum over rows and positions of d_z[row, (c, q)]`, in row order: each row's
+/// sum over its positions from zero, in order, then added. Eight channels' sums run side by
+/// side (each waits only on its own additions), with the bits of one at a time.
 pub(super) fn bias_grad<T: Float>(d_z: ArrayView2<T>, grad_bias: &mut [T]) {
     let q = d_z.ncols() / grad_bias.len().max(1);
     for row in d_z.rows() {
-        for (g, d) in grad_bias.iter_mut().zip(flat(row).chunks_exact(q)) {
-            *g += d.iter().fold(T::zero(), |s, &v| s + v);
+        let mut channels = flat(row).chunks_exact(q);
+        let mut grads = grad_bias.chunks_exact_mut(8);
+        for g in &mut grads {
+            let d: [&[T]; 8] = std::array::from_fn(|_| channels.next().expect("8 channels"));
+            g.iter_mut().zip(sums(d)).for_each(|(g, s)| *g += s);
+        }
+        for (g, d) in grads.into_remainder().iter_mut().zip(channels) {
+            *g += sums([d])[0];
         }
     }
+}
+
+/// `[sum of d[0], ..., sum of d[N - 1]]`, each from zero in order (`fold(0, +)`), side by
+/// side; the slices have equal lengths.
+#[inline(always)]
+fn sums<T: Float, const N: usize>(d: [&[T]; N]) -> [T; N] {
+    let n = d[0].len();
+    let d = d.map(|d| &d[..n]);
+    let mut s = [T::zero(); N];
+    for i in 0..n {
+        for (s, d) in s.iter_mut().zip(&d) {
+            *s += d[i];
+        }
+    }
+    s
 }
 
 /// The 8 blocks' optional input-gradient views.
@@ -175,5 +214,25 @@ mod tests {
             assert_eq!(dst[1..=n], src[..], "length {n}");
             assert_eq!((dst[0], dst[n + 1]), (0, 0), "length {n}");
         }
+    }
+
+    /// `bias_grad` (eight channels side by side, then the rest) gives the bits of one
+    /// channel at a time, each row's sum from zero in order, rows in order.
+    #[test]
+    fn bias_grad_adds_in_the_documented_order() {
+        let (rows, channels, q) = (3, 11, 37);
+        let d = ndarray::Array2::from_shape_fn((rows, channels * q), |(r, i)| {
+            ((r * 131 + i * 7919) % 1000) as f32 * if i % 3 == 0 { 10.0 } else { 1e-3 }
+        });
+        let mut expected = vec![0.5f32; channels];
+        for row in d.rows() {
+            for (g, part) in expected.iter_mut().zip(flat(row).chunks_exact(q)) {
+                *g += part.iter().fold(0.0, |s, &v| s + v);
+            }
+        }
+        let mut got = vec![0.5f32; channels];
+        bias_grad(d.view(), &mut got);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&expected));
     }
 }
