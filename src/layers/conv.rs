@@ -15,6 +15,10 @@
 //! - `dL/dX_col = W^T D`, and `dL/dx = col2im(dL/dX_col)`: each patch entry adds its
 //!   gradient back to the pixel it was copied from (entries read from the padding are dropped).
 //!
+//! With both strides 1 (the common case), `im2col` reads the image's zero-padded planes
+//! (`im2col_padded`: runs of `ow` values, no bounds to clip) and `col2im` adds into them
+//! (`col2im_padded`); the patch matrix and the sums are the same, bit for bit.
+//!
 //! A batch is cut into the crate's 8 fixed blocks of rows, which run on the pool's threads;
 //! each block keeps its own patch buffer and its own partial `dL/dW`, and the 8 partials
 //! are added in block order, so the bits do not depend on the thread count.

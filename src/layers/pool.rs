@@ -177,7 +177,7 @@ avx2_dispatch! {
 fn max_row_plain<T: Float>(r0: &[T], r1: &[T], z: &mut [T]) {
     let windows = r0.chunks_exact(2).zip(r1.chunks_exact(2));
     for (z, (a, b)) in z.iter_mut().zip(windows) {
-        *z = first_max([a[0], a[1], b[0], b[1]]).0;
+        *z = first_max([a[0], a[1], b[0], b[1]]);
     }
 }
 
@@ -196,7 +196,7 @@ fn route_row_plain<T: Float>(r0: &[T], r1: &[T], d: &[T], g0: &mut [T], g1: &mut
     let grads = g0.chunks_exact_mut(2).zip(g1.chunks_exact_mut(2));
     for ((&d, (a, b)), (ga, gb)) in d.iter().zip(windows).zip(grads) {
         let v = [a[0], a[1], b[0], b[1]];
-        let (zero, m) = (T::zero(), first_max(v).0);
+        let (zero, m) = (T::zero(), first_max(v));
         // The first maximum is the first value equal to the maximum (or the first value,
         // if it is NaN: nothing is greater); as masks (`|`, `&`: no branches), so that the
         // loop vectorizes.
@@ -212,17 +212,13 @@ fn route_row_plain<T: Float>(r0: &[T], r1: &[T], d: &[T], g0: &mut [T], g1: &mut
     }
 }
 
-/// The first maximum of a 2x2 window `[x00, x01, x10, x11]` and where it is (0 to 3), as
-/// [`MaxPool2d::each_max`] finds it: a later value is taken only if strictly greater.
+/// The maximum of a 2x2 window `[x00, x01, x10, x11]` as [`MaxPool2d::each_max`] finds
+/// it: a later value is taken only if strictly greater (so a NaN first value stays).
 #[inline(always)]
-fn first_max<T: Float>(v: [T; 4]) -> (T, usize) {
-    let (mut best, mut at) = (v[0], 0);
-    for (k, &x) in v.iter().enumerate().skip(1) {
-        let take = x > best;
-        best = if take { x } else { best };
-        at = if take { k } else { at };
-    }
-    (best, at)
+fn first_max<T: Float>(v: [T; 4]) -> T {
+    v[1..]
+        .iter()
+        .fold(v[0], |best, &x| if x > best { x } else { best })
 }
 
 impl<T: Float> LayerKind<T> for MaxPool2d<T> {
