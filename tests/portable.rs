@@ -123,16 +123,33 @@ fn differ(a: &[u64], b: &[u64]) -> (usize, usize) {
 
 #[test]
 fn weights_are_the_same_bits_on_the_portable_kernels() -> Result<()> {
+    same_bits_on_both_kernels(setup::<f32>, setup::<f64>)
+}
+
+/// The same for a convolutional model (the image layers' own SIMD twins: pooling, the
+/// direct kernels, the bias and activation over image rows).
+#[test]
+fn conv_weights_are_the_same_bits_on_the_portable_kernels() -> Result<()> {
+    same_bits_on_both_kernels(conv_setup::<f32>, conv_setup::<f64>)
+}
+
+/// A function that makes the data and the model to train.
+type Setup<T> = fn() -> Result<(Array2<T>, Autoencoder<T>)>;
+
+/// Trains the model and data of the setups on each kernel set, in `f32` and `f64`, and
+/// asserts that the bits agree and that training moved most weights (a run that did nothing
+/// would agree trivially).
+fn same_bits_on_both_kernels(setup_f32: Setup<f32>, setup_f64: Setup<f64>) -> Result<()> {
     let _turn = lock();
     let before = kernels();
     let runs = [
         (
-            train::<f32>(Kernels::Fastest)?,
-            train::<f32>(Kernels::Portable)?,
+            train_on(Kernels::Fastest, setup_f32()?)?,
+            train_on(Kernels::Portable, setup_f32()?)?,
         ),
         (
-            train::<f64>(Kernels::Fastest)?,
-            train::<f64>(Kernels::Portable)?,
+            train_on(Kernels::Fastest, setup_f64()?)?,
+            train_on(Kernels::Portable, setup_f64()?)?,
         ),
     ];
     set_kernels(before);
@@ -143,39 +160,7 @@ fn weights_are_the_same_bits_on_the_portable_kernels() -> Result<()> {
         let (n_differ, n) = differ(fast, portable);
         assert_eq!(n_differ, 0, "{name}: {n_differ} of {n} values differ");
     }
-    // The models trained: most weights moved from their initial values (a run that did
-    // nothing would agree trivially).
-    let start = param_bits(&setup::<f32>()?.1);
-    let (moved, n) = differ(&start, &runs[0].0[..start.len()]);
-    assert!(
-        moved > n / 2,
-        "only {moved} of {n} parameters changed in training"
-    );
-    Ok(())
-}
-
-/// The same for a convolutional model (the image layers' own SIMD twins: pooling, the
-/// direct kernels, the activations over image rows).
-#[test]
-fn conv_weights_are_the_same_bits_on_the_portable_kernels() -> Result<()> {
-    let _turn = lock();
-    let before = kernels();
-    let runs = [
-        (
-            train_on(Kernels::Fastest, conv_setup::<f32>()?)?,
-            train_on(Kernels::Portable, conv_setup::<f32>()?)?,
-        ),
-        (
-            train_on(Kernels::Fastest, conv_setup::<f64>()?)?,
-            train_on(Kernels::Portable, conv_setup::<f64>()?)?,
-        ),
-    ];
-    set_kernels(before);
-    for ((fast, portable), name) in runs.iter().zip(["f32", "f64"]) {
-        let (n_differ, n) = differ(fast, portable);
-        assert_eq!(n_differ, 0, "{name}: {n_differ} of {n} values differ");
-    }
-    let start = param_bits(&conv_setup::<f32>()?.1);
+    let start = param_bits(&setup_f32()?.1);
     let (moved, n) = differ(&start, &runs[0].0[..start.len()]);
     assert!(
         moved > n / 2,
