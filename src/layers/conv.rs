@@ -42,7 +42,7 @@ use crate::layers::images::{
     add_partials, bias_activate, bias_grad, flat, flat_mut, indexed, infer_kind, optional_blocks,
     zip3,
 };
-use crate::layers::patches::{col2im_add, col2im_padded, im2col, im2col_padded, Patches};
+use crate::layers::patches::{patches_of, unpatch_into, Patches};
 use crate::layers::scratch::Scratch;
 use crate::layers::{LayerKind, ParamKind, ParamVisitor};
 
@@ -360,10 +360,7 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
             self.scratch.with(block, k * p + n_pad, |buf| {
                 let (cols, pad) = buf.split_at_mut(k * p);
                 for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut()) {
-                    match &stride_1 {
-                        Some(plane) => im2col_padded(&g, plane, flat(x), pad, cols),
-                        None => im2col(&g, flat(x), cols),
-                    }
+                    patches_of(&g, stride_1.as_ref(), flat(x), pad, cols);
                     let cols = ArrayView2::from_shape((k, p), &*cols).expect("k p elements");
                     let z = flat_mut(z);
                     let mut zm = ArrayViewMut2::from_shape((c_out, p), &mut *z).expect("row");
@@ -454,10 +451,7 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
                     let (cols, rest) = buf.split_at_mut(k * p);
                     let (d_cols, pad) = rest.split_at_mut(k * p);
                     for (b, (x, d)) in x.rows().into_iter().zip(d_z.rows()).enumerate() {
-                        match &stride_1 {
-                            Some(plane) => im2col_padded(&g, plane, flat(x), pad, cols),
-                            None => im2col(&g, flat(x), cols),
-                        }
+                        patches_of(&g, stride_1.as_ref(), flat(x), pad, cols);
                         let cm = ArrayView2::from_shape((k, p), &*cols).expect("k p");
                         let dm = ArrayView2::from_shape((c_out, p), flat(d)).expect("row");
                         product(T::one(), &dm, &cm.t(), T::one(), &mut dw);
@@ -466,13 +460,7 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
                                 ArrayViewMut2::from_shape((k, p), &mut *d_cols).expect("k p");
                             product(T::one(), &w.t(), &dm, T::zero(), &mut dcm);
                             let dx = flat_mut(d_in.row_mut(b));
-                            match &stride_1 {
-                                Some(plane) => col2im_padded(&g, plane, d_cols, pad, dx),
-                                None => {
-                                    dx.fill(T::zero());
-                                    col2im_add(&g, d_cols, dx);
-                                }
-                            }
+                            unpatch_into(&g, stride_1.as_ref(), d_cols, pad, dx);
                         }
                     }
                 });

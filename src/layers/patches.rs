@@ -120,6 +120,40 @@ pub(super) fn col2im_add<T: Float>(g: &Patches, cols: &[T], x: &mut [T]) {
     }
 }
 
+/// The patch matrix of image `x` into `cols`: through the padded planes `pad` when the
+/// convolution has them (`plane`, stride 1: [`im2col_padded`]), else [`im2col`].
+pub(super) fn patches_of<T: Float>(
+    g: &Patches,
+    plane: Option<&Plane>,
+    x: &[T],
+    pad: &mut [T],
+    cols: &mut [T],
+) {
+    match plane {
+        Some(plane) => im2col_padded(g, plane, x, pad, cols),
+        None => im2col(g, x, cols),
+    }
+}
+
+/// `x` `(c, h, w)` overwritten with the adjoint of [`patches_of`] applied to `cols`: through
+/// the padded planes when the convolution has them ([`col2im_padded`]), else zeros then
+/// [`col2im_add`]. The same bits either way.
+pub(super) fn unpatch_into<T: Float>(
+    g: &Patches,
+    plane: Option<&Plane>,
+    cols: &[T],
+    pad: &mut [T],
+    x: &mut [T],
+) {
+    match plane {
+        Some(plane) => col2im_padded(g, plane, cols, pad, x),
+        None => {
+            x.fill(T::zero());
+            col2im_add(g, cols, x);
+        }
+    }
+}
+
 /// [`im2col`] for a stride-1 convolution, through the image's zero-padded planes `pad`
 /// (`c` planes of `plane.len` values, overwritten; see `conv_direct.rs`): each row of the
 /// patch matrix is `oh` runs of `ow` values read straight from a plane, with no bounds to
