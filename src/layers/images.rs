@@ -1,6 +1,6 @@
 //! What the image layers (convolutions, pooling, upsampling) share: an image row as a flat
-//! slice, the bias and activation over channels, the bias gradient, the 8 row blocks'
-//! plumbing, and inference through any kind.
+//! slice, copies of short image rows, the bias and activation over channels, the bias
+//! gradient, the 8 row blocks' plumbing, and inference through any kind.
 
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 

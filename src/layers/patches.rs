@@ -1,6 +1,8 @@
 //! The patches of a convolution: their geometry ([`Patches`]), `im2col`, which copies an
-//! image's patches into the columns of a matrix, and its adjoint `col2im_add`. `Conv2d`
-//! uses the pair forward and backward, `ConvTranspose2d` backward and forward.
+//! image's patches into the columns of a matrix, and its adjoint `col2im_add`; for stride 1,
+//! the same through the image's zero-padded planes (`im2col_padded`, `col2im_padded`), and
+//! `patches_of` / `unpatch_into`, which pick one. `Conv2d` uses the pair forward and
+//! backward, `ConvTranspose2d` backward and forward (the general forms).
 
 use crate::float::Float;
 use crate::layers::conv_direct::{self as direct, Plane};
