@@ -93,10 +93,7 @@ fn variational_and_tied_models_round_trip() -> TestResult {
     assert!(same_bits(&tied, &loaded));
     // A tied decoder weight that is not the transpose of its encoder weight is refused.
     let tampered = rebuild(&bytes, |_, tensors| {
-        let t = tensors
-            .iter_mut()
-            .find(|t| t.0 == "layers.3.weight")
-            .expect("tensor");
+        let t = tensor(tensors, "layers.3.weight");
         t.3[..4].copy_from_slice(&0.123f32.to_le_bytes());
     });
     assert!(format_reason(Autoencoder::from_bytes(&tampered)).contains("transpose"));
@@ -186,10 +183,7 @@ fn load_converted_refuses_f64_weights_too_large_for_f32() -> TestResult {
     let path = dir.join("ae.safetensors");
     // A weight beyond f32's range.
     let bytes = rebuild(&model::<f64>(4)?.to_bytes()?, |_, tensors| {
-        let t = tensors
-            .iter_mut()
-            .find(|t| t.0 == "layers.0.weight")
-            .expect("tensor");
+        let t = tensor(tensors, "layers.0.weight");
         t.3[..8].copy_from_slice(&1e300f64.to_le_bytes());
     });
     fs::write(&path, bytes)?;

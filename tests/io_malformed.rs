@@ -79,19 +79,13 @@ fn wrong_dims_are_refused() {
     assert!(format_reason(Autoencoder::from_bytes(&file)).contains("shape"));
     // A weight stored transposed.
     let file = rebuild(&valid(), |_, tensors| {
-        let t = tensors
-            .iter_mut()
-            .find(|t| t.0 == "layers.0.weight")
-            .expect("tensor");
+        let t = tensor(tensors, "layers.0.weight");
         t.2 = vec![5, 7];
     });
     assert!(format_reason(Autoencoder::from_bytes(&file)).contains("shape"));
     // A 1-D weight with the right number of elements.
     let file = rebuild(&valid(), |_, tensors| {
-        let t = tensors
-            .iter_mut()
-            .find(|t| t.0 == "layers.0.weight")
-            .expect("tensor");
+        let t = tensor(tensors, "layers.0.weight");
         t.2 = vec![35];
     });
     format_reason(Autoencoder::from_bytes(&file));
@@ -156,7 +150,7 @@ fn non_finite_weights_are_refused() {
         (f32::NEG_INFINITY, "layers.0.weight"),
     ] {
         let file = rebuild(&valid(), |_, tensors| {
-            let t = tensors.iter_mut().find(|t| t.0 == name).expect("tensor");
+            let t = tensor(tensors, name);
             t.3[4..8].copy_from_slice(&bad.to_le_bytes());
         });
         let reason = format_reason(Autoencoder::from_bytes(&file));
@@ -179,10 +173,7 @@ fn missing_extra_and_mistyped_tensors_are_refused() {
     assert!(format_reason(Autoencoder::from_bytes(&file)).contains("unexpected"));
     // A tensor stored as F64 in a file that says f32.
     let file = rebuild(&valid(), |_, tensors| {
-        let t = tensors
-            .iter_mut()
-            .find(|t| t.0 == "layers.3.bias")
-            .expect("tensor");
+        let t = tensor(tensors, "layers.3.bias");
         t.1 = Dtype::F64;
         t.3 = vec![0; 8 * 7];
     });
@@ -226,20 +217,14 @@ fn malformed_training_state_is_refused() -> TestResult {
         (
             "order not a permutation",
             Box::new(|_, t| {
-                let order = t
-                    .iter_mut()
-                    .find(|t| t.0 == "training.order")
-                    .expect("order");
+                let order = tensor(t, "training.order");
                 order.3.copy_within(8..16, 0);
             }),
         ),
         (
             "order out of range",
             Box::new(|_, t| {
-                let order = t
-                    .iter_mut()
-                    .find(|t| t.0 == "training.order")
-                    .expect("order");
+                let order = tensor(t, "training.order");
                 order.3[..8].copy_from_slice(&u64::MAX.to_le_bytes());
             }),
         ),
@@ -250,20 +235,14 @@ fn malformed_training_state_is_refused() -> TestResult {
         (
             "moment of wrong shape",
             Box::new(|_, t| {
-                let m = t
-                    .iter_mut()
-                    .find(|t| t.0 == "optimizer.m.layers.0.weight")
-                    .expect("m");
+                let m = tensor(t, "optimizer.m.layers.0.weight");
                 m.2 = vec![m.3.len() / 4];
             }),
         ),
         (
             "non-finite moment",
             Box::new(|_, t| {
-                let v = t
-                    .iter_mut()
-                    .find(|t| t.0 == "optimizer.v.layers.1.bias")
-                    .expect("v");
+                let v = tensor(t, "optimizer.v.layers.1.bias");
                 v.3[..4].copy_from_slice(&f32::NAN.to_le_bytes());
             }),
         ),

@@ -62,6 +62,20 @@ pub fn same_bits<T: Float>(a: &Autoencoder<T>, b: &Autoencoder<T>) -> bool {
 pub type Tensors = Vec<(String, Dtype, Vec<usize>, Vec<u8>)>;
 pub type Edit = Box<dyn Fn(&mut HashMap<String, String>, &mut Tensors)>;
 
+/// The tensor called `name` in `tensors`, to edit (the tests name tensors every file has).
+///
+/// # Panics
+/// If there is none.
+pub fn tensor<'a>(
+    tensors: &'a mut Tensors,
+    name: &str,
+) -> &'a mut (String, Dtype, Vec<usize>, Vec<u8>) {
+    tensors
+        .iter_mut()
+        .find(|t| t.0 == name)
+        .unwrap_or_else(|| panic!("no tensor {name}"))
+}
+
 pub fn rebuild(
     bytes: &[u8],
     edit: impl FnOnce(&mut HashMap<String, String>, &mut Tensors),
