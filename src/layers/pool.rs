@@ -138,11 +138,15 @@ impl<T: Float> MaxPool2d<T> {
         self.window.kernel == [2, 2] && self.window.stride == [2, 2]
     }
 
-    /// Whether some windows are clipped by the image (ceil mode).
-    fn has_partial(&self) -> bool {
+    /// `(fast, general)`: whether the 2x2 fast paths run (for the whole windows), and
+    /// whether the general loop does (for every window without them; with them, for the
+    /// windows the image clips in ceil mode, if any).
+    fn paths(&self) -> (bool, bool) {
         let ([_, h, w], [_, oh, ow]) = (self.window.input, self.out);
         let ([kh, kw], [sh, sw]) = (self.window.kernel, self.window.stride);
-        (oh - 1) * sh + kh > h || (ow - 1) * sw + kw > w
+        let partial = (oh - 1) * sh + kh > h || (ow - 1) * sw + kw > w;
+        let fast = self.is_2x2();
+        (fast, !fast || partial)
     }
 
     /// `z` for the whole 2x2 windows of one image `x` (every window but the partial ones).
@@ -255,16 +259,15 @@ impl<T: Float> LayerKind<T> for MaxPool2d<T> {
             row_blocks_mut(z.view_mut()),
             row_blocks_mut(a.view_mut()),
         );
+        let (fast, general) = self.paths();
         for_each_block(work, indexed(blocks), |(_, (x, mut z, mut a))| {
             for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut()) {
                 let (x, z, a) = (flat(x), flat_mut(z), flat_mut(a));
-                if self.is_2x2() {
+                if fast {
                     self.max_2x2(x, z);
-                    if self.has_partial() {
-                        self.each_max(x, true, |o, i| z[o] = x[i]);
-                    }
-                } else {
-                    self.each_max(x, false, |o, i| z[o] = x[i]);
+                }
+                if general {
+                    self.each_max(x, fast, |o, i| z[o] = x[i]);
                 }
                 activate(self.activation, z, a);
             }
@@ -295,19 +298,21 @@ impl<T: Float> LayerKind<T> for MaxPool2d<T> {
             optional_blocks(d_input),
         );
         let this = &*self;
+        let (fast, general) = this.paths();
+        let [_, h, w] = this.window.input;
+        // The whole 2x2 windows write every pixel of an image of even sides.
+        let zero_first = !fast || h % 2 != 0 || w % 2 != 0;
         for_each_block(work, indexed(blocks), |(_, (x, d_z, d_in))| {
             if let Some(mut d_in) = d_in {
                 for ((x, d), dx) in x.rows().into_iter().zip(d_z.rows()).zip(d_in.rows_mut()) {
                     let (x, d, dx) = (flat(x), flat(d), flat_mut(dx));
-                    let [_, h, w] = this.window.input;
-                    let fast = this.is_2x2();
-                    if !fast || h % 2 != 0 || w % 2 != 0 {
-                        dx.fill(T::zero()); // else the 2x2 windows cover every pixel
+                    if zero_first {
+                        dx.fill(T::zero());
                     }
                     if fast {
                         this.route_2x2(x, d, dx);
                     }
-                    if !fast || this.has_partial() {
+                    if general {
                         this.each_max(x, fast, |o, i| dx[i] += d[o]);
                     }
                 }
