@@ -456,7 +456,7 @@ impl Architecture {
         }
         let code = &self.layers[self.code_layer()];
         if self.latent == Latent::Gaussian
-            && (code.n_out % 2 != 0 || code.activation != Activation::Identity)
+            && (!code.n_out.is_multiple_of(2) || code.activation != Activation::Identity)
         {
             return Err(Error::InvalidConfig(format!(
                 "a Gaussian latent needs an identity code layer of even width 2k (mean and log-variance), \

@@ -42,7 +42,7 @@ fn file(name: &str, bytes: &[u8]) -> PathBuf {
 /// A version-1.0 file with header dict `dict` (padded as NumPy pads) and `data`.
 fn npy_bytes(dict: &str, data: &[u8]) -> Vec<u8> {
     let mut text = dict.to_string();
-    while (10 + text.len() + 1) % 64 != 0 {
+    while !(10 + text.len() + 1).is_multiple_of(64) {
         text.push(' ');
     }
     text.push('\n');

@@ -9,9 +9,10 @@
 //! blocks of `KC` inner indices and `NC` columns of `B` are packed into slivers `NR`
 //! columns wide; blocks of `MC` rows of `A` are packed into slivers `MR` rows tall (or read
 //! in place when `A`'s rows are contiguous); a micro-kernel multiplies one sliver of each
-//! into an `MR x NR` tile of `C` held in registers (`kernel.rs`). On x86-64 with AVX2 and
-//! FMA the kernels use them (`f32`: 6 x 16, `f64`: 6 x 8); elsewhere a portable kernel of
-//! the same shape runs.
+//! into an `MR x NR` tile of `C` held in registers (`kernel.rs`). On x86-64 the kernels use
+//! AVX-512F (`f32`: 6 x 32, `f64`: 6 x 16) or AVX2 and FMA (6 x 16, 6 x 8) when the CPU has
+//! them; elsewhere a portable kernel of the AVX2 shape runs. Each element of `C` gets the
+//! same bits from all of them.
 //!
 //! Threads: a product large enough to pay for waking a thread is split into one block of
 //! rows (or of columns, when `B` is wider than `A` is tall) per thread, on boundaries of the
@@ -26,7 +27,7 @@
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
-use super::kernel::{is_f32, kernel, Kernel};
+use super::kernel::{is_f32, kernel, tile, Kernel, Tile};
 use super::pack::{pack, with_packing_buffer, PACK_BYTES};
 #[cfg(not(feature = "blas"))]
 use super::threads::{run_parallel, threads};
@@ -138,7 +139,7 @@ struct Plan<T> {
 }
 
 /// The largest `MR * NR` of any plan (edge tiles go through a stack tile this big).
-const MAX_TILE: usize = 96;
+const MAX_TILE: usize = 192;
 
 /// The plans' block sizes: `MC` rows of `A`, `KC` inner indices, `NC` columns of `B`
 /// (`f32`, `f64`); every tile is `MR = 6` rows tall.
@@ -155,10 +156,11 @@ const _: () = assert!(
         && ((MC + TILE_ROWS) * KC + KC * NC_F64) * 8 <= PACK_BYTES
 );
 
-/// The plan for `T`: its micro-kernel (see `kernel.rs`) and block sizes.
-fn plan<T: Float>() -> Plan<T> {
+/// The plan for `T` and tiles `NR` wide: its micro-kernel (see `kernel.rs`) and block
+/// sizes.
+fn plan<T: Float, const NR: usize>() -> Plan<T> {
     Plan {
-        kernel: kernel::<T>(),
+        kernel: kernel::<T, NR>(),
         mc: MC,
         kc: KC,
         nc: if is_f32::<T>() { NC_F32 } else { NC_F64 },
@@ -177,10 +179,11 @@ const PARALLEL_WORK: usize = 1 << 20;
 unsafe fn dispatch<T: Float>(alpha: T, beta: T, mats: &Mats<T>) {
     // SAFETY: as the caller promised.
     unsafe {
-        if is_f32::<T>() {
-            split::<T, 6, 16>(alpha, beta, mats)
-        } else {
-            split::<T, 6, 8>(alpha, beta, mats)
+        match (is_f32::<T>(), tile()) {
+            (true, Tile::Narrow) => split::<T, 6, 16>(alpha, beta, mats),
+            (true, Tile::Wide) => split::<T, 6, 32>(alpha, beta, mats),
+            (false, Tile::Narrow) => split::<T, 6, 8>(alpha, beta, mats),
+            (false, Tile::Wide) => split::<T, 6, 16>(alpha, beta, mats),
         }
     }
 }
@@ -191,7 +194,7 @@ unsafe fn dispatch<T: Float>(alpha: T, beta: T, mats: &Mats<T>) {
 /// As [`dispatch`].
 #[cfg(not(feature = "blas"))]
 unsafe fn split<T: Float, const MR: usize, const NR: usize>(alpha: T, beta: T, mats: &Mats<T>) {
-    let plan = plan::<T>();
+    let plan = plan::<T, NR>();
     let Mats { m, k, n, .. } = *mats;
     if m == 0 || n == 0 {
         return;

@@ -2,14 +2,16 @@
 //! a sliver of `A` and a packed sliver of `B` (`gemm.rs` does the blocking, packing and
 //! threads around them).
 //!
-//! Two kernels of the same shape (`f32`: 6 x 16, `f64`: 6 x 8) and the same bits: the
-//! AVX2 and FMA one, picked at run time when the CPU has both (and `AUTOENCODER_PORTABLE` is not
-//! set, `simd.rs`), and a portable one that runs elsewhere, fusing its multiply-adds the
-//! same way (`fma.rs`).
+//! Every tile is 6 rows tall and two SIMD vectors wide: with AVX-512F, 6 x 32 (`f32`) or
+//! 6 x 16 (`f64`) in 512-bit vectors; with AVX2 and FMA, 6 x 16 or 6 x 8 in 256-bit ones;
+//! elsewhere (or when `AUTOENCODER_PORTABLE` is set, `simd.rs`) a portable kernel of the
+//! 256-bit shape that fuses its multiply-adds the same way (`fma.rs`). All give the same
+//! bits: each element of `C` sees the same chain of fused multiply-adds whatever the tile's
+//! width, so the width only changes how many elements run side by side.
 
 use super::fma::FusedMulAdd;
 #[cfg(target_arch = "x86_64")]
-use super::simd::avx2_fma;
+use super::simd::{avx2_fma, avx512};
 use crate::float::Float;
 
 /// Micro-kernel: `C[i, j] = alpha * sum_p a[i, p] b[p, j] + beta * C[i, j]` over one tile.
@@ -21,11 +23,37 @@ use crate::float::Float;
 pub(super) type Kernel<T> =
     unsafe fn(usize, *const T, isize, isize, *const T, T, T, *mut T, isize, isize);
 
-/// The micro-kernel for `T`: the AVX2 + FMA one when the CPU has both, else the portable
-/// one; tiles of 6 x 16 (`f32`) or 6 x 8 (`f64`), two 256-bit vectors wide.
-pub(super) fn kernel<T: Float>() -> Kernel<T> {
-    simd_kernel::<T>()
-        .unwrap_or_else(|| for_type(kernel_portable::<f32, 6, 16>, kernel_portable::<f64, 6, 8>))
+/// Which tile the fastest kernel for this CPU uses: two 512-bit vectors wide
+/// ([`Tile::Wide`]) when AVX-512F may run, else two 256-bit vectors ([`Tile::Narrow`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Tile {
+    /// 6 x 16 (`f32`) or 6 x 8 (`f64`): the AVX2 + FMA kernel, or the portable one.
+    Narrow,
+    /// 6 x 32 (`f32`) or 6 x 16 (`f64`): the AVX-512F kernel.
+    Wide,
+}
+
+/// The tile of the fastest kernel the CPU has (and the portable kernels are not forced).
+pub(super) fn tile() -> Tile {
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        return Tile::Wide;
+    }
+    Tile::Narrow
+}
+
+/// The micro-kernel for `T` and tiles `NR` wide: the AVX-512F one for a wide tile when the
+/// CPU has it, the AVX2 + FMA one for a narrow tile when it has those, else the portable
+/// kernel of that shape.
+pub(super) fn kernel<T: Float, const NR: usize>() -> Kernel<T> {
+    let wide = NR * std::mem::size_of::<T>() == 128;
+    simd_kernel::<T>(wide).unwrap_or_else(|| {
+        if wide {
+            for_type(kernel_portable::<f32, 6, 32>, kernel_portable::<f64, 6, 16>)
+        } else {
+            for_type(kernel_portable::<f32, 6, 16>, kernel_portable::<f64, 6, 8>)
+        }
+    })
 }
 
 /// `f32_kernel` or `f64_kernel`, whichever is `T`'s.
@@ -45,19 +73,20 @@ pub(super) fn is_f32<T: Float>() -> bool {
     std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
 }
 
-/// The AVX2 + FMA kernel for `T`, when the CPU has both and the portable kernels are not
-/// forced.
+/// The SIMD kernel for `T` of the wide (AVX-512F) or narrow (AVX2 + FMA) tile, when the CPU
+/// has those instructions and the portable kernels are not forced.
 #[cfg(target_arch = "x86_64")]
-fn simd_kernel<T: Float>() -> Option<Kernel<T>> {
-    if !avx2_fma() {
-        return None;
+fn simd_kernel<T: Float>(wide: bool) -> Option<Kernel<T>> {
+    if wide {
+        avx512().then(|| for_type(avx512::kernel_f32, avx512::kernel_f64))
+    } else {
+        avx2_fma().then(|| for_type(avx2::kernel_f32, avx2::kernel_f64))
     }
-    Some(for_type(avx2::kernel_f32, avx2::kernel_f64))
 }
 
 /// No SIMD kernel off x86-64: the portable one runs.
 #[cfg(not(target_arch = "x86_64"))]
-fn simd_kernel<T: Float>() -> Option<Kernel<T>> {
+fn simd_kernel<T: Float>(_wide: bool) -> Option<Kernel<T>> {
     None
 }
 
@@ -110,81 +139,84 @@ pub(super) unsafe fn kernel_portable<T: Float + FusedMulAdd, const MR: usize, co
     }
 }
 
-/// The AVX2 + FMA micro-kernels: 6 rows by two 256-bit vectors, 12 accumulators.
+/// A micro-kernel of 6 rows by two SIMD vectors (12 accumulators), compiled for the
+/// instructions `$feature` with the vector operations given.
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
-
-    macro_rules! kernel {
-        ($name:ident, $t:ty, $lanes:expr, $zero:ident, $load:ident, $store:ident, $splat:ident,
-         $fma:ident, $mul:ident, $add:ident) => {
-            /// See `Kernel`: `MR = 6`, `NR = 2 * lanes`.
-            ///
-            /// # Safety
-            /// The CPU has AVX2 and FMA; pointers as `Kernel` says.
-            #[target_feature(enable = "avx2,fma")]
-            #[allow(clippy::too_many_arguments)]
-            pub(super) unsafe fn $name(
-                kc: usize,
-                a: *const $t,
-                ars: isize,
-                acs: isize,
-                b: *const $t,
-                alpha: $t,
-                beta: $t,
-                c: *mut $t,
-                rsc: isize,
-                csc: isize,
-            ) {
-                const L: usize = $lanes;
-                let mut acc = [[$zero(); 2]; 6];
-                let rows: [*const $t; 6] =
-                    std::array::from_fn(|i| a.wrapping_offset(i as isize * ars));
-                for p in 0..kc {
-                    // SAFETY: step p of both slivers.
-                    unsafe {
-                        let bp = b.add(p * 2 * L);
-                        let b0 = $load(bp);
-                        let b1 = $load(bp.add(L));
-                        let off = p as isize * acs;
-                        for i in 0..6 {
-                            let ai = $splat(*rows[i].offset(off));
-                            acc[i][0] = $fma(ai, b0, acc[i][0]);
-                            acc[i][1] = $fma(ai, b1, acc[i][1]);
-                        }
+macro_rules! kernel {
+    ($feature:literal, $name:ident, $t:ty, $lanes:expr, $zero:ident, $load:ident, $store:ident, $splat:ident,
+     $fma:ident, $mul:ident, $add:ident) => {
+        /// See `Kernel`: `MR = 6`, `NR = 2 * lanes`.
+        ///
+        /// # Safety
+        /// The CPU has the instructions the kernel is compiled for; pointers as `Kernel` says.
+        #[target_feature(enable = $feature)]
+        #[allow(clippy::too_many_arguments)]
+        pub(super) unsafe fn $name(
+            kc: usize,
+            a: *const $t,
+            ars: isize,
+            acs: isize,
+            b: *const $t,
+            alpha: $t,
+            beta: $t,
+            c: *mut $t,
+            rsc: isize,
+            csc: isize,
+        ) {
+            const L: usize = $lanes;
+            let mut acc = [[$zero(); 2]; 6];
+            let rows: [*const $t; 6] = std::array::from_fn(|i| a.wrapping_offset(i as isize * ars));
+            for p in 0..kc {
+                // SAFETY: step p of both slivers.
+                unsafe {
+                    let bp = b.add(p * 2 * L);
+                    let b0 = $load(bp);
+                    let b1 = $load(bp.add(L));
+                    let off = p as isize * acs;
+                    for i in 0..6 {
+                        let ai = $splat(*rows[i].offset(off));
+                        acc[i][0] = $fma(ai, b0, acc[i][0]);
+                        acc[i][1] = $fma(ai, b1, acc[i][1]);
                     }
                 }
-                let va = $splat(alpha);
-                let vb = $splat(beta);
-                for i in 0..6 {
-                    for h in 0..2 {
-                        let r = $mul(acc[i][h], va);
-                        // SAFETY: the tile's row i, lanes h * L .. h * L + L.
-                        unsafe {
-                            let ci = c.offset(i as isize * rsc + (h * L) as isize * csc);
-                            if csc == 1 {
-                                let r = if beta == 0.0 {
-                                    r
-                                } else {
-                                    $add(r, $mul($load(ci), vb))
-                                };
-                                $store(ci, r);
+            }
+            let va = $splat(alpha);
+            let vb = $splat(beta);
+            for i in 0..6 {
+                for h in 0..2 {
+                    let r = $mul(acc[i][h], va);
+                    // SAFETY: the tile's row i, lanes h * L .. h * L + L.
+                    unsafe {
+                        let ci = c.offset(i as isize * rsc + (h * L) as isize * csc);
+                        if csc == 1 {
+                            let r = if beta == 0.0 {
+                                r
                             } else {
-                                let mut t = [0.0; L];
-                                $store(t.as_mut_ptr(), r);
-                                for (j, &v) in t.iter().enumerate() {
-                                    let cij = ci.offset(j as isize * csc);
-                                    *cij = if beta == 0.0 { v } else { v + *cij * beta };
-                                }
+                                $add(r, $mul($load(ci), vb))
+                            };
+                            $store(ci, r);
+                        } else {
+                            let mut t = [0.0; L];
+                            $store(t.as_mut_ptr(), r);
+                            for (j, &v) in t.iter().enumerate() {
+                                let cij = ci.offset(j as isize * csc);
+                                *cij = if beta == 0.0 { v } else { v + *cij * beta };
                             }
                         }
                     }
                 }
             }
-        };
-    }
+        }
+    };
+}
+
+/// The AVX2 + FMA micro-kernels: 6 rows by two 256-bit vectors.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
 
     kernel!(
+        "avx2,fma",
         kernel_f32,
         f32,
         8,
@@ -197,6 +229,7 @@ mod avx2 {
         _mm256_add_ps
     );
     kernel!(
+        "avx2,fma",
         kernel_f64,
         f64,
         4,
@@ -207,6 +240,39 @@ mod avx2 {
         _mm256_fmadd_pd,
         _mm256_mul_pd,
         _mm256_add_pd
+    );
+}
+
+/// The AVX-512F micro-kernels: 6 rows by two 512-bit vectors.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    kernel!(
+        "avx512f",
+        kernel_f32,
+        f32,
+        16,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps,
+        _mm512_mul_ps,
+        _mm512_add_ps
+    );
+    kernel!(
+        "avx512f",
+        kernel_f64,
+        f64,
+        8,
+        _mm512_setzero_pd,
+        _mm512_loadu_pd,
+        _mm512_storeu_pd,
+        _mm512_set1_pd,
+        _mm512_fmadd_pd,
+        _mm512_mul_pd,
+        _mm512_add_pd
     );
 }
 
@@ -250,12 +316,12 @@ mod tests {
             .collect()
     }
 
-    /// The portable kernel computes the AVX2 + FMA kernel's bits: every sliver layout, both
+    /// The portable kernel computes a SIMD kernel's bits: every sliver layout, both
     /// ways of writing `C`, alpha and beta, inner lengths from 0 up, on values whose sums
     /// round differently with and without fusing.
-    fn same_bits_as_avx2<T: Float, const MR: usize, const NR: usize>(
+    fn same_bits_as_simd<T: Float, const MR: usize, const NR: usize>(
         portable: Kernel<T>,
-        avx2: Kernel<T>,
+        simd: Kernel<T>,
         bits: impl Fn(T) -> u64,
     ) -> usize {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
@@ -278,7 +344,7 @@ mod tests {
                         let scale = (T::cast(scale.0), T::cast(scale.1));
                         let run =
                             |k| tile::<T, MR, NR>(k, kc, &a, a_strides, &b, scale, &c0, c_strides);
-                        let (p, v) = (run(portable), run(avx2));
+                        let (p, v) = (run(portable), run(simd));
                         differ += p
                             .iter()
                             .zip(&v)
@@ -298,12 +364,35 @@ mod tests {
             return;
         }
         let f32_differ =
-            same_bits_as_avx2::<f32, 6, 16>(kernel_portable::<f32, 6, 16>, avx2::kernel_f32, |v| {
+            same_bits_as_simd::<f32, 6, 16>(kernel_portable::<f32, 6, 16>, avx2::kernel_f32, |v| {
                 v.to_bits().into()
             });
-        let f64_differ = same_bits_as_avx2::<f64, 6, 8>(
+        let f64_differ = same_bits_as_simd::<f64, 6, 8>(
             kernel_portable::<f64, 6, 8>,
             avx2::kernel_f64,
+            f64::to_bits,
+        );
+        assert_eq!(
+            (f32_differ, f64_differ),
+            (0, 0),
+            "elements that differ, f32 and f64"
+        );
+    }
+
+    #[test]
+    fn portable_kernel_has_the_bits_of_the_avx512_kernel() {
+        if !std::is_x86_feature_detected!("avx512f") {
+            eprintln!("SKIPPED: this CPU has no AVX-512F kernel to compare with");
+            return;
+        }
+        let f32_differ = same_bits_as_simd::<f32, 6, 32>(
+            kernel_portable::<f32, 6, 32>,
+            avx512::kernel_f32,
+            |v| v.to_bits().into(),
+        );
+        let f64_differ = same_bits_as_simd::<f64, 6, 16>(
+            kernel_portable::<f64, 6, 16>,
+            avx512::kernel_f64,
             f64::to_bits,
         );
         assert_eq!(
@@ -381,11 +470,28 @@ mod product_tests {
         let _restore = Restore(kernels());
         for (kernels, want_simd) in [(Kernels::Portable, false), (Kernels::Fastest, true)] {
             set_kernels(kernels);
-            let simd = want_simd
+            let narrow = want_simd
                 && std::is_x86_feature_detected!("avx2")
                 && std::is_x86_feature_detected!("fma");
-            assert_eq!(super::simd_kernel::<f32>().is_some(), simd, "{kernels:?}");
-            assert_eq!(super::simd_kernel::<f64>().is_some(), simd, "{kernels:?}");
+            let wide = want_simd && std::is_x86_feature_detected!("avx512f");
+            for (wide_tile, simd) in [(false, narrow), (true, wide)] {
+                assert_eq!(
+                    super::simd_kernel::<f32>(wide_tile).is_some(),
+                    simd,
+                    "{kernels:?}, wide {wide_tile}"
+                );
+                assert_eq!(
+                    super::simd_kernel::<f64>(wide_tile).is_some(),
+                    simd,
+                    "{kernels:?}, wide {wide_tile}"
+                );
+            }
+            let want = if wide {
+                super::Tile::Wide
+            } else {
+                super::Tile::Narrow
+            };
+            assert_eq!(super::tile(), want, "{kernels:?}");
         }
         let f32_bits = |v: f32| u64::from(v.to_bits());
         let (fast, portable) = (

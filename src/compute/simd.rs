@@ -1,10 +1,10 @@
 //! SIMD dispatch: a kernel compiled twice, for AVX2 and as built, the AVX2 twin picked at
 //! run time. The element-wise kernels (activations, losses, Adam, the gradient norm) use it;
-//! the matrix product picks its own AVX2 + FMA micro-kernel (see `kernel.rs`) through
-//! `avx2_fma()`.
+//! the matrix product picks its own AVX-512F or AVX2 + FMA micro-kernel (see `kernel.rs`)
+//! through `avx512()` and `avx2_fma()`.
 //!
 //! `AUTOENCODER_PORTABLE=1` in the environment (read once, at the first kernel that asks)
-//! turns every SIMD path off: `avx2()` and `avx2_fma()` then say no whatever the CPU has,
+//! turns every SIMD path off: `avx2()`, `avx2_fma()` and `avx512()` then say no whatever the CPU has,
 //! and the portable kernels run, with the same results (slower). Tests switch in-process
 //! with [`set_kernels`].
 
@@ -86,6 +86,14 @@ pub(crate) fn avx2() -> bool {
 #[inline]
 pub(crate) fn avx2_fma() -> bool {
     avx2() && std::is_x86_feature_detected!("fma")
+}
+
+/// Whether the AVX-512F micro-kernel of the product may run: the CPU has AVX-512F (which
+/// includes fused multiply-adds) and the portable kernels are not forced.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn avx512() -> bool {
+    kernels() == Kernels::Fastest && std::is_x86_feature_detected!("avx512f")
 }
 
 /// Defines `$name`, which runs the `#[inline(always)]` kernel `$kernel` with the same

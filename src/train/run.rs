@@ -541,7 +541,7 @@ impl<O> Trainer<O> {
     {
         if let Some(c) = &self.checkpoint {
             let last = stop.is_some() || state.epoch == self.epochs;
-            if last || state.epoch % c.every == 0 {
+            if last || state.epoch.is_multiple_of(c.every) {
                 let Some(comm) = self.group() else {
                     return save_checkpoint(&c.path, model, &self.optimizer.state(), state);
                 };
