@@ -25,9 +25,13 @@
 //! (and the code below is not used).
 #![cfg_attr(feature = "blas", allow(dead_code))]
 
+use std::ops::Range;
+
 use ndarray::{ArrayView2, ArrayViewMut2};
 
-use super::kernel::{is_f32, kernel, tile, Kernel, Tile};
+use super::kernel::{is_f32, kernel, Kernel};
+#[cfg(not(feature = "blas"))]
+use super::kernel::{tile, Tile};
 use super::pack::{pack, with_packing_buffer, PACK_BYTES};
 #[cfg(not(feature = "blas"))]
 use super::threads::{run_parallel, threads};
@@ -106,7 +110,7 @@ pub(crate) fn product<T: Float>(
             k,
             n,
             a: (a.as_ptr(), rsa, csa),
-            b: (b.as_ptr(), rsb, csb),
+            b: Strided(b.as_ptr(), rsb, csb),
             c: (c.as_mut_ptr(), rsc, csc),
         };
         // SAFETY: the pointers and strides come from live views of the checked shapes, and
@@ -115,19 +119,162 @@ pub(crate) fn product<T: Float>(
     }
 }
 
-/// A product's operands as raw parts: `(pointer, row stride, column stride)`, in elements.
+/// A `(k, n)` operand `B` that writes its own packed blocks, so that a caller whose `B` is
+/// computed from other data (the patches of a convolution, read from the image) skips
+/// writing `B` out and copying it again into the packing buffer. The product's other
+/// arithmetic is unchanged: the same bits as [`product`] with `B` written out.
+pub(crate) trait PackB<T>: Sync {
+    /// `(k, n)`.
+    fn shape(&self) -> (usize, usize);
+
+    /// Packs rows `rows` and columns `cols` of `B` into slivers `nr` columns wide:
+    /// `out[(s kc + p) nr + i] = B[rows.start + p, cols.start + s nr + i]` for the block's
+    /// `kc = rows.len()` rows, with zeros past the block's last column. `out` holds
+    /// `ceil(cols.len() / nr) nr kc` elements.
+    fn pack(&self, rows: Range<usize>, cols: Range<usize>, nr: usize, out: &mut [T]);
+}
+
+/// [`product`] with a `B` that packs itself (see [`PackB`]): `C = alpha A B + beta C`.
+///
+/// With the `blas` feature, `B` is packed whole (one sliver of all its columns: `B`
+/// written out row by row, into a buffer allocated per call) and passed to the system
+/// library.
+///
+/// # Panics
+/// If the shapes disagree (an internal invariant).
+pub(crate) fn product_packing<T: Float, B: PackB<T>>(
+    alpha: T,
+    a: &ArrayView2<T>,
+    b: &B,
+    beta: T,
+    c: &mut ArrayViewMut2<T>,
+) {
+    let (k, n) = b.shape();
+    assert!(
+        a.ncols() == k && c.dim() == (a.nrows(), n),
+        "gemm shapes: A {:?}, B {:?}, C {:?}",
+        a.dim(),
+        (k, n),
+        c.dim()
+    );
+    #[cfg(feature = "blas")]
+    {
+        let mut whole = vec![T::zero(); k * n];
+        if n > 0 {
+            b.pack(0..k, 0..n, n, &mut whole);
+        }
+        let b = ArrayView2::from_shape((k, n), &whole).expect("k n elements");
+        ndarray::linalg::general_mat_mul(alpha, a, &b, beta, c);
+    }
+    #[cfg(not(feature = "blas"))]
+    {
+        let m = a.nrows();
+        let [rsa, csa] = [a.strides()[0], a.strides()[1]];
+        let [rsc, csc] = [c.strides()[0], c.strides()[1]];
+        let mats = Mats {
+            m,
+            k,
+            n,
+            a: (a.as_ptr(), rsa, csa),
+            b: Packing(b, 0),
+            c: (c.as_mut_ptr(), rsc, csc),
+        };
+        // SAFETY: the pointers and strides come from live views of the checked shapes, and
+        // `C` is borrowed mutably, so it does not overlap `A`; `B` is only read.
+        unsafe { dispatch(alpha, beta, &mats) }
+    }
+}
+
+/// A product's operands: `A` and `C` as raw parts, `(pointer, row stride, column stride)`
+/// in elements, and `B` as a [`SourceB`].
 #[derive(Clone, Copy)]
-struct Mats<T> {
+struct Mats<T, B> {
     m: usize,
     k: usize,
     n: usize,
     a: (*const T, isize, isize),
-    b: (*const T, isize, isize),
+    b: B,
     c: (*mut T, isize, isize),
 }
 
-// SAFETY: a product's threads write disjoint blocks of `C` and only read `A` and `B`.
-unsafe impl<T: Sync> Sync for Mats<T> {}
+/// Where the product's `B` comes from: a strided matrix, or an operand that packs itself.
+trait SourceB<T>: Copy {
+    /// Packs rows `pc .. pc + kcb` and columns `jc .. jc + ncb` into slivers `NR` wide, as
+    /// [`pack`] does.
+    ///
+    /// # Safety
+    /// The block is inside `B`; `out` holds `ceil(ncb / NR) NR kcb` elements.
+    unsafe fn pack_block<const NR: usize>(
+        &self,
+        rows: (usize, usize),
+        cols: (usize, usize),
+        out: *mut T,
+    );
+
+    /// The same operand without its first `first` columns.
+    fn skip_columns(self, first: usize) -> Self;
+}
+
+/// `B` as `(pointer, row stride, column stride)`, in elements.
+#[derive(Clone, Copy)]
+struct Strided<T>(*const T, isize, isize);
+
+// SAFETY: the product only reads `B`.
+unsafe impl<T: Sync> Sync for Strided<T> {}
+
+impl<T: Float> SourceB<T> for Strided<T> {
+    unsafe fn pack_block<const NR: usize>(
+        &self,
+        (pc, kcb): (usize, usize),
+        (jc, ncb): (usize, usize),
+        out: *mut T,
+    ) {
+        let Strided(b, rsb, csb) = *self;
+        let block = b.wrapping_offset(pc as isize * rsb + jc as isize * csb);
+        // SAFETY: as the caller promised.
+        unsafe { pack::<T, NR>(ncb, kcb, block, csb, rsb, out) };
+    }
+
+    fn skip_columns(self, first: usize) -> Self {
+        let Strided(b, rsb, csb) = self;
+        Strided(b.wrapping_offset(first as isize * csb), rsb, csb)
+    }
+}
+
+/// A [`PackB`] operand, from its column `.1` on.
+struct Packing<'a, B>(&'a B, usize);
+
+impl<B> Clone for Packing<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B> Copy for Packing<'_, B> {}
+
+impl<T: Float, B: PackB<T>> SourceB<T> for Packing<'_, B> {
+    unsafe fn pack_block<const NR: usize>(
+        &self,
+        (pc, kcb): (usize, usize),
+        (jc, ncb): (usize, usize),
+        out: *mut T,
+    ) {
+        let Packing(b, first) = *self;
+        let len = ncb.div_ceil(NR) * NR * kcb;
+        // SAFETY: the caller promised `out` holds this many elements, in the packing
+        // buffer, which nothing else borrows while the product runs.
+        let out = unsafe { std::slice::from_raw_parts_mut(out, len) };
+        b.pack(pc..pc + kcb, first + jc..first + jc + ncb, NR, out);
+    }
+
+    fn skip_columns(self, first: usize) -> Self {
+        Packing(self.0, self.1 + first)
+    }
+}
+
+// SAFETY: a product's threads write disjoint blocks of `C` and only read `A` and `B` (a
+// `PackB` is `Sync`).
+unsafe impl<T: Sync, B: Sync> Sync for Mats<T, B> {}
 
 /// A kernel and the block sizes that go with it (the tile, `MR x NR`, is a const parameter
 /// of the functions that use the plan).
@@ -176,14 +323,14 @@ const PARALLEL_WORK: usize = 1 << 20;
 /// # Safety
 /// `mats` describes live matrices of its shapes; `C` overlaps neither `A` nor `B`.
 #[cfg(not(feature = "blas"))]
-unsafe fn dispatch<T: Float>(alpha: T, beta: T, mats: &Mats<T>) {
+unsafe fn dispatch<T: Float, B: SourceB<T> + Sync>(alpha: T, beta: T, mats: &Mats<T, B>) {
     // SAFETY: as the caller promised.
     unsafe {
         match (is_f32::<T>(), tile()) {
-            (true, Tile::Narrow) => split::<T, 6, 16>(alpha, beta, mats),
-            (true, Tile::Wide) => split::<T, 6, 32>(alpha, beta, mats),
-            (false, Tile::Narrow) => split::<T, 6, 8>(alpha, beta, mats),
-            (false, Tile::Wide) => split::<T, 6, 16>(alpha, beta, mats),
+            (true, Tile::Narrow) => split::<T, B, 6, 16>(alpha, beta, mats),
+            (true, Tile::Wide) => split::<T, B, 6, 32>(alpha, beta, mats),
+            (false, Tile::Narrow) => split::<T, B, 6, 8>(alpha, beta, mats),
+            (false, Tile::Wide) => split::<T, B, 6, 16>(alpha, beta, mats),
         }
     }
 }
@@ -193,7 +340,11 @@ unsafe fn dispatch<T: Float>(alpha: T, beta: T, mats: &Mats<T>) {
 /// # Safety
 /// As [`dispatch`].
 #[cfg(not(feature = "blas"))]
-unsafe fn split<T: Float, const MR: usize, const NR: usize>(alpha: T, beta: T, mats: &Mats<T>) {
+unsafe fn split<T: Float, B: SourceB<T> + Sync, const MR: usize, const NR: usize>(
+    alpha: T,
+    beta: T,
+    mats: &Mats<T, B>,
+) {
     let plan = plan::<T, NR>();
     let Mats { m, k, n, .. } = *mats;
     if m == 0 || n == 0 {
@@ -211,7 +362,7 @@ unsafe fn split<T: Float, const MR: usize, const NR: usize>(alpha: T, beta: T, m
     };
     if parts <= 1 {
         // SAFETY: as the caller promised.
-        unsafe { serial::<T, MR, NR>(&plan, alpha, beta, mats) };
+        unsafe { serial::<T, B, MR, NR>(&plan, alpha, beta, mats) };
         return;
     }
     let block = |part: usize| {
@@ -224,11 +375,11 @@ unsafe fn split<T: Float, const MR: usize, const NR: usize>(alpha: T, beta: T, m
             sub.c.0 = mats.c.0.wrapping_offset(first as isize * mats.c.1);
         } else {
             sub.n = end - first;
-            sub.b.0 = mats.b.0.wrapping_offset(first as isize * mats.b.2);
+            sub.b = mats.b.skip_columns(first);
             sub.c.0 = mats.c.0.wrapping_offset(first as isize * mats.c.2);
         }
         // SAFETY: `sub` is a block of the caller's matrices; blocks of C are disjoint.
-        unsafe { serial::<T, MR, NR>(&plan, alpha, beta, &sub) };
+        unsafe { serial::<T, B, MR, NR>(&plan, alpha, beta, &sub) };
     };
     run_parallel(parts, &block);
 }
@@ -237,11 +388,11 @@ unsafe fn split<T: Float, const MR: usize, const NR: usize>(alpha: T, beta: T, m
 ///
 /// # Safety
 /// As [`dispatch`].
-unsafe fn serial<T: Float, const MR: usize, const NR: usize>(
+unsafe fn serial<T: Float, B: SourceB<T>, const MR: usize, const NR: usize>(
     plan: &Plan<T>,
     alpha: T,
     beta: T,
-    mats: &Mats<T>,
+    mats: &Mats<T, B>,
 ) {
     let Mats { m, k, n, .. } = *mats;
     let (c, rsc, csc) = mats.c;
@@ -269,7 +420,7 @@ unsafe fn serial<T: Float, const MR: usize, const NR: usize>(
         let edge_a = packed_a.wrapping_add(plan.mc * plan.kc);
         let regions = [packed_b, packed_a, edge_a];
         // SAFETY: the three regions fit in PACK_BYTES for every plan; the caller's promise.
-        unsafe { blocks::<T, MR, NR>(plan, alpha, beta, mats, regions) }
+        unsafe { blocks::<T, B, MR, NR>(plan, alpha, beta, mats, regions) }
     })
 }
 
@@ -278,18 +429,17 @@ unsafe fn serial<T: Float, const MR: usize, const NR: usize>(
 ///
 /// # Safety
 /// As [`dispatch`]; the regions hold `KC * NC`, `MC * KC` and `MR * KC` elements.
-unsafe fn blocks<T: Float, const MR: usize, const NR: usize>(
+unsafe fn blocks<T: Float, B: SourceB<T>, const MR: usize, const NR: usize>(
     plan: &Plan<T>,
     alpha: T,
     beta: T,
-    mats: &Mats<T>,
+    mats: &Mats<T, B>,
     [packed_b, packed_a, edge_a]: [*mut T; 3],
 ) {
     let Plan { kernel, mc, kc, nc } = *plan;
     let (mr, nr) = (MR, NR);
     let Mats { m, k, n, .. } = *mats;
     let (a, rsa, csa) = mats.a;
-    let (b, rsb, csb) = mats.b;
     let (c, rsc, csc) = mats.c;
     // Rows of A contiguous in the inner index: the kernel reads them in place.
     let a_in_place = csa == 1;
@@ -301,9 +451,8 @@ unsafe fn blocks<T: Float, const MR: usize, const NR: usize>(
             let kcb = kc.min(k - pc);
             // Later blocks of the inner index add to what the first wrote.
             let beta = if pc == 0 { beta } else { T::one() };
-            let b_block = b.wrapping_offset(pc as isize * rsb + jc as isize * csb);
             // SAFETY: the block is inside B; the region holds KC * NC elements.
-            unsafe { pack::<T, NR>(ncb, kcb, b_block, csb, rsb, packed_b) };
+            unsafe { mats.b.pack_block::<NR>((pc, kcb), (jc, ncb), packed_b) };
             for ic in (0..m).step_by(mc) {
                 let mcb = mc.min(m - ic);
                 let edge_rows = mcb % mr;
@@ -486,6 +635,50 @@ mod tests {
         assert_eq!(wide.slice(s![.., ..;2]), a.dot(&b));
         assert!(wide.slice(s![.., 1..;2]).iter().all(|&v| v == 0.0));
         Ok(())
+    }
+
+    /// A `B` that packs itself by reading a matrix: the product then has the bits of the
+    /// plain one, for blocks of rows and columns past `KC` and `NC`, split over threads.
+    struct SelfPacking(Array2<f32>);
+
+    impl PackB<f32> for SelfPacking {
+        fn shape(&self) -> (usize, usize) {
+            self.0.dim()
+        }
+
+        fn pack(&self, rows: Range<usize>, cols: Range<usize>, nr: usize, out: &mut [f32]) {
+            let kc = rows.len();
+            for (i, v) in out.iter_mut().enumerate() {
+                let (s, rest) = (i / (nr * kc), i % (nr * kc));
+                let (p, j) = (rows.start + rest / nr, cols.start + s * nr + rest % nr);
+                *v = if j < cols.end { self.0[[p, j]] } else { 0.0 };
+            }
+        }
+    }
+
+    #[test]
+    fn a_self_packing_operand_gives_the_plain_products_bits() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for (m, k, n) in [
+            (1, 1, 1),
+            (7, 257, 17),
+            (32, 288, 196),
+            (5, 300, 1100),
+            (70, 9, 784),
+        ] {
+            let a = Array2::from_shape_fn((m, k), |_| rng.random_range(-1.0f32..1.0));
+            let b = SelfPacking(Array2::from_shape_fn((k, n), |_| {
+                rng.random_range(-1.0..1.0)
+            }));
+            let c0 = Array2::from_shape_fn((m, n), |_| rng.random_range(-1.0f32..1.0));
+            for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0)] {
+                let (mut want, mut got) = (c0.clone(), c0.clone());
+                product(alpha, &a.view(), &b.0.view(), beta, &mut want.view_mut());
+                product_packing(alpha, &a.view(), &b, beta, &mut got.view_mut());
+                let bits = |c: &Array2<f32>| c.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "({m}, {k}, {n}), beta {beta}");
+            }
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub(super) type Kernel<T> =
 /// Which tile the fastest kernel for this CPU uses: two 512-bit vectors wide
 /// ([`Tile::Wide`]) when AVX-512F may run, else two 256-bit vectors ([`Tile::Narrow`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "blas", allow(dead_code))] // the system library multiplies instead
 pub(super) enum Tile {
     /// 6 x 16 (`f32`) or 6 x 8 (`f64`): the AVX2 + FMA kernel, or the portable one.
     Narrow,
@@ -34,6 +35,7 @@ pub(super) enum Tile {
 }
 
 /// The tile of the fastest kernel the CPU has (and the portable kernels are not forced).
+#[cfg_attr(feature = "blas", allow(dead_code))]
 pub(super) fn tile() -> Tile {
     #[cfg(target_arch = "x86_64")]
     if avx512() {

@@ -41,7 +41,7 @@ mod threads;
 pub use gemm::gemm;
 pub use threads::{set_threads, threads, MAX_THREADS};
 
-pub(crate) use gemm::product;
+pub(crate) use gemm::{product, product_packing, PackB};
 #[cfg(target_arch = "x86_64")]
 pub(crate) use simd::avx2;
 pub(crate) use simd::avx2_dispatch;

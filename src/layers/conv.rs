@@ -15,9 +15,12 @@
 //! - `dL/dX_col = W^T D`, and `dL/dx = col2im(dL/dX_col)`: each patch entry adds its
 //!   gradient back to the pixel it was copied from (entries read from the padding are dropped).
 //!
-//! With both strides 1 (the common case), `im2col` reads the image's zero-padded planes
-//! (`im2col_padded`: runs of `ow` values, no bounds to clip) and `col2im` adds into them
-//! (`col2im_padded`); the patch matrix and the sums are the same, bit for bit.
+//! With both strides 1 (the common case), the forward product packs `X_col` straight from
+//! the image's zero-padded planes (`PaddedPatches`: runs of `ow` values, no bounds to clip,
+//! and no copy of the matrix before the product's own); backward writes `X_col` from them,
+//! and `col2im` adds into them (`col2im_padded`). The weight gradient is computed as
+//! `dL/dW^T += X_col D^T`, so that `X_col` is read in place and only `D` is packed; each
+//! element gets the same sum in the same order as from `D X_col^T`, bit for bit.
 //!
 //! A batch is cut into the crate's 8 fixed blocks of rows, which run on the pool's threads;
 //! each block keeps its own patch buffer and its own partial `dL/dW`, and the 8 partials
@@ -31,7 +34,8 @@ use crate::activation::Activation;
 use crate::architecture::{LayerKindName, Window};
 use crate::budget::check_elements;
 use crate::compute::{
-    for_each_block, product, row_blocks, row_blocks_mut, slice_blocks_mut, ROW_BLOCKS,
+    for_each_block, product, product_packing, row_blocks, row_blocks_mut, slice_blocks_mut,
+    ROW_BLOCKS,
 };
 use crate::data::check_finite;
 use crate::error::{Error, Result};
@@ -42,7 +46,7 @@ use crate::layers::images::{
     add_partials, bias_activate, bias_grad, flat, flat_mut, indexed, infer_kind, optional_blocks,
     zip3,
 };
-use crate::layers::patches::{patches_of, unpatch_into, Patches};
+use crate::layers::patches::{im2col, unpatch_into, PaddedPatches, Patches};
 use crate::layers::scratch::Scratch;
 use crate::layers::{LayerKind, ParamKind, ParamVisitor};
 
@@ -353,18 +357,23 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
             });
             return;
         }
-        // Stride 1: the patches are read from the image's padded planes (`im2col_padded`).
+        // Stride 1: the product packs the patches straight from the image's padded planes.
         let stride_1 = Plane::of(&g);
-        let n_pad = stride_1.map_or(0, |plane| g.c * plane.len);
+        let n_buf = stride_1.map_or(k * p, |plane| g.c * plane.len);
         for_each_block(work, indexed(blocks), |(block, (x, mut z, mut a))| {
-            self.scratch.with(block, k * p + n_pad, |buf| {
-                let (cols, pad) = buf.split_at_mut(k * p);
+            self.scratch.with(block, n_buf, |buf| {
                 for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut()) {
-                    patches_of(&g, stride_1.as_ref(), flat(x), pad, cols);
-                    let cols = ArrayView2::from_shape((k, p), &*cols).expect("k p elements");
                     let z = flat_mut(z);
                     let mut zm = ArrayViewMut2::from_shape((c_out, p), &mut *z).expect("row");
-                    product(T::one(), &w, &cols, T::zero(), &mut zm);
+                    if let Some(plane) = &stride_1 {
+                        direct::pad_image(&g, plane, flat(x), buf);
+                        let cols = PaddedPatches::new(&g, plane, buf);
+                        product_packing(T::one(), &w, &cols, T::zero(), &mut zm);
+                    } else {
+                        im2col(&g, flat(x), buf);
+                        let cols = ArrayView2::from_shape((k, p), &*buf).expect("k p elements");
+                        product(T::one(), &w, &cols, T::zero(), &mut zm);
+                    }
                     bias_activate(bias, self.activation, z, flat_mut(a));
                 }
             });
@@ -438,6 +447,8 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
             );
             return;
         }
+        // Stride 1: the patches are written from the image's padded planes, which then
+        // hold `dL/dx` on its way through `col2im_padded`.
         let stride_1 = Plane::of(&g);
         let n_pad = stride_1.map_or(0, |plane| g.c * plane.len);
         for_each_block(
@@ -445,16 +456,25 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
             indexed(blocks),
             |(block, ((x, d_z, d_in), partial, ()))| {
                 partial.fill(T::zero());
-                let mut dw = ArrayViewMut2::from_shape((c_out, k), partial).expect("c_out k");
+                // `dL/dW^T += X_col D^T`: the patch matrix is the product's `A`, read in
+                // place (nothing packed but `D^T`, `c_out` wide); each element sees the
+                // sum `D X_col^T` would give it, in the same order.
+                let mut dw_t = ArrayViewMut2::from_shape((c_out, k), partial).expect("c_out k");
+                let mut dw_t = dw_t.view_mut().reversed_axes();
                 let mut d_in = d_in;
                 scratch.with(block, 2 * k * p + n_pad, |buf| {
                     let (cols, rest) = buf.split_at_mut(k * p);
                     let (d_cols, pad) = rest.split_at_mut(k * p);
                     for (b, (x, d)) in x.rows().into_iter().zip(d_z.rows()).enumerate() {
-                        patches_of(&g, stride_1.as_ref(), flat(x), pad, cols);
+                        if let Some(plane) = &stride_1 {
+                            direct::pad_image(&g, plane, flat(x), pad);
+                            PaddedPatches::new(&g, plane, pad).write(cols);
+                        } else {
+                            im2col(&g, flat(x), cols);
+                        }
                         let cm = ArrayView2::from_shape((k, p), &*cols).expect("k p");
                         let dm = ArrayView2::from_shape((c_out, p), flat(d)).expect("row");
-                        product(T::one(), &dm, &cm.t(), T::one(), &mut dw);
+                        product(T::one(), &cm, &dm.t(), T::one(), &mut dw_t);
                         if let Some(d_in) = d_in.as_mut() {
                             let mut dcm =
                                 ArrayViewMut2::from_shape((k, p), &mut *d_cols).expect("k p");
