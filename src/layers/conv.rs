@@ -90,6 +90,8 @@ pub struct Conv2d<T> {
     partial: Vec<T>, // (8, c_out c_in kh kw): each block's dL/dW
     #[serde(skip)]
     scratch: Scratch<T>, // per block: X_col and dL/dX_col, (c_in kh kw, oh ow) each
+    #[serde(skip)]
+    weights_t: Vec<T>, // (c_in kh kw, c_out): W^T in rows, for dL/dX_col = W^T D
 }
 
 /// What serde reads, before [`Conv2d::new`] checks it (also [`crate::ConvTranspose2d`]'s).
@@ -206,7 +208,7 @@ impl<T: Float> Conv2d<T> {
         };
         check_elements::<T>(
             "convolution weights",
-            &[ROW_BLOCKS + 2, window.channels, c, g.kh, g.kw],
+            &[ROW_BLOCKS + 3, window.channels, c, g.kh, g.kw],
         )?;
         check_elements::<T>("convolution patches", &[2, c, g.kh, g.kw, oh, ow])?;
         // The direct kernels' buffers: 2 c_in padded planes and c_out outputs of about
@@ -240,6 +242,7 @@ impl<T: Float> Conv2d<T> {
             grad_weights: Array2::zeros(dim),
             partial: vec![T::zero(); ROW_BLOCKS * dim.0 * dim.1],
             scratch: Scratch::default(),
+            weights_t: vec![T::zero(); dim.0 * dim.1],
         }
     }
 
@@ -451,6 +454,11 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
         // hold `dL/dx` on its way through `col2im_padded`.
         let stride_1 = Plane::of(&g);
         let n_pad = stride_1.map_or(0, |plane| g.c * plane.len);
+        // `W^T` with contiguous rows: the input gradient's product reads it in place
+        // instead of packing it for every image (the same values, the same bits).
+        let mut w_t = ArrayViewMut2::from_shape((k, c_out), &mut self.weights_t).expect("k c_out");
+        w_t.assign(&self.weights.t());
+        let (w_t, scratch) = (w_t.view(), &self.scratch);
         for_each_block(
             work,
             indexed(blocks),
@@ -478,7 +486,7 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
                         if let Some(d_in) = d_in.as_mut() {
                             let mut dcm =
                                 ArrayViewMut2::from_shape((k, p), &mut *d_cols).expect("k p");
-                            product(T::one(), &w.t(), &dm, T::zero(), &mut dcm);
+                            product(T::one(), &w_t, &dm, T::zero(), &mut dcm);
                             let dx = flat_mut(d_in.row_mut(b));
                             unpatch_into(&g, stride_1.as_ref(), d_cols, pad, dx);
                         }

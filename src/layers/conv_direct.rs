@@ -55,13 +55,19 @@ impl Plane {
 }
 
 /// Copies image `x` `(c, h, w)` into the zero-padded planes `pad` `(c, len)`.
+/// Each value is written once: the zeros between one row's pixels and the next row's
+/// (the right and left padding), then the pixels.
 pub(super) fn pad_image<T: Float>(g: &Patches, p: &Plane, x: &[T], pad: &mut [T]) {
-    pad.fill(T::zero());
+    let first = g.top * p.wp + g.left;
     for (plane, src) in pad.chunks_exact_mut(p.len).zip(x.chunks_exact(g.h * g.w)) {
+        let mut done = 0;
         for (y, row) in src.chunks_exact(g.w).enumerate() {
-            let at = (y + g.top) * p.wp + g.left;
+            let at = first + y * p.wp;
+            plane[done..at].fill(T::zero());
             copy_row(&mut plane[at..at + g.w], row);
+            done = at + g.w;
         }
+        plane[done..].fill(T::zero());
     }
 }
 
