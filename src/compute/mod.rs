@@ -4,8 +4,10 @@
 //! - `gemm.rs`: [`gemm()`], `C = alpha A B + beta C`, packed and blocked (BLIS), split over
 //!   the pool's threads when large, allocation-free after a thread's first product; the
 //!   crate's layers call it without the shape check (`product`).
-//! - `kernel.rs`: the product's micro-kernels, one tile of `C` each: AVX2 + FMA, and
-//!   portable, which rounds the same way (same bits).
+//! - `kernel.rs`: the product's micro-kernels, one tile of `C` each: AVX-512F, AVX2 + FMA,
+//!   and portable, which rounds the same way (same bits).
+//! - `operand.rs`: where the product's `B` comes from, a strided matrix or an operand that
+//!   packs itself (`PackB`: a convolution's patches, read from the image).
 //! - `fma.rs`: the portable kernel's fused multiply-add, `a b + c` rounded once also where
 //!   the CPU has no FMA instruction.
 //! - `threads.rs`: the pool ([`set_threads`], [`threads()`], [`MAX_THREADS`]) and element-wise
@@ -21,7 +23,7 @@
 //! of the crate imports these names from `crate::compute`, never from the files.
 //!
 //! `AUTOENCODER_PORTABLE=1` in the environment (read once, at the first kernel call) turns
-//! off every SIMD path, the product's AVX2 + FMA micro-kernel and the AVX2 twins of the
+//! off every SIMD path, the product's AVX-512F and AVX2 + FMA micro-kernels and the AVX2 twins of the
 //! element-wise kernels, as on a CPU without AVX2: the same results, more slowly (the
 //! portable product about 15 times: see `fma.rs`).
 //!
@@ -33,6 +35,7 @@
 mod fma;
 mod gemm;
 mod kernel;
+mod operand;
 mod pack;
 mod simd;
 mod sum;
@@ -41,7 +44,8 @@ mod threads;
 pub use gemm::gemm;
 pub use threads::{set_threads, threads, MAX_THREADS};
 
-pub(crate) use gemm::{product, product_packing, PackB};
+pub(crate) use gemm::{product, product_packing};
+pub(crate) use operand::PackB;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use simd::avx2;
 pub(crate) use simd::avx2_dispatch;

@@ -2,7 +2,7 @@
 //! are 1 and there are fewer than 4 output channels, as in the last layer of the
 //! `mnist_conv` models): faster than im2col and the matrix product when output channels
 //! are few, since nothing is packed and every loop is a long, contiguous one. The padded
-//! planes also feed the stride-1 `im2col_padded` of `patches.rs`.
+//! planes also feed the stride-1 patches of `patches.rs` (`PaddedPatches`).
 //!
 //! The trick: one image's channel `c` is copied into a zero-padded plane `P_c` of
 //! `hp = h + top + bottom` rows of `wp = w + left + right` values (plus `kw` values of slack);

@@ -209,7 +209,7 @@ impl<T: Float> PackB<T> for PaddedPatches<'_, T> {
 }
 
 /// [`col2im_add`] for a stride-1 convolution, into zeros: `x` `(c, h, w)` is overwritten
-/// with the adjoint of [`im2col_padded`] applied to `cols`, accumulated in the padded
+/// with the adjoint of [`PaddedPatches`] applied to `cols`, accumulated in the padded
 /// planes `dpad` (`c` planes of `plane.len` values, overwritten). Each pixel receives its
 /// entries in the order `col2im_add` adds them (kernel row, then column), so the bits are
 /// those of `x.fill(0)` followed by `col2im_add`.
