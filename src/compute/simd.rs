@@ -25,7 +25,8 @@ const PORTABLE: u8 = 2;
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernels {
-    /// The fastest the CPU has: AVX2 (+ FMA for the product) when available.
+    /// The fastest the CPU has: AVX2 when available, and for the product AVX-512F, or
+    /// AVX2 + FMA.
     Fastest,
     /// The portable kernels only, as on a CPU without AVX2.
     Portable,

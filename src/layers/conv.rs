@@ -467,8 +467,9 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
                 // `dL/dW^T += X_col D^T`: the patch matrix is the product's `A`, read in
                 // place (nothing packed but `D^T`, `c_out` wide); each element sees the
                 // sum `D X_col^T` would give it, in the same order.
-                let mut dw_t = ArrayViewMut2::from_shape((c_out, k), partial).expect("c_out k");
-                let mut dw_t = dw_t.view_mut().reversed_axes();
+                let mut dw_t = ArrayViewMut2::from_shape((c_out, k), partial)
+                    .expect("c_out k")
+                    .reversed_axes();
                 let mut d_in = d_in;
                 scratch.with(block, 2 * k * p + n_pad, |buf| {
                     let (cols, rest) = buf.split_at_mut(k * p);
