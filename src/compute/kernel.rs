@@ -359,26 +359,30 @@ mod tests {
         differ
     }
 
+    /// The elements that differ between the portable kernels of tiles `NR32` (`f32`) and
+    /// `NR64` (`f64`) wide and the SIMD kernels `simd`, `(f32, f64)`.
+    fn differing<const NR32: usize, const NR64: usize>(
+        simd: (Kernel<f32>, Kernel<f64>),
+    ) -> (usize, usize) {
+        let f32_bits = |v: f32| v.to_bits().into();
+        (
+            same_bits_as_simd::<f32, 6, NR32>(kernel_portable::<f32, 6, NR32>, simd.0, f32_bits),
+            same_bits_as_simd::<f64, 6, NR64>(
+                kernel_portable::<f64, 6, NR64>,
+                simd.1,
+                f64::to_bits,
+            ),
+        )
+    }
+
     #[test]
     fn portable_kernel_has_the_bits_of_the_avx2_kernel() {
         if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
             eprintln!("SKIPPED: this CPU has no AVX2 + FMA kernel to compare with");
             return;
         }
-        let f32_differ =
-            same_bits_as_simd::<f32, 6, 16>(kernel_portable::<f32, 6, 16>, avx2::kernel_f32, |v| {
-                v.to_bits().into()
-            });
-        let f64_differ = same_bits_as_simd::<f64, 6, 8>(
-            kernel_portable::<f64, 6, 8>,
-            avx2::kernel_f64,
-            f64::to_bits,
-        );
-        assert_eq!(
-            (f32_differ, f64_differ),
-            (0, 0),
-            "elements that differ, f32 and f64"
-        );
+        let differ = differing::<16, 8>((avx2::kernel_f32, avx2::kernel_f64));
+        assert_eq!(differ, (0, 0), "elements that differ, f32 and f64");
     }
 
     #[test]
@@ -387,21 +391,8 @@ mod tests {
             eprintln!("SKIPPED: this CPU has no AVX-512F kernel to compare with");
             return;
         }
-        let f32_differ = same_bits_as_simd::<f32, 6, 32>(
-            kernel_portable::<f32, 6, 32>,
-            avx512::kernel_f32,
-            |v| v.to_bits().into(),
-        );
-        let f64_differ = same_bits_as_simd::<f64, 6, 16>(
-            kernel_portable::<f64, 6, 16>,
-            avx512::kernel_f64,
-            f64::to_bits,
-        );
-        assert_eq!(
-            (f32_differ, f64_differ),
-            (0, 0),
-            "elements that differ, f32 and f64"
-        );
+        let differ = differing::<32, 16>((avx512::kernel_f32, avx512::kernel_f64));
+        assert_eq!(differ, (0, 0), "elements that differ, f32 and f64");
     }
 }
 

@@ -82,8 +82,8 @@ pub(crate) unsafe fn pack<T: Float, const R: usize>(
                     }
                 }
             } else if live == R && cs == 1 {
-                // Each of the R rows is contiguous (a transposed operand, as the weight
-                // gradients of the convolutions read their patches): read row by row.
+                // Each of the R rows is contiguous (a transposed operand, as `D^T` in the
+                // convolutions' weight gradients): read row by row.
                 for i in 0..R {
                     let row = src.offset(i as isize * rs);
                     for p in 0..kc {

@@ -52,6 +52,12 @@ impl Plane {
             out: g.oh * wp,
         })
     }
+
+    /// Where tap `t = (c, i, j)` (row `t` of the patch matrix) starts reading the planes.
+    pub fn tap(&self, g: &Patches, t: usize) -> usize {
+        let (c, ij) = (t / (g.kh * g.kw), t % (g.kh * g.kw));
+        c * self.len + ij / g.kw * self.wp + ij % g.kw
+    }
 }
 
 /// Copies image `x` `(c, h, w)` into the zero-padded planes `pad` `(c, len)`.
@@ -111,25 +117,15 @@ pub(super) fn spread<T: Float>(g: &Patches, p: &Plane, d: &[T], dp: &mut [T]) {
 }
 
 /// `dw[o, (c, i, j)] += dot(dp_o, pad_c[i wp + j ..])`; `dw` `(c_out, c_in kh kw)` flat.
-/// Four taps at a time (independent sums, each in its own fixed order).
+/// Four taps at a time (independent sums, each in its own fixed order); a last group of
+/// fewer fills its free slots with its last tap again and drops those sums.
 pub(super) fn weight_grad<T: Float>(g: &Patches, p: &Plane, dp: &[T], pad: &[T], dw: &mut [T]) {
-    let taps = g.rows();
-    // Where tap t = (c, i, j) reads the padded planes.
-    let at = |t: usize| {
-        let (c, ij) = (t / (g.kh * g.kw), t % (g.kh * g.kw));
-        c * p.len + ij / g.kw * p.wp + ij % g.kw
-    };
-    let plane = |t: usize| &pad[at(t)..][..p.out];
-    for (dp_o, dw_o) in dp.chunks_exact(p.out).zip(dw.chunks_exact_mut(taps)) {
-        let mut groups = dw_o.chunks_exact_mut(4);
-        for (k, group) in (&mut groups).enumerate() {
-            let t = 4 * k;
-            let sums = dots4(dp_o, [plane(t), plane(t + 1), plane(t + 2), plane(t + 3)]);
+    let plane = |t: usize| &pad[p.tap(g, t)..][..p.out];
+    for (dp_o, dw_o) in dp.chunks_exact(p.out).zip(dw.chunks_exact_mut(g.rows())) {
+        for (k, group) in dw_o.chunks_mut(4).enumerate() {
+            let last = group.len() - 1;
+            let sums = dots4(dp_o, std::array::from_fn(|i| plane(4 * k + i.min(last))));
             group.iter_mut().zip(sums).for_each(|(g_w, s)| *g_w += s);
-        }
-        let first = taps - groups.into_remainder().len();
-        for (t, g_w) in dw_o.iter_mut().enumerate().skip(first) {
-            *g_w += dots1(dp_o, [plane(t)])[0];
         }
     }
 }
@@ -190,16 +186,5 @@ avx2_dispatch! {
 
 #[inline(always)]
 fn dots4_plain<T: Float>(x: &[T], ys: [&[T]; 4]) -> [T; 4] {
-    lane_dots(x, ys)
-}
-
-avx2_dispatch! {
-    /// [`lane_dots`] of one, for AVX2 when available.
-    fn dots1 / dots1_plain<T>(x: &[T], ys: [&[T]; 1]) -> [T; 1]
-    where T: Float
-}
-
-#[inline(always)]
-fn dots1_plain<T: Float>(x: &[T], ys: [&[T]; 1]) -> [T; 1] {
     lane_dots(x, ys)
 }

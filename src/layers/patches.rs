@@ -198,7 +198,7 @@ impl<T: Float> PackB<T> for PaddedPatches<'_, T> {
             let first = cols.start + s * nr;
             let live = nr.min(cols.end - first);
             for (r, dst) in rows.clone().zip(sliver.chunks_exact_mut(nr)) {
-                let src = &self.pad[plane_offset(self.g, self.plane, r)..];
+                let src = &self.pad[self.plane.tap(self.g, r)..];
                 self.runs(first, live, |d, at, len| {
                     copy_row(&mut dst[d..d + len], &src[at..at + len]);
                 });
@@ -223,19 +223,13 @@ pub(super) fn col2im_padded<T: Float>(
     dpad.fill(T::zero());
     let p = g.positions();
     for (r, row) in cols.chunks_exact(p).enumerate().take(g.rows()) {
-        let start = plane_offset(g, plane, r);
+        let start = plane.tap(g, r);
         for (oy, src) in row.chunks_exact(g.ow).enumerate() {
             let dst = &mut dpad[start + oy * plane.wp..][..g.ow];
             dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
         }
     }
     direct::unpad_image(g, plane, dpad, x);
-}
-
-/// Where row `r = (c, i, j)` of the patch matrix starts reading the padded planes.
-fn plane_offset(g: &Patches, plane: &Plane, r: usize) -> usize {
-    let (c, ij) = (r / (g.kh * g.kw), r % (g.kh * g.kw));
-    c * plane.len + ij / g.kw * plane.wp + ij % g.kw
 }
 
 #[cfg(test)]
