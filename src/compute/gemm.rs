@@ -27,12 +27,12 @@
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
-use super::kernel::{is_f32, kernel, Kernel};
+use super::kernel::{is_f32, kernel, Kernel, RowsKernel};
 #[cfg(not(feature = "blas"))]
 use super::kernel::{tile, Tile};
-use super::operand::{PackB, SourceB};
 #[cfg(not(feature = "blas"))]
-use super::operand::{Packing, Strided};
+use super::operand::{InPlace, Strided};
+use super::operand::{RowsB, SourceB};
 use super::pack::{pack, with_packing_buffer, PACK_BYTES};
 #[cfg(not(feature = "blas"))]
 use super::threads::{run_parallel, threads};
@@ -120,18 +120,18 @@ pub(crate) fn product<T: Float>(
     }
 }
 
-/// [`product`] with a `B` that packs itself (see [`PackB`]): `C = alpha A B + beta C`.
+/// [`product`] with a `B` read where it lies (see [`RowsB`]): `C = alpha A B + beta C`,
+/// the same bits as with `B` written out.
 ///
-/// With the `blas` feature, `B` is packed whole (one sliver of all its columns: `B`
-/// written out row by row, into a buffer allocated per call) and passed to the system
-/// library.
+/// With the `blas` feature, `B` is written out (into a buffer allocated per call) and
+/// passed to the system library.
 ///
 /// # Panics
 /// If the shapes disagree (an internal invariant).
-pub(crate) fn product_packing<T: Float, B: PackB<T>>(
+pub(crate) fn product_rows<T: Float>(
     alpha: T,
     a: &ArrayView2<T>,
-    b: &B,
+    b: &RowsB<'_, T>,
     beta: T,
     c: &mut ArrayViewMut2<T>,
 ) {
@@ -145,28 +145,24 @@ pub(crate) fn product_packing<T: Float, B: PackB<T>>(
     );
     #[cfg(feature = "blas")]
     {
-        let mut whole = vec![T::zero(); k * n];
-        if n > 0 {
-            b.pack(0..k, 0..n, n, &mut whole);
-        }
-        let b = ArrayView2::from_shape((k, n), &whole).expect("k n elements");
-        ndarray::linalg::general_mat_mul(alpha, a, &b, beta, c);
+        let whole = ndarray::Array2::from_shape_fn((k, n), |(p, j)| *b.at(p, j));
+        ndarray::linalg::general_mat_mul(alpha, a, &whole, beta, c);
     }
     #[cfg(not(feature = "blas"))]
     {
-        let m = a.nrows();
         let [rsa, csa] = [a.strides()[0], a.strides()[1]];
         let [rsc, csc] = [c.strides()[0], c.strides()[1]];
         let mats = Mats {
-            m,
+            m: a.nrows(),
             k,
             n,
             a: (a.as_ptr(), rsa, csa),
-            b: Packing(b, 0),
+            b: InPlace::of(b),
             c: (c.as_mut_ptr(), rsc, csc),
         };
-        // SAFETY: the pointers and strides come from live views of the checked shapes, and
-        // `C` is borrowed mutably, so it does not overlap `A`; `B` is only read.
+        // SAFETY: the pointers and strides come from live views of the checked shapes (and
+        // `RowsB` checked its rows), and `C` is borrowed mutably, so it does not overlap
+        // `A`; `B` is only read.
         unsafe { dispatch(alpha, beta, &mats) }
     }
 }
@@ -183,14 +179,14 @@ struct Mats<T, B> {
     c: (*mut T, isize, isize),
 }
 
-// SAFETY: a product's threads write disjoint blocks of `C` and only read `A` and `B` (a
-// `PackB` is `Sync`).
+// SAFETY: a product's threads write disjoint blocks of `C` and only read `A` and `B`.
 unsafe impl<T: Sync, B: Sync> Sync for Mats<T, B> {}
 
 /// A kernel and the block sizes that go with it (the tile, `MR x NR`, is a const parameter
 /// of the functions that use the plan).
 struct Plan<T> {
     kernel: Kernel<T>,
+    rows: RowsKernel<T>,
     mc: usize,
     kc: usize,
     nc: usize,
@@ -202,7 +198,7 @@ const MAX_TILE: usize = 192;
 /// The plans' block sizes: `MC` rows of `A`, `KC` inner indices, `NC` columns of `B`
 /// (`f32`, `f64`); every tile is `MR = 6` rows tall.
 const MC: usize = 96;
-const KC: usize = 256;
+pub(crate) const KC: usize = 256;
 const NC_F32: usize = 1024;
 const NC_F64: usize = 512;
 const TILE_ROWS: usize = 6;
@@ -217,8 +213,10 @@ const _: () = assert!(
 /// The plan for `T` and tiles `NR` wide: its micro-kernel (see `kernel.rs`) and block
 /// sizes.
 fn plan<T: Float, const NR: usize>() -> Plan<T> {
+    let kernels = kernel::<T, NR>();
     Plan {
-        kernel: kernel::<T, NR>(),
+        kernel: kernels.packed,
+        rows: kernels.rows,
         mc: MC,
         kc: KC,
         nc: if is_f32::<T>() { NC_F32 } else { NC_F64 },
@@ -347,7 +345,13 @@ unsafe fn blocks<T: Float, B: SourceB<T>, const MR: usize, const NR: usize>(
     mats: &Mats<T, B>,
     [packed_b, packed_a, edge_a]: [*mut T; 3],
 ) {
-    let Plan { kernel, mc, kc, nc } = *plan;
+    let Plan {
+        kernel,
+        rows,
+        mc,
+        kc,
+        nc,
+    } = *plan;
     let (mr, nr) = (MR, NR);
     let Mats { m, k, n, .. } = *mats;
     let (a, rsa, csa) = mats.a;
@@ -380,6 +384,20 @@ unsafe fn blocks<T: Float, B: SourceB<T>, const MR: usize, const NR: usize>(
                 for jr in (0..ncb).step_by(nr) {
                     let nrb = nr.min(ncb - jr);
                     let b_sliver = packed_b.wrapping_add(jr * kcb);
+                    let in_place = (nrb == nr).then(|| mats.b.in_place(pc, jc + jr)).flatten();
+                    // The sliver's kernel: `B` read in place, or packed.
+                    let run = |a_sliver, ars, acs, alpha, beta, c, rsc, csc| match in_place {
+                        // SAFETY: as for the packed sliver: a full sliver of B, in place.
+                        Some((base, offsets)) => unsafe {
+                            rows(
+                                kcb, a_sliver, ars, acs, base, offsets, alpha, beta, c, rsc, csc,
+                            )
+                        },
+                        // SAFETY: slivers of KC x MR and KC x NR, a tile of C.
+                        None => unsafe {
+                            kernel(kcb, a_sliver, ars, acs, b_sliver, alpha, beta, c, rsc, csc)
+                        },
+                    };
                     for ir in (0..mcb).step_by(mr) {
                         let mrb = mr.min(mcb - ir);
                         let (a_sliver, ars, acs) = if !a_in_place {
@@ -392,30 +410,11 @@ unsafe fn blocks<T: Float, B: SourceB<T>, const MR: usize, const NR: usize>(
                         let c_tile =
                             c.wrapping_offset((ic + ir) as isize * rsc + (jc + jr) as isize * csc);
                         if mrb == mr && nrb == nr {
-                            // SAFETY: a full tile inside C; slivers of KC x MR and KC x NR.
-                            unsafe {
-                                kernel(
-                                    kcb, a_sliver, ars, acs, b_sliver, alpha, beta, c_tile, rsc,
-                                    csc,
-                                )
-                            };
+                            run(a_sliver, ars, acs, alpha, beta, c_tile, rsc, csc);
                         } else {
+                            // The stack tile holds MR x NR (<= MAX_TILE) elements.
                             let t = tile.as_mut_ptr();
-                            // SAFETY: the stack tile holds MR x NR (<= MAX_TILE) elements.
-                            unsafe {
-                                kernel(
-                                    kcb,
-                                    a_sliver,
-                                    ars,
-                                    acs,
-                                    b_sliver,
-                                    T::one(),
-                                    T::zero(),
-                                    t,
-                                    nr as isize,
-                                    1,
-                                )
-                            };
+                            run(a_sliver, ars, acs, T::one(), T::zero(), t, nr as isize, 1);
                             for i in 0..mrb {
                                 for j in 0..nrb {
                                     // SAFETY: (i, j) is inside the edge tile of C.

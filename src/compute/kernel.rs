@@ -12,6 +12,11 @@
 use super::fma::FusedMulAdd;
 #[cfg(target_arch = "x86_64")]
 use super::simd::{avx2_fma, avx512};
+#[cfg(target_arch = "x86_64")]
+use x86::{avx2, avx512};
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
 use crate::float::Float;
 
 /// Micro-kernel: `C[i, j] = alpha * sum_p a[i, p] b[p, j] + beta * C[i, j]` over one tile.
@@ -22,6 +27,45 @@ use crate::float::Float;
 /// multiply then an add (never fused), as in the edge-tile path of `gemm.rs`.
 pub(super) type Kernel<T> =
     unsafe fn(usize, *const T, isize, isize, *const T, T, T, *mut T, isize, isize);
+
+/// [`Kernel`] with `B` read where it is: step `p` of `B` is the `NR` values at
+/// `b + b_rows[p]` (`kc` offsets), as rows of a matrix or the taps of a convolution into an
+/// image's planes (`rows.rs`). The arithmetic, and so the bits, are [`Kernel`]'s.
+pub(super) type RowsKernel<T> =
+    unsafe fn(usize, *const T, isize, isize, *const T, *const usize, T, T, *mut T, isize, isize);
+
+/// Where a kernel finds step `p` of its sliver of `B`: `NR` contiguous values.
+pub(super) trait SliverB<T>: Copy {
+    /// The first of step `p`'s values.
+    ///
+    /// # Safety
+    /// `p` is a step of the sliver.
+    unsafe fn row(self, p: usize) -> *const T;
+}
+
+/// A packed sliver, `(kc, NR)` row-major.
+#[derive(Clone, Copy)]
+pub(super) struct Packed<T, const NR: usize>(pub *const T);
+
+impl<T: Copy, const NR: usize> SliverB<T> for Packed<T, NR> {
+    #[inline(always)]
+    unsafe fn row(self, p: usize) -> *const T {
+        // SAFETY: as the caller promised.
+        unsafe { self.0.add(p * NR) }
+    }
+}
+
+/// Rows in place: step `p` at `base + offsets[p]`.
+#[derive(Clone, Copy)]
+pub(super) struct Rows<T>(pub *const T, pub *const usize);
+
+impl<T: Copy> SliverB<T> for Rows<T> {
+    #[inline(always)]
+    unsafe fn row(self, p: usize) -> *const T {
+        // SAFETY: as the caller promised.
+        unsafe { self.0.add(*self.1.add(p)) }
+    }
+}
 
 /// Which tile the fastest kernel for this CPU uses: two 512-bit vectors wide
 /// ([`Tile::Wide`]) when AVX-512F may run, else two 256-bit vectors ([`Tile::Narrow`]).
@@ -44,30 +88,55 @@ pub(super) fn tile() -> Tile {
     Tile::Narrow
 }
 
-/// The micro-kernel for `T` and tiles `NR` wide: the AVX-512F one for a wide tile when the
-/// CPU has it, the AVX2 + FMA one for a narrow tile when it has those, else the portable
-/// kernel of that shape.
-pub(super) fn kernel<T: Float, const NR: usize>() -> Kernel<T> {
+/// A tile's two kernels: `B` packed, and `B` read in place.
+#[derive(Clone, Copy)]
+pub(super) struct TileKernels<T> {
+    /// `B` packed ([`Kernel`]).
+    pub packed: Kernel<T>,
+    /// `B` in rows ([`RowsKernel`]).
+    pub rows: RowsKernel<T>,
+}
+
+/// The micro-kernels for `T` and tiles `NR` wide: the AVX-512F ones for a wide tile when
+/// the CPU has it, the AVX2 + FMA ones for a narrow tile when it has those, else the
+/// portable kernels of that shape.
+pub(super) fn kernel<T: Float, const NR: usize>() -> TileKernels<T> {
     let wide = NR * std::mem::size_of::<T>() == 128;
     simd_kernel::<T>(wide).unwrap_or_else(|| {
         if wide {
-            for_type(kernel_portable::<f32, 6, 32>, kernel_portable::<f64, 6, 16>)
+            for_type(portable_pair::<f32, 32>(), portable_pair::<f64, 16>())
         } else {
-            for_type(kernel_portable::<f32, 6, 16>, kernel_portable::<f64, 6, 8>)
+            for_type(portable_pair::<f32, 16>(), portable_pair::<f64, 8>())
         }
     })
 }
 
-/// `f32_kernel` or `f64_kernel`, whichever is `T`'s.
-fn for_type<T: Float>(f32_kernel: Kernel<f32>, f64_kernel: Kernel<f64>) -> Kernel<T> {
-    let kernel: *const () = if is_f32::<T>() {
-        f32_kernel as *const ()
+/// The portable kernels of tiles `6 x NR`.
+fn portable_pair<T: Float + FusedMulAdd, const NR: usize>() -> TileKernels<T> {
+    TileKernels {
+        packed: kernel_portable::<T, 6, NR>,
+        rows: rows_portable::<T, 6, NR>,
+    }
+}
+
+/// `f32_kernels` or `f64_kernels`, whichever are `T`'s.
+fn for_type<T: Float>(
+    f32_kernels: TileKernels<f32>,
+    f64_kernels: TileKernels<f64>,
+) -> TileKernels<T> {
+    let (packed, rows): (*const (), *const ()) = if is_f32::<T>() {
+        (f32_kernels.packed as _, f32_kernels.rows as _)
     } else {
-        f64_kernel as *const ()
+        (f64_kernels.packed as _, f64_kernels.rows as _)
     };
     // SAFETY: `T` is `f32` exactly when `is_f32` (Float is sealed to f32 and f64), so the
-    // chosen kernel's signature is `Kernel<T>`.
-    unsafe { std::mem::transmute::<*const (), Kernel<T>>(kernel) }
+    // chosen kernels' signatures are `Kernel<T>` and `RowsKernel<T>`.
+    unsafe {
+        TileKernels {
+            packed: std::mem::transmute::<*const (), Kernel<T>>(packed),
+            rows: std::mem::transmute::<*const (), RowsKernel<T>>(rows),
+        }
+    }
 }
 
 /// Whether `T` is `f32` (`Float` is sealed to `f32` and `f64`).
@@ -75,20 +144,34 @@ pub(super) fn is_f32<T: Float>() -> bool {
     std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
 }
 
-/// The SIMD kernel for `T` of the wide (AVX-512F) or narrow (AVX2 + FMA) tile, when the CPU
-/// has those instructions and the portable kernels are not forced.
+/// The SIMD kernels for `T` of the wide (AVX-512F) or narrow (AVX2 + FMA) tile, when the
+/// CPU has those instructions and the portable kernels are not forced.
 #[cfg(target_arch = "x86_64")]
-fn simd_kernel<T: Float>(wide: bool) -> Option<Kernel<T>> {
+fn simd_kernel<T: Float>(wide: bool) -> Option<TileKernels<T>> {
+    macro_rules! pair {
+        ($m:ident) => {
+            for_type(
+                TileKernels {
+                    packed: $m::kernel_f32::packed,
+                    rows: $m::kernel_f32::rows,
+                },
+                TileKernels {
+                    packed: $m::kernel_f64::packed,
+                    rows: $m::kernel_f64::rows,
+                },
+            )
+        };
+    }
     if wide {
-        avx512().then(|| for_type(avx512::kernel_f32, avx512::kernel_f64))
+        avx512().then(|| pair!(avx512))
     } else {
-        avx2_fma().then(|| for_type(avx2::kernel_f32, avx2::kernel_f64))
+        avx2_fma().then(|| pair!(avx2))
     }
 }
 
-/// No SIMD kernel off x86-64: the portable one runs.
+/// No SIMD kernel off x86-64: the portable ones run.
 #[cfg(not(target_arch = "x86_64"))]
-fn simd_kernel<T: Float>(_wide: bool) -> Option<Kernel<T>> {
+fn simd_kernel<T: Float>(_wide: bool) -> Option<TileKernels<T>> {
     None
 }
 
@@ -114,11 +197,51 @@ pub(super) unsafe fn kernel_portable<T: Float + FusedMulAdd, const MR: usize, co
     rsc: isize,
     csc: isize,
 ) {
+    let b = Packed::<T, NR>(b);
+    // SAFETY: as the caller promised.
+    unsafe { portable::<T, _, MR, NR>(kc, (a, ars, acs), b, (alpha, beta), (c, rsc, csc)) }
+}
+
+/// [`kernel_portable`] reading `B` in place (see [`RowsKernel`]).
+///
+/// # Safety
+/// See [`RowsKernel`].
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn rows_portable<T: Float + FusedMulAdd, const MR: usize, const NR: usize>(
+    kc: usize,
+    a: *const T,
+    ars: isize,
+    acs: isize,
+    b: *const T,
+    b_rows: *const usize,
+    alpha: T,
+    beta: T,
+    c: *mut T,
+    rsc: isize,
+    csc: isize,
+) {
+    let b = Rows(b, b_rows);
+    // SAFETY: as the caller promised.
+    unsafe { portable::<T, _, MR, NR>(kc, (a, ars, acs), b, (alpha, beta), (c, rsc, csc)) }
+}
+
+/// The portable kernels' one body.
+///
+/// # Safety
+/// See [`Kernel`].
+#[inline]
+unsafe fn portable<T: Float + FusedMulAdd, B: SliverB<T>, const MR: usize, const NR: usize>(
+    kc: usize,
+    (a, ars, acs): (*const T, isize, isize),
+    b: B,
+    (alpha, beta): (T, T),
+    (c, rsc, csc): (*mut T, isize, isize),
+) {
     let mut acc = [[T::zero(); NR]; MR];
     for p in 0..kc {
         // SAFETY: step p of both slivers.
         unsafe {
-            let bp = &*b.add(p * NR).cast::<[T; NR]>();
+            let bp = &*b.row(p).cast::<[T; NR]>();
             for (i, row) in acc.iter_mut().enumerate() {
                 let ai = *a.offset(i as isize * ars + p as isize * acs);
                 T::fused_row(ai, bp, row);
@@ -139,143 +262,6 @@ pub(super) unsafe fn kernel_portable<T: Float + FusedMulAdd, const MR: usize, co
             }
         }
     }
-}
-
-/// A micro-kernel of 6 rows by two SIMD vectors (12 accumulators), compiled for the
-/// instructions `$feature` with the vector operations given.
-#[cfg(target_arch = "x86_64")]
-macro_rules! kernel {
-    ($feature:literal, $name:ident, $t:ty, $lanes:expr, $zero:ident, $load:ident, $store:ident, $splat:ident,
-     $fma:ident, $mul:ident, $add:ident) => {
-        /// See `Kernel`: `MR = 6`, `NR = 2 * lanes`.
-        ///
-        /// # Safety
-        /// The CPU has the instructions the kernel is compiled for; pointers as `Kernel` says.
-        #[target_feature(enable = $feature)]
-        #[allow(clippy::too_many_arguments)]
-        pub(super) unsafe fn $name(
-            kc: usize,
-            a: *const $t,
-            ars: isize,
-            acs: isize,
-            b: *const $t,
-            alpha: $t,
-            beta: $t,
-            c: *mut $t,
-            rsc: isize,
-            csc: isize,
-        ) {
-            const L: usize = $lanes;
-            let mut acc = [[$zero(); 2]; 6];
-            let rows: [*const $t; 6] = std::array::from_fn(|i| a.wrapping_offset(i as isize * ars));
-            for p in 0..kc {
-                // SAFETY: step p of both slivers.
-                unsafe {
-                    let bp = b.add(p * 2 * L);
-                    let b0 = $load(bp);
-                    let b1 = $load(bp.add(L));
-                    let off = p as isize * acs;
-                    for i in 0..6 {
-                        let ai = $splat(*rows[i].offset(off));
-                        acc[i][0] = $fma(ai, b0, acc[i][0]);
-                        acc[i][1] = $fma(ai, b1, acc[i][1]);
-                    }
-                }
-            }
-            let va = $splat(alpha);
-            let vb = $splat(beta);
-            for i in 0..6 {
-                for h in 0..2 {
-                    let r = $mul(acc[i][h], va);
-                    // SAFETY: the tile's row i, lanes h * L .. h * L + L.
-                    unsafe {
-                        let ci = c.offset(i as isize * rsc + (h * L) as isize * csc);
-                        if csc == 1 {
-                            let r = if beta == 0.0 {
-                                r
-                            } else {
-                                $add(r, $mul($load(ci), vb))
-                            };
-                            $store(ci, r);
-                        } else {
-                            let mut t = [0.0; L];
-                            $store(t.as_mut_ptr(), r);
-                            for (j, &v) in t.iter().enumerate() {
-                                let cij = ci.offset(j as isize * csc);
-                                *cij = if beta == 0.0 { v } else { v + *cij * beta };
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    };
-}
-
-/// The AVX2 + FMA micro-kernels: 6 rows by two 256-bit vectors.
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
-
-    kernel!(
-        "avx2,fma",
-        kernel_f32,
-        f32,
-        8,
-        _mm256_setzero_ps,
-        _mm256_loadu_ps,
-        _mm256_storeu_ps,
-        _mm256_set1_ps,
-        _mm256_fmadd_ps,
-        _mm256_mul_ps,
-        _mm256_add_ps
-    );
-    kernel!(
-        "avx2,fma",
-        kernel_f64,
-        f64,
-        4,
-        _mm256_setzero_pd,
-        _mm256_loadu_pd,
-        _mm256_storeu_pd,
-        _mm256_set1_pd,
-        _mm256_fmadd_pd,
-        _mm256_mul_pd,
-        _mm256_add_pd
-    );
-}
-
-/// The AVX-512F micro-kernels: 6 rows by two 512-bit vectors.
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use std::arch::x86_64::*;
-
-    kernel!(
-        "avx512f",
-        kernel_f32,
-        f32,
-        16,
-        _mm512_setzero_ps,
-        _mm512_loadu_ps,
-        _mm512_storeu_ps,
-        _mm512_set1_ps,
-        _mm512_fmadd_ps,
-        _mm512_mul_ps,
-        _mm512_add_ps
-    );
-    kernel!(
-        "avx512f",
-        kernel_f64,
-        f64,
-        8,
-        _mm512_setzero_pd,
-        _mm512_loadu_pd,
-        _mm512_storeu_pd,
-        _mm512_set1_pd,
-        _mm512_fmadd_pd,
-        _mm512_mul_pd,
-        _mm512_add_pd
-    );
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
@@ -381,7 +367,7 @@ mod tests {
             eprintln!("SKIPPED: this CPU has no AVX2 + FMA kernel to compare with");
             return;
         }
-        let differ = differing::<16, 8>((avx2::kernel_f32, avx2::kernel_f64));
+        let differ = differing::<16, 8>((avx2::kernel_f32::packed, avx2::kernel_f64::packed));
         assert_eq!(differ, (0, 0), "elements that differ, f32 and f64");
     }
 
@@ -391,7 +377,7 @@ mod tests {
             eprintln!("SKIPPED: this CPU has no AVX-512F kernel to compare with");
             return;
         }
-        let differ = differing::<32, 16>((avx512::kernel_f32, avx512::kernel_f64));
+        let differ = differing::<32, 16>((avx512::kernel_f32::packed, avx512::kernel_f64::packed));
         assert_eq!(differ, (0, 0), "elements that differ, f32 and f64");
     }
 }
@@ -418,8 +404,8 @@ mod product_tests {
 
     /// `C = alpha op(A) op(B) + beta C` for shapes off the tile and block sizes (the last
     /// large enough to split over threads), `A` and `B` plain and transposed, three
-    /// alpha/beta pairs (beta = 0 over a `C` of NaN, not read), once with `kernels`; the
-    /// results' bits, in order.
+    /// alpha/beta pairs (beta = 0 over a `C` of NaN, not read), and with a plain `B` also
+    /// read in place (`product_rows`), once with `kernels`; the results' bits, in order.
     fn products<T: Float>(kernels: Kernels, bits: impl Fn(T) -> u64) -> Result<Vec<u64>> {
         set_kernels(kernels);
         let mut rng = ChaCha8Rng::seed_from_u64(17);
@@ -451,6 +437,16 @@ mod product_tests {
                     };
                     gemm(T::cast(alpha), &a, &b, T::cast(beta), &mut c.view_mut())?;
                     out.extend(c.iter().map(|&v| bits(v)));
+                    if !tb {
+                        // `B`'s rows read in place (the rows kernels).
+                        let data = b_store.as_slice().expect("standard layout");
+                        let offsets: Vec<usize> = (0..k).map(|p| p * n).collect();
+                        let rows = crate::compute::RowsB::new(data, &offsets, n);
+                        let mut c = c0.clone();
+                        let (alpha, beta) = (T::cast(alpha), T::cast(beta));
+                        crate::compute::product_rows(alpha, &a, &rows, beta, &mut c.view_mut());
+                        out.extend(c.iter().map(|&v| bits(v)));
+                    }
                 }
             }
         }

@@ -6,8 +6,8 @@
 //!   crate's layers call it without the shape check (`product`).
 //! - `kernel.rs`: the product's micro-kernels, one tile of `C` each: AVX-512F, AVX2 + FMA,
 //!   and portable, which rounds the same way (same bits).
-//! - `operand.rs`: where the product's `B` comes from, a strided matrix or an operand that
-//!   packs itself (`PackB`: a convolution's patches, read from the image).
+//! - `operand.rs`: where the product's `B` comes from, a strided matrix (packed) or rows
+//!   read where they lie (`RowsB`: a convolution's patches in the image's padded planes).
 //! - `fma.rs`: the portable kernel's fused multiply-add, `a b + c` rounded once also where
 //!   the CPU has no FMA instruction.
 //! - `threads.rs`: the pool ([`set_threads`], [`threads()`], [`MAX_THREADS`]) and element-wise
@@ -44,8 +44,8 @@ mod threads;
 pub use gemm::gemm;
 pub use threads::{set_threads, threads, MAX_THREADS};
 
-pub(crate) use gemm::{product, product_packing};
-pub(crate) use operand::PackB;
+pub(crate) use gemm::{product, product_rows, KC};
+pub(crate) use operand::RowsB;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use simd::avx2;
 pub(crate) use simd::avx2_dispatch;

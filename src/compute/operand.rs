@@ -1,30 +1,14 @@
 //! Where the matrix product's `B` comes from: a strided matrix ([`Strided`]), packed by
-//! `pack.rs`, or an operand that packs itself ([`PackB`], through [`Packing`]), as the
-//! patches of a convolution do. `gemm.rs` is generic over the two ([`SourceB`]).
+//! `pack.rs`, or rows read where they lie ([`RowsB`], through [`InPlace`]), as the patches
+//! of a convolution in the image's padded planes. `gemm.rs` is generic over the two
+//! ([`SourceB`]).
 
 #![cfg_attr(feature = "blas", allow(dead_code))]
-
-use std::ops::Range;
 
 use super::pack::pack;
 use crate::float::Float;
 
-/// A `(k, n)` operand `B` that writes its own packed blocks, so that a caller whose `B` is
-/// computed from other data (the patches of a convolution, read from the image) skips
-/// writing `B` out and copying it again into the packing buffer. The product's other
-/// arithmetic is unchanged: the same bits as `product` with `B` written out.
-pub(crate) trait PackB<T>: Sync {
-    /// `(k, n)`.
-    fn shape(&self) -> (usize, usize);
-
-    /// Packs rows `rows` and columns `cols` of `B` into slivers `nr` columns wide:
-    /// `out[(s kc + p) nr + i] = B[rows.start + p, cols.start + s nr + i]` for the block's
-    /// `kc = rows.len()` rows, with zeros past the block's last column. `out` holds
-    /// `ceil(cols.len() / nr) nr kc` elements.
-    fn pack(&self, rows: Range<usize>, cols: Range<usize>, nr: usize, out: &mut [T]);
-}
-
-/// Where the product's `B` comes from: a strided matrix, or an operand that packs itself.
+/// Where the product's `B` comes from: a strided matrix, packed, or rows read in place.
 pub(super) trait SourceB<T>: Copy {
     /// Packs rows `pc .. pc + kcb` and columns `jc .. jc + ncb` into slivers `NR` wide, as
     /// [`pack`] does.
@@ -40,6 +24,13 @@ pub(super) trait SourceB<T>: Copy {
 
     /// The same operand without its first `first` columns.
     fn skip_columns(self, first: usize) -> Self;
+
+    /// Where the kernel may read the sliver of rows `pc ..` and columns `col .. col + NR`
+    /// in place, `(base, offsets)`: step `p` at `base + offsets[p]` (see `RowsKernel`);
+    /// `None` when the sliver must be packed.
+    fn in_place(&self, _pc: usize, _col: usize) -> Option<(*const T, *const usize)> {
+        None
+    }
 }
 
 /// `B` as `(pointer, row stride, column stride)`, in elements.
@@ -68,66 +59,124 @@ impl<T: Float> SourceB<T> for Strided<T> {
     }
 }
 
-/// A [`PackB`] operand, from its column `.1` on.
-pub(super) struct Packing<'a, B>(pub &'a B, pub usize);
+/// A `(k, n)` operand `B` read where it lies: row `p` is the `n` values at
+/// `data[offsets[p]..]`. The rows of a matrix in place (`offsets[p] = p * stride`), or the
+/// patch matrix of a stride-1 convolution read from the image's padded planes (one offset
+/// per tap: the patches over a row of the padded width are a run of the plane). Full
+/// slivers go to the kernel unpacked; only a last sliver narrower than the tile is packed.
+/// The same bits as the product of `B` written out.
+#[derive(Clone, Copy)]
+pub(crate) struct RowsB<'a, T> {
+    data: &'a [T],
+    offsets: &'a [usize],
+    n: usize,
+}
 
-impl<B> Clone for Packing<'_, B> {
-    fn clone(&self) -> Self {
-        *self
+impl<'a, T> RowsB<'a, T> {
+    /// Rows `data[offsets[p]..][..n]`.
+    ///
+    /// # Panics
+    /// If a row runs past the end of `data` (an internal invariant of the callers).
+    pub(crate) fn new(data: &'a [T], offsets: &'a [usize], n: usize) -> Self {
+        let end = offsets.iter().map(|&o| o + n).max().unwrap_or(0);
+        assert!(
+            end <= data.len(),
+            "rows of B run to {end}, past {}",
+            data.len()
+        );
+        RowsB { data, offsets, n }
+    }
+
+    /// `(k, n)`.
+    pub(crate) fn shape(&self) -> (usize, usize) {
+        (self.offsets.len(), self.n)
+    }
+
+    /// `B[p, j]`.
+    #[cfg(any(test, feature = "blas"))]
+    pub(crate) fn at(&self, p: usize, j: usize) -> &T {
+        &self.data[self.offsets[p] + j]
     }
 }
 
-impl<B> Copy for Packing<'_, B> {}
+/// A [`RowsB`] as the product reads it, from its column `first` on.
+#[derive(Clone, Copy)]
+pub(super) struct InPlace<T> {
+    pub data: *const T,
+    pub offsets: *const usize,
+    pub first: usize,
+}
 
-impl<T: Float, B: PackB<T>> SourceB<T> for Packing<'_, B> {
+// SAFETY: the product only reads `B`.
+unsafe impl<T: Sync> Sync for InPlace<T> {}
+
+impl<T: Float> InPlace<T> {
+    pub(super) fn of(b: &RowsB<'_, T>) -> Self {
+        InPlace {
+            data: b.data.as_ptr(),
+            offsets: b.offsets.as_ptr(),
+            first: 0,
+        }
+    }
+}
+
+impl<T: Float> SourceB<T> for InPlace<T> {
+    /// Packs only the block's last sliver, if it is narrower than `NR` (the others are
+    /// read in place): at its place in the packed block, with zeros past the last column.
     unsafe fn pack_block<const NR: usize>(
         &self,
         (pc, kcb): (usize, usize),
         (jc, ncb): (usize, usize),
         out: *mut T,
     ) {
-        let Packing(b, first) = *self;
-        let len = ncb.div_ceil(NR) * NR * kcb;
-        // SAFETY: the caller promised `out` holds this many elements, in the packing
-        // buffer, which nothing else borrows while the product runs.
-        let out = unsafe { std::slice::from_raw_parts_mut(out, len) };
-        b.pack(pc..pc + kcb, first + jc..first + jc + ncb, NR, out);
+        let full = ncb / NR * NR;
+        let live = ncb - full;
+        if live == 0 {
+            return;
+        }
+        for p in 0..kcb {
+            // SAFETY: row pc + p is inside B, its columns up to jc + ncb inside the row (as
+            // `RowsB::new` checked); the sliver's step p is inside `out`.
+            unsafe {
+                let row = self
+                    .data
+                    .add(*self.offsets.add(pc + p) + self.first + jc + full);
+                let dst = out.add(full * kcb + p * NR);
+                std::ptr::copy_nonoverlapping(row, dst, live);
+                std::slice::from_raw_parts_mut(dst.add(live), NR - live).fill(T::zero());
+            }
+        }
     }
 
     fn skip_columns(self, first: usize) -> Self {
-        Packing(self.0, self.1 + first)
+        InPlace {
+            first: self.first + first,
+            ..self
+        }
+    }
+
+    fn in_place(&self, pc: usize, col: usize) -> Option<(*const T, *const usize)> {
+        Some((
+            self.data.wrapping_add(self.first + col),
+            self.offsets.wrapping_add(pc),
+        ))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compute::gemm::{product, product_packing};
+    use crate::compute::gemm::{product, product_rows};
     use ndarray::Array2;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    /// A `B` that packs itself by reading a matrix: the product then has the bits of the
-    /// plain one, for blocks of rows and columns past `KC` and `NC`, split over threads.
-    struct SelfPacking(Array2<f32>);
-
-    impl PackB<f32> for SelfPacking {
-        fn shape(&self) -> (usize, usize) {
-            self.0.dim()
-        }
-
-        fn pack(&self, rows: Range<usize>, cols: Range<usize>, nr: usize, out: &mut [f32]) {
-            let kc = rows.len();
-            for (i, v) in out.iter_mut().enumerate() {
-                let (s, rest) = (i / (nr * kc), i % (nr * kc));
-                let (p, j) = (rows.start + rest / nr, cols.start + s * nr + rest % nr);
-                *v = if j < cols.end { self.0[[p, j]] } else { 0.0 };
-            }
-        }
-    }
-
+    /// `B` read in place, its rows anywhere in a buffer (overlapping, as a convolution's
+    /// taps do): the bits of the plain product with `B` written out, for blocks of rows
+    /// and columns past `KC` and `NC`, last slivers narrower than the tile, and products
+    /// split over threads.
     #[test]
-    fn a_self_packing_operand_gives_the_plain_products_bits() {
+    fn rows_in_place_give_the_plain_products_bits() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         for (m, k, n) in [
             (1, 1, 1),
@@ -135,19 +184,30 @@ mod tests {
             (32, 288, 196),
             (5, 300, 1100),
             (70, 9, 784),
+            (40, 33, 2100),
         ] {
+            let data: Vec<f32> = (0..3 * n + 50)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let offsets: Vec<usize> = (0..k).map(|_| rng.random_range(0..=2 * n + 50)).collect();
+            let rows = RowsB::new(&data, &offsets, n);
+            let b = Array2::from_shape_fn((k, n), |(p, j)| *rows.at(p, j));
             let a = Array2::from_shape_fn((m, k), |_| rng.random_range(-1.0f32..1.0));
-            let b = SelfPacking(Array2::from_shape_fn((k, n), |_| {
-                rng.random_range(-1.0..1.0)
-            }));
             let c0 = Array2::from_shape_fn((m, n), |_| rng.random_range(-1.0f32..1.0));
-            for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0)] {
+            for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.25)] {
                 let (mut want, mut got) = (c0.clone(), c0.clone());
-                product(alpha, &a.view(), &b.0.view(), beta, &mut want.view_mut());
-                product_packing(alpha, &a.view(), &b, beta, &mut got.view_mut());
+                product(alpha, &a.view(), &b.view(), beta, &mut want.view_mut());
+                product_rows(alpha, &a.view(), &rows, beta, &mut got.view_mut());
                 let bits = |c: &Array2<f32>| c.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&want), "({m}, {k}, {n}), beta {beta}");
             }
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "rows of B run to")]
+    fn rows_past_the_buffer_are_refused() {
+        let data = [0.0f32; 10];
+        let _ = RowsB::new(&data, &[0, 4], 7);
     }
 }

@@ -34,7 +34,7 @@ use crate::activation::Activation;
 use crate::architecture::{LayerKindName, Window};
 use crate::budget::check_elements;
 use crate::compute::{
-    for_each_block, product, product_packing, row_blocks, row_blocks_mut, slice_blocks_mut,
+    for_each_block, product, product_rows, row_blocks, row_blocks_mut, slice_blocks_mut, RowsB, KC,
     ROW_BLOCKS,
 };
 use crate::data::check_finite;
@@ -42,6 +42,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::init::Init;
 use crate::layers::conv_direct::{self as direct, Plane};
+use crate::layers::conv_taps::{input_grad_by_taps, weight_grad_by_taps};
 use crate::layers::images::{
     add_partials, bias_activate, bias_grad, flat, flat_mut, indexed, infer_kind, optional_blocks,
     zip3,
@@ -52,6 +53,10 @@ use crate::layers::{LayerKind, ParamKind, ParamVisitor};
 
 /// Convolutions with fewer output channels than this (and stride 1) run the direct kernels.
 const DIRECT_BELOW: usize = 4;
+
+/// The weight gradient goes tap by tap from this many output channels on (its products
+/// are then `c_out` wide; narrower, the patch matrix's one product is faster).
+const DW_BY_TAPS_FROM: usize = 32;
 
 /// A 2-D convolution: for each image (row) `x` `(c_in, h, w)`,
 /// `z[o, y, x] = b_o + sum_(c, i, j) W[o, c, i, j] x[c, y sh + i - top, x sw + j - left]`
@@ -92,6 +97,12 @@ pub struct Conv2d<T> {
     scratch: Scratch<T>, // per block: X_col and dL/dX_col, (c_in kh kw, oh ow) each
     #[serde(skip)]
     weights_t: Vec<T>, // (c_in kh kw, c_out): W^T in rows, for dL/dX_col = W^T D
+    #[serde(skip)]
+    taps: Vec<usize>, // stride 1: where each row of X_col starts in the padded planes
+    #[serde(skip)]
+    wide_rows: Vec<usize>, // stride 1: (c_out), where each channel of D at the plane's stride starts
+    #[serde(skip)]
+    wide_positions: Vec<usize>, // stride 1: (oh wp), where each position of D^T starts
 }
 
 /// What serde reads, before [`Conv2d::new`] checks it (also [`crate::ConvTranspose2d`]'s).
@@ -232,6 +243,11 @@ impl<T: Float> Conv2d<T> {
         activation: Activation,
     ) -> Self {
         let dim = weights.dim();
+        let taps = Plane::of(&patches).map_or(Vec::new(), |plane| {
+            (0..patches.rows())
+                .map(|t| plane.tap(&patches, t))
+                .collect()
+        });
         Conv2d {
             window,
             weights: weights.as_standard_layout().into_owned(),
@@ -243,6 +259,13 @@ impl<T: Float> Conv2d<T> {
             partial: vec![T::zero(); ROW_BLOCKS * dim.0 * dim.1],
             scratch: Scratch::default(),
             weights_t: vec![T::zero(); dim.0 * dim.1],
+            taps,
+            wide_rows: Plane::of(&patches).map_or(Vec::new(), |plane| {
+                (0..dim.0).map(|o| o * plane.out).collect()
+            }),
+            wide_positions: Plane::of(&patches).map_or(Vec::new(), |plane| {
+                (0..plane.out).map(|q| q * dim.0).collect()
+            }),
         }
     }
 
@@ -360,19 +383,24 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
             });
             return;
         }
-        // Stride 1: the product packs the patches straight from the image's padded planes.
+        // Stride 1: the product reads the patches in the image's padded planes, over rows
+        // of the padded width (a tap's patches are then one run of its plane).
         let stride_1 = Plane::of(&g);
-        let n_buf = stride_1.map_or(k * p, |plane| g.c * plane.len);
+        let n_buf = stride_1.map_or(k * p, |plane| g.c * plane.len + c_out * plane.out);
         for_each_block(work, indexed(blocks), |(block, (x, mut z, mut a))| {
             self.scratch.with(block, n_buf, |buf| {
                 for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut()) {
                     let z = flat_mut(z);
-                    let mut zm = ArrayViewMut2::from_shape((c_out, p), &mut *z).expect("row");
                     if let Some(plane) = &stride_1 {
-                        direct::pad_image(&g, plane, flat(x), buf);
-                        let cols = PaddedPatches::new(&g, plane, buf);
-                        product_packing(T::one(), &w, &cols, T::zero(), &mut zm);
+                        let (pad, wide) = buf.split_at_mut(g.c * plane.len);
+                        direct::pad_image(&g, plane, flat(x), pad);
+                        let cols = RowsB::new(pad, &self.taps, plane.out);
+                        let mut zw = ArrayViewMut2::from_shape((c_out, plane.out), &mut *wide)
+                            .expect("c_out out");
+                        product_rows(T::one(), &w, &cols, T::zero(), &mut zw);
+                        direct::gather(&g, plane, wide, z);
                     } else {
+                        let mut zm = ArrayViewMut2::from_shape((c_out, p), &mut *z).expect("row");
                         im2col(&g, flat(x), buf);
                         let cols = ArrayView2::from_shape((k, p), &*buf).expect("k p elements");
                         product(T::one(), &w, &cols, T::zero(), &mut zm);
@@ -450,15 +478,23 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
             );
             return;
         }
-        // Stride 1: the patches are written from the image's padded planes, which then
-        // hold `dL/dx` on its way through `col2im_padded`.
+        // Stride 1: the products read the patches in the image's padded planes, tap by tap
+        // (`weight_grad_by_taps`, `input_grad_by_taps`), when one block of the inner index
+        // holds the sums (the bits of the patch matrix's products); else the patch matrix
+        // is written from the planes, which then hold `dL/dx` on its way through
+        // `col2im_padded`.
         let stride_1 = Plane::of(&g);
+        let dw_by_taps = stride_1.filter(|plane| plane.out <= KC && c_out >= DW_BY_TAPS_FROM);
+        let dx_by_taps = stride_1.filter(|_| c_out <= KC);
         let n_pad = stride_1.map_or(0, |plane| g.c * plane.len);
+        let n_cols = dw_by_taps.map_or(k * p, |plane| plane.out * c_out);
+        let n_d = dx_by_taps.map_or(k * p, |plane| c_out * plane.out);
         // `W^T` with contiguous rows: the input gradient's product reads it in place
         // instead of packing it for every image (the same values, the same bits).
         let mut w_t = ArrayViewMut2::from_shape((k, c_out), &mut self.weights_t).expect("k c_out");
         w_t.assign(&self.weights.t());
         let (w_t, scratch) = (w_t.view(), &self.scratch);
+        let (wide_rows, wide_positions) = (&self.wide_rows, &self.wide_positions);
         for_each_block(
             work,
             indexed(blocks),
@@ -471,25 +507,36 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
                     .expect("c_out k")
                     .reversed_axes();
                 let mut d_in = d_in;
-                scratch.with(block, 2 * k * p + n_pad, |buf| {
-                    let (cols, rest) = buf.split_at_mut(k * p);
-                    let (d_cols, pad) = rest.split_at_mut(k * p);
+                scratch.with(block, n_cols + n_d + n_pad, |buf| {
+                    let (cols, rest) = buf.split_at_mut(n_cols);
+                    let (d_buf, pad) = rest.split_at_mut(n_d);
                     for (b, (x, d)) in x.rows().into_iter().zip(d_z.rows()).enumerate() {
+                        let dm = ArrayView2::from_shape((c_out, p), flat(d)).expect("row");
                         if let Some(plane) = &stride_1 {
                             direct::pad_image(&g, plane, flat(x), pad);
-                            PaddedPatches::new(&g, plane, pad).write(cols);
-                        } else {
-                            im2col(&g, flat(x), cols);
                         }
-                        let cm = ArrayView2::from_shape((k, p), &*cols).expect("k p");
-                        let dm = ArrayView2::from_shape((c_out, p), flat(d)).expect("row");
-                        product(T::one(), &cm, &dm.t(), T::one(), &mut dw_t);
-                        if let Some(d_in) = d_in.as_mut() {
+                        if let Some(plane) = &dw_by_taps {
+                            let d_t = (flat(d), &mut *cols, wide_positions.as_slice());
+                            weight_grad_by_taps(&g, plane, pad, d_t, dw_t.view_mut());
+                        } else {
+                            if let Some(plane) = &stride_1 {
+                                PaddedPatches::new(&g, plane, pad).write(cols);
+                            } else {
+                                im2col(&g, flat(x), cols);
+                            }
+                            let cm = ArrayView2::from_shape((k, p), &*cols).expect("k p");
+                            product(T::one(), &cm, &dm.t(), T::one(), &mut dw_t);
+                        }
+                        let Some(d_in) = d_in.as_mut() else { continue };
+                        let dx = flat_mut(d_in.row_mut(b));
+                        if let Some(plane) = &dx_by_taps {
+                            let d_wide = (flat(d), &mut *d_buf, wide_rows.as_slice());
+                            input_grad_by_taps(&g, plane, w_t, d_wide, pad, dx);
+                        } else {
                             let mut dcm =
-                                ArrayViewMut2::from_shape((k, p), &mut *d_cols).expect("k p");
+                                ArrayViewMut2::from_shape((k, p), &mut *d_buf).expect("k p");
                             product(T::one(), &w_t, &dm, T::zero(), &mut dcm);
-                            let dx = flat_mut(d_in.row_mut(b));
-                            unpatch_into(&g, stride_1.as_ref(), d_cols, pad, dx);
+                            unpatch_into(&g, stride_1.as_ref(), d_buf, pad, dx);
                         }
                     }
                 });

@@ -99,9 +99,15 @@ pub(super) fn forward<T: Float>(
                 }
             }
         }
-        for (dst, src) in z_o.chunks_exact_mut(g.ow).zip(acc.chunks_exact(p.wp)) {
-            copy_row(dst, &src[..g.ow]);
-        }
+        gather(g, p, acc, z_o);
+    }
+}
+
+/// The output `z` `(c, oh ow)` from `wide` `(c, out)`, at the plane's stride: the
+/// discarded columns dropped (the inverse of [`spread`]).
+pub(super) fn gather<T: Float>(g: &Patches, p: &Plane, wide: &[T], z: &mut [T]) {
+    for (dst, src) in z.chunks_exact_mut(g.ow).zip(wide.chunks_exact(p.wp)) {
+        copy_row(dst, &src[..g.ow]);
     }
 }
 

@@ -35,6 +35,7 @@ use crate::float::Float;
 
 mod conv;
 mod conv_direct;
+mod conv_taps;
 mod conv_transpose;
 mod dense;
 mod images;

@@ -1,14 +1,10 @@
 //! The patches of a convolution: their geometry ([`Patches`]), `im2col`, which copies an
 //! image's patches into the columns of a matrix, and its adjoint `col2im_add`; for stride 1,
-//! the patch matrix as the matrix product packs it, read from the image's zero-padded
-//! planes ([`PaddedPatches`]; packed as one sliver of all its columns, it is the matrix
-//! itself), and the adjoint through the planes (`col2im_padded`); `unpatch_into` picks an
-//! adjoint. `Conv2d` uses them
-//! forward and backward, `ConvTranspose2d` backward and forward (the general forms).
+//! the patch matrix written from the image's zero-padded planes ([`PaddedPatches`]), and
+//! the adjoint through the planes (`col2im_padded`); `unpatch_into` picks an adjoint.
+//! `Conv2d` uses them forward and backward (where its products do not read the planes in
+//! place), `ConvTranspose2d` backward and forward (the general forms).
 
-use std::ops::Range;
-
-use crate::compute::PackB;
 use crate::float::Float;
 use crate::layers::conv_direct::{self as direct, Plane};
 use crate::layers::images::copy_row;
@@ -147,10 +143,9 @@ pub(super) fn unpatch_into<T: Float>(
 }
 
 /// The patch matrix `X_col` `(c kh kw, oh ow)` of a stride-1 convolution (the matrix
-/// [`im2col`] writes), as the matrix product packs it, read from the image's zero-padded
-/// planes (`c` planes of `plane.len` values, `conv_direct::pad_image`): each packed row is
-/// runs of up to `ow` values copied straight from a plane, so the matrix itself is never
-/// written out ([`PaddedPatches::write`] writes it, as one sliver of all its columns).
+/// [`im2col`] writes), read from the image's zero-padded planes (`c` planes of
+/// `plane.len` values, `conv_direct::pad_image`): each row is runs of `ow` values copied
+/// straight from a plane, without bounds to clip.
 pub(super) struct PaddedPatches<'a, T> {
     g: &'a Patches,
     plane: &'a Plane,
@@ -165,44 +160,15 @@ impl<'a, T: Float> PaddedPatches<'a, T> {
 
     /// Writes the patch matrix into `cols` `(c kh kw, oh ow)`, the matrix `im2col` writes.
     pub fn write(&self, cols: &mut [T]) {
-        let (k, n) = self.shape();
-        if n > 0 {
-            self.pack(0..k, 0..n, n, cols);
+        let (g, plane) = (self.g, self.plane);
+        let p = g.positions();
+        if p == 0 {
+            return;
         }
-    }
-
-    /// Calls `run(d, at, len)` for each stretch of the output positions
-    /// `first .. first + n` that lies in one output row: positions `first + d ..` read the
-    /// padded plane from offset `at` (relative to where their patch row starts) on.
-    fn runs(&self, first: usize, n: usize, mut run: impl FnMut(usize, usize, usize)) {
-        let (ow, wp) = (self.g.ow, self.plane.wp);
-        let (mut oy, mut ox) = (first / ow, first % ow);
-        let mut d = 0;
-        while d < n {
-            let len = (ow - ox).min(n - d);
-            run(d, oy * wp + ox, len);
-            d += len;
-            (oy, ox) = (oy + 1, 0);
-        }
-    }
-}
-
-impl<T: Float> PackB<T> for PaddedPatches<'_, T> {
-    fn shape(&self) -> (usize, usize) {
-        (self.g.rows(), self.g.positions())
-    }
-
-    fn pack(&self, rows: Range<usize>, cols: Range<usize>, nr: usize, out: &mut [T]) {
-        let kc = rows.len();
-        for (s, sliver) in out.chunks_exact_mut(nr * kc).enumerate() {
-            let first = cols.start + s * nr;
-            let live = nr.min(cols.end - first);
-            for (r, dst) in rows.clone().zip(sliver.chunks_exact_mut(nr)) {
-                let src = &self.pad[self.plane.tap(self.g, r)..];
-                self.runs(first, live, |d, at, len| {
-                    copy_row(&mut dst[d..d + len], &src[at..at + len]);
-                });
-                dst[live..].fill(T::zero());
+        for (r, dst) in cols.chunks_exact_mut(p).enumerate().take(g.rows()) {
+            let src = &self.pad[plane.tap(g, r)..];
+            for (oy, run) in dst.chunks_exact_mut(g.ow).enumerate() {
+                copy_row(run, &src[oy * plane.wp..][..g.ow]);
             }
         }
     }
@@ -324,30 +290,6 @@ mod tests {
             patches.write(&mut padded);
             let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&cols), bits(&padded), "im2col, {h}x{w} k{kh}x{kw}");
-            // Packed as the product packs: every block of rows and columns, slivers of
-            // several widths, zeros past the block's last column.
-            let (k, p) = (g.rows(), g.positions());
-            for nr in [1, 3, 8, 32] {
-                for (rows, cols_range) in [(0..k, 0..p), (1..k, 2..p), (k / 2..k, p / 3..p)] {
-                    let kc = rows.len();
-                    let slivers = cols_range.len().div_ceil(nr);
-                    let mut out = vec![-3.0; slivers * nr * kc];
-                    patches.pack(rows.clone(), cols_range.clone(), nr, &mut out);
-                    for (i, v) in out.iter().enumerate() {
-                        let (s, rest) = (i / (nr * kc), i % (nr * kc));
-                        let (r, q) = (
-                            rows.start + rest / nr,
-                            cols_range.start + s * nr + rest % nr,
-                        );
-                        let want = if q < cols_range.end {
-                            cols[r * p + q]
-                        } else {
-                            0.0
-                        };
-                        assert_eq!(v.to_bits(), want.to_bits(), "pack nr {nr}, {h}x{w}");
-                    }
-                }
-            }
             // Entries whose sums depend on the order.
             let d: Vec<f64> = (0..n)
                 .map(|i| (i as f64 * 1.3).cos() * 10f64.powi(i as i32 % 7 - 3))
