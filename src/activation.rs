@@ -7,7 +7,7 @@
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 use serde::{Deserialize, Serialize};
 
-use crate::compute::{avx2_dispatch, for_each_block, row_blocks, row_blocks_mut, zip_blocks};
+use crate::compute::{for_each_block, row_blocks, row_blocks_mut, simd_dispatch, zip_blocks};
 use crate::error::{check_range, Result};
 use crate::float::Float;
 
@@ -295,14 +295,14 @@ pub fn sigmoid<T: Float>(z: T) -> T {
     numerator / (one + e)
 }
 
-avx2_dispatch! {
-    /// [`bias_map`], for AVX2 when available.
+simd_dispatch! {
+    /// [`bias_map`], for AVX-512F or AVX2 when available.
     fn bias_map_wide / bias_map<T, F>(bias: ArrayView1<T>, z: ArrayViewMut2<T>, a: ArrayViewMut2<T>, f: F)
     where T: Float, F: Fn(T) -> T
 }
 
-avx2_dispatch! {
-    /// [`scale_by`], for AVX2 when available.
+simd_dispatch! {
+    /// [`scale_by`], for AVX-512F or AVX2 when available.
     fn scale_by_wide / scale_by<T, F>(grad: ArrayViewMut2<T>, v: ArrayView2<T>, f: F)
     where T: Float, F: Fn(T) -> T
 }

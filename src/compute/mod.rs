@@ -15,17 +15,17 @@
 //! - `pack.rs`: each thread's packing buffer, used by the product and reserved by the pool
 //!   when a helper thread starts (its own file, so neither of those two imports the other),
 //!   and the packing of a block of an operand into it.
-//! - `simd.rs`: `avx2_dispatch!`, a kernel compiled for AVX2 and as built, picked at run
-//!   time, and the switch to the portable kernels.
+//! - `simd.rs`: `simd_dispatch!`, a kernel compiled for AVX-512F, AVX2 and as built,
+//!   picked at run time, and the switch to the portable kernels.
 //! - `sum.rs`: the one 8-lane fixed-order sum (`lane_sum` and its slice and buffered forms).
 //!
 //! Every result here has the same bits for any thread count and instruction set. The rest
 //! of the crate imports these names from `crate::compute`, never from the files.
 //!
 //! `AUTOENCODER_PORTABLE=1` in the environment (read once, at the first kernel call) turns
-//! off every SIMD path, the product's AVX-512F and AVX2 + FMA micro-kernels and the AVX2 twins of the
-//! element-wise kernels, as on a CPU without AVX2: the same results, more slowly (the
-//! portable product about 15 times: see `fma.rs`).
+//! off every SIMD path, the product's AVX-512F and AVX2 + FMA micro-kernels and the
+//! AVX-512F and AVX2 twins of the element-wise kernels, as on a CPU without AVX2: the same
+//! results, more slowly (the portable product about 15 times: see `fma.rs`).
 //!
 //! The module is public for [`gemm()`] alone (with the pool's settings, also at the crate
 //! root): the benchmarks (`cargo bench`, group `gemm`) and the `throughput` example measure
@@ -46,9 +46,9 @@ pub use threads::{set_threads, threads, MAX_THREADS};
 
 pub(crate) use gemm::{product, product_rows, KC};
 pub(crate) use operand::RowsB;
+pub(crate) use simd::simd_dispatch;
 #[cfg(target_arch = "x86_64")]
-pub(crate) use simd::avx2;
-pub(crate) use simd::avx2_dispatch;
+pub(crate) use simd::{avx2, avx512};
 #[doc(hidden)]
 pub use simd::{kernels, set_kernels, Kernels};
 pub(crate) use sum::{lane_dots, lane_sum, lane_sum_buffered, lane_sum_slice};

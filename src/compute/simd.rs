@@ -1,5 +1,6 @@
-//! SIMD dispatch: a kernel compiled twice, for AVX2 and as built, the AVX2 twin picked at
-//! run time. The element-wise kernels (activations, losses, Adam, the gradient norm) use it;
+//! SIMD dispatch: a kernel compiled three times, for AVX-512F, for AVX2 and as built, the
+//! widest twin the CPU runs picked at run time. The element-wise kernels (activations,
+//! losses, Adam, the gradient norm, pooling, the images' padding) use it;
 //! the matrix product picks its own AVX-512F or AVX2 + FMA micro-kernel (see `kernel.rs`)
 //! through `avx512()` and `avx2_fma()`.
 //!
@@ -25,8 +26,8 @@ const PORTABLE: u8 = 2;
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernels {
-    /// The fastest the CPU has: AVX2 when available, and for the product AVX-512F, or
-    /// AVX2 + FMA.
+    /// The fastest the CPU has: AVX-512F or AVX2 when available (for the product, AVX-512F
+    /// or AVX2 + FMA).
     Fastest,
     /// The portable kernels only, as on a CPU without AVX2.
     Portable,
@@ -73,8 +74,8 @@ pub fn set_kernels(kernels: Kernels) {
     MODE.store(mode, Ordering::Relaxed);
 }
 
-/// Whether the AVX2 twins may run: the CPU has AVX2 (detected once, cached by std) and the
-/// portable kernels are not forced.
+/// Whether the AVX2 twins (and the AVX2 + FMA product) may run: the CPU has AVX2 (detected
+/// once, cached by std) and the portable kernels are not forced.
 #[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn avx2() -> bool {
@@ -98,24 +99,33 @@ pub(crate) fn avx512() -> bool {
 }
 
 /// Defines `$name`, which runs the `#[inline(always)]` kernel `$kernel` with the same
-/// arguments, compiled for AVX2 when `avx2()` says so and as built otherwise. The
-/// element-wise loops then vectorize 8 `f32` wide instead of 4. Results are identical
+/// arguments, compiled for AVX-512F when `avx512()` says so, for AVX2 when `avx2()` does,
+/// and as built otherwise. The element-wise loops then vectorize 16 or 8 `f32` wide instead
+/// of 4 (and the short rows of images lose their scalar tails). Results are identical
 /// either way: Rust never fuses a multiply and an add on its own, and the kernels use only
 /// `+ - * /`, `sqrt`, comparisons and bit operations, which round the same in every
 /// instruction set.
-macro_rules! avx2_dispatch {
+macro_rules! simd_dispatch {
     (
         $(#[$meta:meta])*
-        fn $name:ident / $kernel:ident <$($gen:ident),*> ($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?
+        $vis:vis fn $name:ident / $kernel:ident <$($gen:ident),*> ($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?
         where $($bounds:tt)*
     ) => {
         $(#[$meta])*
-        fn $name<$($gen),*>($($arg: $ty),*) $(-> $ret)? where $($bounds)* {
+        $vis fn $name<$($gen),*>($($arg: $ty),*) $(-> $ret)? where $($bounds)* {
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn twin512<$($gen),*>($($arg: $ty),*) $(-> $ret)? where $($bounds)* {
+                    $kernel($($arg),*)
+                }
                 #[target_feature(enable = "avx2")]
                 unsafe fn twin<$($gen),*>($($arg: $ty),*) $(-> $ret)? where $($bounds)* {
                     $kernel($($arg),*)
+                }
+                if $crate::compute::avx512() {
+                    // SAFETY: the CPU supports AVX-512F (`avx512` checks it).
+                    return unsafe { twin512($($arg),*) };
                 }
                 if $crate::compute::avx2() {
                     // SAFETY: the CPU supports AVX2 (`avx2` checks it).
@@ -126,4 +136,4 @@ macro_rules! avx2_dispatch {
         }
     };
 }
-pub(crate) use avx2_dispatch;
+pub(crate) use simd_dispatch;

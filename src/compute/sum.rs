@@ -41,7 +41,7 @@ pub(crate) fn lane_sum_slice<T: Float>(x: &[T], f: impl Fn(T) -> T) -> T {
 /// write an output: written as a plain map, `fill` vectorizes, and so does the sum of the
 /// stack buffer it fills. Mark a `fill` closure that does real work `#[inline(always)]`:
 /// the compiler may leave it a call otherwise, and then it neither vectorizes nor runs in
-/// the caller's AVX2 twin.
+/// the caller's SIMD twin.
 #[inline(always)]
 pub(crate) fn lane_sum_buffered<T: Float>(
     n: usize,

@@ -100,7 +100,7 @@ pub struct Conv2d<T> {
     #[serde(skip)]
     taps: Vec<usize>, // stride 1: where each row of X_col starts in the padded planes
     #[serde(skip)]
-    wide_rows: Vec<usize>, // stride 1: (c_out), where each channel of D at the plane's stride starts
+    wide_rows: Vec<usize>, // stride 1: (c_out), where each channel of D (plane's stride) starts
     #[serde(skip)]
     wide_positions: Vec<usize>, // stride 1: (oh wp), where each position of D^T starts
 }

@@ -17,12 +17,12 @@
 //! - input: `dL/dP_c[i wp + j ..][..L] += W[o, c, i, j] D_o[0..L]`, summed over `(o, i, j)`,
 //!   and `dL/dx[c, y, x] = dL/dP_c[(y + top) wp + x + left]`.
 //!
-//! The products are multiplies then adds (never fused), so the AVX2 twins give the same bits
+//! The products are multiplies then adds (never fused), so the SIMD twins give the same bits
 //! as the portable loops; every sum runs in a fixed order.
 
 use ndarray::ArrayView2;
 
-use crate::compute::{avx2_dispatch, lane_dots};
+use crate::compute::{lane_dots, simd_dispatch};
 use crate::float::Float;
 use crate::layers::images::copy_row;
 use crate::layers::patches::Patches;
@@ -60,10 +60,17 @@ impl Plane {
     }
 }
 
+simd_dispatch! {
+    /// [`pad_image_plain`], for AVX-512F or AVX2 when available.
+    pub(super) fn pad_image / pad_image_plain<T>(g: &Patches, p: &Plane, x: &[T], pad: &mut [T])
+    where T: Float
+}
+
 /// Copies image `x` `(c, h, w)` into the zero-padded planes `pad` `(c, len)`.
 /// Each value is written once: the zeros between one row's pixels and the next row's
 /// (the right and left padding), then the pixels.
-pub(super) fn pad_image<T: Float>(g: &Patches, p: &Plane, x: &[T], pad: &mut [T]) {
+#[inline(always)]
+fn pad_image_plain<T: Float>(g: &Patches, p: &Plane, x: &[T], pad: &mut [T]) {
     let first = g.top * p.wp + g.left;
     for (plane, src) in pad.chunks_exact_mut(p.len).zip(x.chunks_exact(g.h * g.w)) {
         let mut done = 0;
@@ -103,17 +110,31 @@ pub(super) fn forward<T: Float>(
     }
 }
 
+simd_dispatch! {
+    /// [`gather_plain`], for AVX-512F or AVX2 when available.
+    pub(super) fn gather / gather_plain<T>(g: &Patches, p: &Plane, wide: &[T], z: &mut [T])
+    where T: Float
+}
+
 /// The output `z` `(c, oh ow)` from `wide` `(c, out)`, at the plane's stride: the
 /// discarded columns dropped (the inverse of [`spread`]).
-pub(super) fn gather<T: Float>(g: &Patches, p: &Plane, wide: &[T], z: &mut [T]) {
+#[inline(always)]
+fn gather_plain<T: Float>(g: &Patches, p: &Plane, wide: &[T], z: &mut [T]) {
     for (dst, src) in z.chunks_exact_mut(g.ow).zip(wide.chunks_exact(p.wp)) {
         copy_row(dst, &src[..g.ow]);
     }
 }
 
+simd_dispatch! {
+    /// [`spread_plain`], for AVX-512F or AVX2 when available.
+    pub(super) fn spread / spread_plain<T>(g: &Patches, p: &Plane, d: &[T], dp: &mut [T])
+    where T: Float
+}
+
 /// The output gradient `d` `(c_out, oh ow)` at the plane's stride, `dp` `(c_out, out)`, with
 /// the discarded columns 0.
-pub(super) fn spread<T: Float>(g: &Patches, p: &Plane, d: &[T], dp: &mut [T]) {
+#[inline(always)]
+fn spread_plain<T: Float>(g: &Patches, p: &Plane, d: &[T], dp: &mut [T]) {
     for (dst, src) in dp.chunks_exact_mut(p.out).zip(d.chunks_exact(g.oh * g.ow)) {
         for (row, s) in dst.chunks_exact_mut(p.wp).zip(src.chunks_exact(g.ow)) {
             copy_row(&mut row[..g.ow], s);
@@ -159,9 +180,16 @@ pub(super) fn input_grad<T: Float>(
     unpad_image(g, p, dpad, dx);
 }
 
+simd_dispatch! {
+    /// [`unpad_image_plain`], for AVX-512F or AVX2 when available.
+    pub(super) fn unpad_image / unpad_image_plain<T>(g: &Patches, p: &Plane, pad: &[T], x: &mut [T])
+    where T: Float
+}
+
 /// The inverse of [`pad_image`]: the image `x` `(c, h, w)` (overwritten) inside the planes
 /// `pad` `(c, len)`.
-pub(super) fn unpad_image<T: Float>(g: &Patches, p: &Plane, pad: &[T], x: &mut [T]) {
+#[inline(always)]
+fn unpad_image_plain<T: Float>(g: &Patches, p: &Plane, pad: &[T], x: &mut [T]) {
     for (dst, plane) in x.chunks_exact_mut(g.h * g.w).zip(pad.chunks_exact(p.len)) {
         for (y, row) in dst.chunks_exact_mut(g.w).enumerate() {
             let at = (y + g.top) * p.wp + g.left;
@@ -170,8 +198,8 @@ pub(super) fn unpad_image<T: Float>(g: &Patches, p: &Plane, pad: &[T], x: &mut [
     }
 }
 
-avx2_dispatch! {
-    /// [`axpy_plain`], for AVX2 when available.
+simd_dispatch! {
+    /// [`axpy_plain`], for AVX-512F or AVX2 when available.
     fn axpy / axpy_plain<T>(a: T, x: &[T], y: &mut [T])
     where T: Float
 }
@@ -184,8 +212,8 @@ fn axpy_plain<T: Float>(a: T, x: &[T], y: &mut [T]) {
     }
 }
 
-avx2_dispatch! {
-    /// [`lane_dots`] of four, for AVX2 when available.
+simd_dispatch! {
+    /// [`lane_dots`] of four, for AVX-512F or AVX2 when available.
     fn dots4 / dots4_plain<T>(x: &[T], ys: [&[T]; 4]) -> [T; 4]
     where T: Float
 }

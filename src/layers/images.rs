@@ -5,7 +5,7 @@
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
 use crate::activation::Activation;
-use crate::compute::{avx2_dispatch, row_blocks_mut, ROW_BLOCKS};
+use crate::compute::{row_blocks_mut, simd_dispatch, ROW_BLOCKS};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::LayerKind;
@@ -64,8 +64,8 @@ pub(super) fn bias_activate<T: Float>(
     bias_activate_wide(bias, activation, z, a);
 }
 
-avx2_dispatch! {
-    /// [`bias_activate_plain`], for AVX2 when available.
+simd_dispatch! {
+    /// [`bias_activate_plain`], for AVX-512F or AVX2 when available.
     fn bias_activate_wide / bias_activate_plain<T>(
         bias: &[T],
         activation: Activation,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::activation::Activation;
 use crate::architecture::{LayerKindName, Window};
-use crate::compute::{avx2_dispatch, for_each_block, row_blocks, row_blocks_mut};
+use crate::compute::{for_each_block, row_blocks, row_blocks_mut, simd_dispatch};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::images::{activate, flat, flat_mut, indexed, infer_kind, optional_blocks, zip3};
@@ -170,8 +170,8 @@ impl<T: Float> MaxPool2d<T> {
     }
 }
 
-avx2_dispatch! {
-    /// [`max_row_plain`], for AVX2 when available.
+simd_dispatch! {
+    /// [`max_row_plain`], for AVX-512F or AVX2 when available.
     fn max_row / max_row_plain<T>(r0: &[T], r1: &[T], z: &mut [T])
     where T: Float
 }
@@ -185,8 +185,8 @@ fn max_row_plain<T: Float>(r0: &[T], r1: &[T], z: &mut [T]) {
     }
 }
 
-avx2_dispatch! {
-    /// [`route_row_plain`], for AVX2 when available.
+simd_dispatch! {
+    /// [`route_row_plain`], for AVX-512F or AVX2 when available.
     fn route_row / route_row_plain<T>(r0: &[T], r1: &[T], d: &[T], g0: &mut [T], g1: &mut [T])
     where T: Float
 }

@@ -7,7 +7,7 @@ use ndarray::{ArrayView2, ArrayViewMut2, Zip};
 use serde::{Deserialize, Serialize};
 
 use crate::compute::{
-    avx2_dispatch, for_each_block, lane_sum, lane_sum_buffered, row_blocks, row_blocks_mut,
+    for_each_block, lane_sum, lane_sum_buffered, row_blocks, row_blocks_mut, simd_dispatch,
     zip_blocks,
 };
 use crate::error::check_positive;
@@ -332,8 +332,8 @@ fn sum3_rows<T: Float>(
     total
 }
 
-avx2_dispatch! {
-    /// [`sum_rows`], for AVX2 when available.
+simd_dispatch! {
+    /// [`sum_rows`], for AVX-512F or AVX2 when available.
     fn sum_rows_wide / sum_rows<T, F>(
         a: ArrayView2<T>,
         x: ArrayView2<T>,

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::compute::{avx2_dispatch, for_each_block, slice_blocks, slice_blocks_mut, zip_blocks};
+use crate::compute::{for_each_block, simd_dispatch, slice_blocks, slice_blocks_mut, zip_blocks};
 use crate::error::Result;
 use crate::error::{check_non_negative, check_positive, check_range};
 use crate::float::Float;
@@ -232,8 +232,8 @@ struct AdamConsts<T> {
     eps: T,
 }
 
-avx2_dispatch! {
-    /// [`adam_update`], for AVX2 when available.
+simd_dispatch! {
+    /// [`adam_update`], for AVX-512F or AVX2 when available.
     fn adam_update_wide / adam_update<T>(param: &mut [T], grad: &[T], m: &mut [T], v: &mut [T], c: AdamConsts<T>)
     where T: Float
 }

@@ -5,7 +5,7 @@ use ndarray::ArrayView2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::compute::{avx2_dispatch, lane_sum_slice};
+use crate::compute::{lane_sum_slice, simd_dispatch};
 use crate::distributed::{agree, Exchange};
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -175,8 +175,8 @@ fn grad_norm<T: Float>(model: &mut Autoencoder<T>) -> f64 {
     sum.sqrt()
 }
 
-avx2_dispatch! {
-    /// [`sum_squares`], for AVX2 when available.
+simd_dispatch! {
+    /// [`sum_squares`], for AVX-512F or AVX2 when available.
     fn sum_squares_wide / sum_squares<T>(x: &[T]) -> T
     where T: Float
 }
