@@ -33,10 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::activation::Activation;
 use crate::architecture::{LayerKindName, Window};
 use crate::budget::check_elements;
-use crate::compute::{
-    for_each_block, product, product_rows, row_blocks, row_blocks_mut, slice_blocks_mut, RowsB, KC,
-    ROW_BLOCKS,
-};
+use crate::compute::{product, product_rows, RowsB, KC, ROW_BLOCKS};
 use crate::data::check_finite;
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -44,8 +41,7 @@ use crate::init::Init;
 use crate::layers::conv_direct::{self as direct, Plane};
 use crate::layers::conv_taps::{input_grad_by_taps, weight_grad_by_taps};
 use crate::layers::images::{
-    add_partials, bias_activate, bias_grad, flat, flat_mut, indexed, infer_kind, optional_blocks,
-    zip3,
+    backward_by_blocks, bias_activate, bias_grad, flat, flat_mut, forward_by_blocks, infer_kind,
 };
 use crate::layers::patches::{im2col, unpatch_into, PaddedPatches, Patches};
 use crate::layers::scratch::Scratch;
@@ -92,7 +88,7 @@ pub struct Conv2d<T> {
     #[serde(skip)]
     grad_bias: Array1<T>, // (c_out), dL/db, accumulated
     #[serde(skip)]
-    partial: Vec<T>, // (8, c_out c_in kh kw): each block's dL/dW
+    partials: Scratch<T>, // per block: its dL/dW, (c_out, c_in kh kw)
     #[serde(skip)]
     scratch: Scratch<T>, // per block: X_col and dL/dX_col, (c_in kh kw, oh ow) each
     #[serde(skip)]
@@ -256,7 +252,7 @@ impl<T: Float> Conv2d<T> {
             activation,
             patches: Some(patches),
             grad_weights: Array2::zeros(dim),
-            partial: vec![T::zero(); ROW_BLOCKS * dim.0 * dim.1],
+            partials: Scratch::default(),
             scratch: Scratch::default(),
             weights_t: vec![T::zero(); dim.0 * dim.1],
             taps,
@@ -354,61 +350,64 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
     /// # Panics
     /// If the shapes disagree or a row of the output buffers is not contiguous (internal
     /// invariants: the model's buffers are).
-    fn forward(&self, input: ArrayView2<T>, mut z: ArrayViewMut2<T>, mut a: ArrayViewMut2<T>) {
-        let input = input.as_standard_layout(); // copies only a caller's non-contiguous view
+    fn forward(&self, input: ArrayView2<T>, z: ArrayViewMut2<T>, a: ArrayViewMut2<T>) {
+        let g = self.geometry();
+        let work = input.nrows() * self.window.channels * g.rows() * g.positions();
+        forward_by_blocks(self, input, z, a, work);
+    }
+
+    fn per_row(&self) -> bool {
+        true
+    }
+
+    fn forward_rows(
+        &self,
+        block: usize,
+        x: ArrayView2<T>,
+        mut z: ArrayViewMut2<T>,
+        mut a: ArrayViewMut2<T>,
+    ) {
         let g = self.geometry();
         let (k, p, c_out) = (g.rows(), g.positions(), self.window.channels);
-        let work = input.nrows() * c_out * k * p;
-        let blocks = zip3(
-            row_blocks(input.view()),
-            row_blocks_mut(z.view_mut()),
-            row_blocks_mut(a.view_mut()),
-        );
         let (w, bias) = (self.weights.view(), flat(self.bias.view()));
+        let rows = x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut());
         if let Some(plane) = self.plane() {
             let c_in = self.window.input[0];
-            for_each_block(work, indexed(blocks), |(block, (x, mut z, mut a))| {
-                self.scratch
-                    .with(block, c_in * plane.len + plane.out, |buf| {
-                        let (pad, acc) = buf.split_at_mut(c_in * plane.len);
-                        for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut())
-                        {
-                            direct::pad_image(&g, &plane, flat(x), pad);
-                            let z = flat_mut(z);
-                            direct::forward(&g, &plane, w, pad, acc, z);
-                            bias_activate(bias, self.activation, z, flat_mut(a));
-                        }
-                    });
-                0.0
-            });
+            self.scratch
+                .with(block, c_in * plane.len + plane.out, |buf| {
+                    let (pad, acc) = buf.split_at_mut(c_in * plane.len);
+                    for ((x, z), a) in rows {
+                        direct::pad_image(&g, &plane, flat(x), pad);
+                        let z = flat_mut(z);
+                        direct::forward(&g, &plane, w, pad, acc, z);
+                        bias_activate(bias, self.activation, z, flat_mut(a));
+                    }
+                });
             return;
         }
         // Stride 1: the product reads the patches in the image's padded planes, over rows
         // of the padded width (a tap's patches are then one run of its plane).
         let stride_1 = Plane::of(&g);
         let n_buf = stride_1.map_or(k * p, |plane| g.c * plane.len + c_out * plane.out);
-        for_each_block(work, indexed(blocks), |(block, (x, mut z, mut a))| {
-            self.scratch.with(block, n_buf, |buf| {
-                for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut()) {
-                    let z = flat_mut(z);
-                    if let Some(plane) = &stride_1 {
-                        let (pad, wide) = buf.split_at_mut(g.c * plane.len);
-                        direct::pad_image(&g, plane, flat(x), pad);
-                        let cols = RowsB::new(pad, &self.taps, plane.out);
-                        let mut zw = ArrayViewMut2::from_shape((c_out, plane.out), &mut *wide)
-                            .expect("c_out out");
-                        product_rows(T::one(), &w, &cols, T::zero(), &mut zw);
-                        direct::gather(&g, plane, wide, z);
-                    } else {
-                        let mut zm = ArrayViewMut2::from_shape((c_out, p), &mut *z).expect("row");
-                        im2col(&g, flat(x), buf);
-                        let cols = ArrayView2::from_shape((k, p), &*buf).expect("k p elements");
-                        product(T::one(), &w, &cols, T::zero(), &mut zm);
-                    }
-                    bias_activate(bias, self.activation, z, flat_mut(a));
+        self.scratch.with(block, n_buf, |buf| {
+            for ((x, z), a) in rows {
+                let z = flat_mut(z);
+                if let Some(plane) = &stride_1 {
+                    let (pad, wide) = buf.split_at_mut(g.c * plane.len);
+                    direct::pad_image(&g, plane, flat(x), pad);
+                    let cols = RowsB::new(pad, &self.taps, plane.out);
+                    let mut zw = ArrayViewMut2::from_shape((c_out, plane.out), &mut *wide)
+                        .expect("c_out out");
+                    product_rows(T::one(), &w, &cols, T::zero(), &mut zw);
+                    direct::gather(&g, plane, wide, z);
+                } else {
+                    let mut zm = ArrayViewMut2::from_shape((c_out, p), &mut *z).expect("row");
+                    im2col(&g, flat(x), buf);
+                    let cols = ArrayView2::from_shape((k, p), &*buf).expect("k p elements");
+                    product(T::one(), &w, &cols, T::zero(), &mut zm);
                 }
-            });
-            0.0
+                bias_activate(bias, self.activation, z, flat_mut(a));
+            }
         });
     }
 
@@ -424,129 +423,106 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
         d_z: ArrayView2<T>,
         d_input: Option<ArrayViewMut2<T>>,
     ) {
-        // Copies only a caller's non-contiguous view (the model's buffers are contiguous).
-        let (input, d_z) = (input.as_standard_layout(), d_z.as_standard_layout());
         let g = self.geometry();
-        let direct = self.plane();
-        let (k, p, c_out) = (g.rows(), g.positions(), self.window.channels);
-        bias_grad(d_z.view(), self.grad_bias.as_slice_mut().expect("owned"));
-        let work = input.nrows() * c_out * k * p * 2;
-        let blocks = zip3(
-            zip3(
-                row_blocks(input.view()),
-                row_blocks(d_z.view()),
-                optional_blocks(d_input),
-            ),
-            slice_blocks_mut(&mut self.partial),
-            std::array::from_fn::<_, ROW_BLOCKS, _>(|_| ()),
-        );
-        let (w, scratch) = (self.weights.view(), &self.scratch);
-        if let Some(plane) = direct {
-            let c_in = self.window.input[0];
-            let (n_pad, n_dp) = (c_in * plane.len, c_out * plane.out);
-            for_each_block(
-                work,
-                indexed(blocks),
-                |(block, ((x, d_z, d_in), partial, ()))| {
-                    partial.fill(T::zero());
-                    let mut d_in = d_in;
-                    scratch.with(block, 2 * n_pad + n_dp, |buf| {
-                        let (pad, rest) = buf.split_at_mut(n_pad);
-                        let (dp, dpad) = rest.split_at_mut(n_dp);
-                        for (b, (x, d)) in x.rows().into_iter().zip(d_z.rows()).enumerate() {
-                            direct::pad_image(&g, &plane, flat(x), pad);
-                            direct::spread(&g, &plane, flat(d), dp);
-                            direct::weight_grad(&g, &plane, dp, pad, partial);
-                            if let Some(d_in) = d_in.as_mut() {
-                                direct::input_grad(
-                                    &g,
-                                    &plane,
-                                    w,
-                                    dp,
-                                    dpad,
-                                    flat_mut(d_in.row_mut(b)),
-                                );
-                            }
-                        }
-                    });
-                    0.0
-                },
-            );
-            add_partials(
-                &self.partial,
-                self.grad_weights.as_slice_mut().expect("owned"),
-            );
-            return;
-        }
-        // Stride 1: the products read the patches in the image's padded planes, tap by tap
-        // (`weight_grad_by_taps`, `input_grad_by_taps`), when one block of the inner index
-        // holds the sums (the bits of the patch matrix's products); else the patch matrix
-        // is written from the planes, which then hold `dL/dx` on its way through
-        // `col2im_padded`.
-        let stride_1 = Plane::of(&g);
-        let dw_by_taps = stride_1.filter(|plane| plane.out <= KC && c_out >= DW_BY_TAPS_FROM);
-        let dx_by_taps = stride_1.filter(|_| c_out <= KC);
-        let n_pad = stride_1.map_or(0, |plane| g.c * plane.len);
-        let n_cols = dw_by_taps.map_or(k * p, |plane| plane.out * c_out);
-        let n_d = dx_by_taps.map_or(k * p, |plane| c_out * plane.out);
+        let work = input.nrows() * self.window.channels * g.rows() * g.positions() * 2;
+        backward_by_blocks(self, input, d_z, d_input, work);
+    }
+
+    fn backward_begin(&mut self) {
+        self.partials.zero(self.weights.len());
         // `W^T` with contiguous rows: the input gradient's product reads it in place
         // instead of packing it for every image (the same values, the same bits).
+        let (k, c_out) = (self.weights.ncols(), self.weights.nrows());
         let mut w_t = ArrayViewMut2::from_shape((k, c_out), &mut self.weights_t).expect("k c_out");
         w_t.assign(&self.weights.t());
-        let (w_t, scratch) = (w_t.view(), &self.scratch);
-        let (wide_rows, wide_positions) = (&self.wide_rows, &self.wide_positions);
-        for_each_block(
-            work,
-            indexed(blocks),
-            |(block, ((x, d_z, d_in), partial, ()))| {
-                partial.fill(T::zero());
-                // `dL/dW^T += X_col D^T`: the patch matrix is the product's `A`, read in
-                // place (nothing packed but `D^T`, `c_out` wide); each element sees the
-                // sum `D X_col^T` would give it, in the same order.
-                let mut dw_t = ArrayViewMut2::from_shape((c_out, k), partial)
-                    .expect("c_out k")
-                    .reversed_axes();
-                let mut d_in = d_in;
-                scratch.with(block, n_cols + n_d + n_pad, |buf| {
-                    let (cols, rest) = buf.split_at_mut(n_cols);
-                    let (d_buf, pad) = rest.split_at_mut(n_d);
+    }
+
+    fn backward_rows(
+        &self,
+        block: usize,
+        x: ArrayView2<T>,
+        d_z: ArrayView2<T>,
+        mut d_in: Option<ArrayViewMut2<T>>,
+    ) {
+        let g = self.geometry();
+        let (k, p, c_out) = (g.rows(), g.positions(), self.window.channels);
+        let (w, scratch) = (self.weights.view(), &self.scratch);
+        self.partials.with(block, c_out * k, |partial| {
+            if let Some(plane) = self.plane() {
+                let c_in = self.window.input[0];
+                let (n_pad, n_dp) = (c_in * plane.len, c_out * plane.out);
+                scratch.with(block, 2 * n_pad + n_dp, |buf| {
+                    let (pad, rest) = buf.split_at_mut(n_pad);
+                    let (dp, dpad) = rest.split_at_mut(n_dp);
                     for (b, (x, d)) in x.rows().into_iter().zip(d_z.rows()).enumerate() {
-                        let dm = ArrayView2::from_shape((c_out, p), flat(d)).expect("row");
-                        if let Some(plane) = &stride_1 {
-                            direct::pad_image(&g, plane, flat(x), pad);
-                        }
-                        if let Some(plane) = &dw_by_taps {
-                            let d_t = (flat(d), &mut *cols, wide_positions.as_slice());
-                            weight_grad_by_taps(&g, plane, pad, d_t, dw_t.view_mut());
-                        } else {
-                            if let Some(plane) = &stride_1 {
-                                PaddedPatches::new(&g, plane, pad).write(cols);
-                            } else {
-                                im2col(&g, flat(x), cols);
-                            }
-                            let cm = ArrayView2::from_shape((k, p), &*cols).expect("k p");
-                            product(T::one(), &cm, &dm.t(), T::one(), &mut dw_t);
-                        }
-                        let Some(d_in) = d_in.as_mut() else { continue };
-                        let dx = flat_mut(d_in.row_mut(b));
-                        if let Some(plane) = &dx_by_taps {
-                            let d_wide = (flat(d), &mut *d_buf, wide_rows.as_slice());
-                            input_grad_by_taps(&g, plane, w_t, d_wide, pad, dx);
-                        } else {
-                            let mut dcm =
-                                ArrayViewMut2::from_shape((k, p), &mut *d_buf).expect("k p");
-                            product(T::one(), &w_t, &dm, T::zero(), &mut dcm);
-                            unpatch_into(&g, stride_1.as_ref(), d_buf, pad, dx);
+                        direct::pad_image(&g, &plane, flat(x), pad);
+                        direct::spread(&g, &plane, flat(d), dp);
+                        direct::weight_grad(&g, &plane, dp, pad, partial);
+                        if let Some(d_in) = d_in.as_mut() {
+                            let dx = flat_mut(d_in.row_mut(b));
+                            direct::input_grad(&g, &plane, w, dp, dpad, dx);
                         }
                     }
                 });
-                0.0
-            },
-        );
-        add_partials(
-            &self.partial,
-            self.grad_weights.as_slice_mut().expect("owned"),
-        );
+                return;
+            }
+            // Stride 1: the products read the patches in the image's padded planes, tap by
+            // tap (`weight_grad_by_taps`, `input_grad_by_taps`), when one block of the
+            // inner index holds the sums (the bits of the patch matrix's products); else the
+            // patch matrix is written from the planes, which then hold `dL/dx` on its way
+            // through `col2im_padded`.
+            let stride_1 = Plane::of(&g);
+            let dw_by_taps = stride_1.filter(|plane| plane.out <= KC && c_out >= DW_BY_TAPS_FROM);
+            let dx_by_taps = stride_1.filter(|_| c_out <= KC);
+            let n_pad = stride_1.map_or(0, |plane| g.c * plane.len);
+            let n_cols = dw_by_taps.map_or(k * p, |plane| plane.out * c_out);
+            let n_d = dx_by_taps.map_or(k * p, |plane| c_out * plane.out);
+            let w_t = ArrayView2::from_shape((k, c_out), &self.weights_t).expect("k c_out");
+            // `dL/dW^T += X_col D^T`: the patch matrix is the product's `A`, read in place
+            // (nothing packed but `D^T`, `c_out` wide); each element sees the sum
+            // `D X_col^T` would give it, in the same order.
+            let mut dw_t = ArrayViewMut2::from_shape((c_out, k), partial)
+                .expect("c_out k")
+                .reversed_axes();
+            scratch.with(block, n_cols + n_d + n_pad, |buf| {
+                let (cols, rest) = buf.split_at_mut(n_cols);
+                let (d_buf, pad) = rest.split_at_mut(n_d);
+                for (b, (x, d)) in x.rows().into_iter().zip(d_z.rows()).enumerate() {
+                    let dm = ArrayView2::from_shape((c_out, p), flat(d)).expect("row");
+                    if let Some(plane) = &stride_1 {
+                        direct::pad_image(&g, plane, flat(x), pad);
+                    }
+                    if let Some(plane) = &dw_by_taps {
+                        let d_t = (flat(d), &mut *cols, self.wide_positions.as_slice());
+                        weight_grad_by_taps(&g, plane, pad, d_t, dw_t.view_mut());
+                    } else {
+                        if let Some(plane) = &stride_1 {
+                            PaddedPatches::new(&g, plane, pad).write(cols);
+                        } else {
+                            im2col(&g, flat(x), cols);
+                        }
+                        let cm = ArrayView2::from_shape((k, p), &*cols).expect("k p");
+                        product(T::one(), &cm, &dm.t(), T::one(), &mut dw_t);
+                    }
+                    let Some(d_in) = d_in.as_mut() else { continue };
+                    let dx = flat_mut(d_in.row_mut(b));
+                    if let Some(plane) = &dx_by_taps {
+                        let d_wide = (flat(d), &mut *d_buf, self.wide_rows.as_slice());
+                        input_grad_by_taps(&g, plane, w_t, d_wide, pad, dx);
+                    } else {
+                        let mut dcm = ArrayViewMut2::from_shape((k, p), &mut *d_buf).expect("k p");
+                        product(T::one(), &w_t, &dm, T::zero(), &mut dcm);
+                        unpatch_into(&g, stride_1.as_ref(), d_buf, pad, dx);
+                    }
+                }
+            });
+        });
+    }
+
+    fn backward_end(&mut self, d_z: ArrayView2<T>) {
+        self.partials
+            .add_into(self.grad_weights.as_slice_mut().expect("owned"));
+        bias_grad(d_z, self.grad_bias.as_slice_mut().expect("owned"));
     }
 
     fn zero_grad(&mut self) {

@@ -17,16 +17,13 @@ use serde::{Deserialize, Serialize};
 use crate::activation::Activation;
 use crate::architecture::{LayerKindName, Window};
 use crate::budget::check_elements;
-use crate::compute::{
-    for_each_block, product, row_blocks, row_blocks_mut, slice_blocks_mut, ROW_BLOCKS,
-};
+use crate::compute::{product, ROW_BLOCKS};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::init::Init;
 use crate::layers::conv::{check_params, ConvData};
 use crate::layers::images::{
-    add_partials, bias_activate, bias_grad, flat, flat_mut, indexed, infer_kind, optional_blocks,
-    zip3,
+    backward_by_blocks, bias_activate, bias_grad, flat, flat_mut, forward_by_blocks, infer_kind,
 };
 use crate::layers::patches::{col2im_add, im2col, Patches};
 use crate::layers::scratch::Scratch;
@@ -64,7 +61,7 @@ pub struct ConvTranspose2d<T> {
     #[serde(skip)]
     grad_bias: Array1<T>,
     #[serde(skip)]
-    partial: Vec<T>, // (8, c_in c_out kh kw)
+    partials: Scratch<T>, // per block: its dL/dW, (c_in, c_out kh kw)
     #[serde(skip)]
     scratch: Scratch<T>, // per block: Y_col (c_out kh kw, h w)
 }
@@ -161,7 +158,7 @@ impl<T: Float> ConvTranspose2d<T> {
             activation,
             patches: Some(patches),
             grad_weights: Array2::zeros(dim),
-            partial: vec![T::zero(); ROW_BLOCKS * dim.0 * dim.1],
+            partials: Scratch::default(),
             scratch: Scratch::default(),
         }
     }
@@ -237,30 +234,36 @@ impl<T: Float> LayerKind<T> for ConvTranspose2d<T> {
     /// # Panics
     /// If the shapes disagree or a row of the output buffers is not contiguous (internal
     /// invariants: the model's buffers are).
-    fn forward(&self, input: ArrayView2<T>, mut z: ArrayViewMut2<T>, mut a: ArrayViewMut2<T>) {
-        let input = input.as_standard_layout(); // copies only a caller's non-contiguous view
+    fn forward(&self, input: ArrayView2<T>, z: ArrayViewMut2<T>, a: ArrayViewMut2<T>) {
+        let g = self.geometry();
+        let work = input.nrows() * self.window.input[0] * g.rows() * g.positions();
+        forward_by_blocks(self, input, z, a, work);
+    }
+
+    fn per_row(&self) -> bool {
+        true
+    }
+
+    fn forward_rows(
+        &self,
+        block: usize,
+        x: ArrayView2<T>,
+        mut z: ArrayViewMut2<T>,
+        mut a: ArrayViewMut2<T>,
+    ) {
         let g = self.geometry();
         let (k, p, c_in) = (g.rows(), g.positions(), self.window.input[0]);
-        let work = input.nrows() * c_in * k * p;
-        let blocks = zip3(
-            row_blocks(input.view()),
-            row_blocks_mut(z.view_mut()),
-            row_blocks_mut(a.view_mut()),
-        );
         let (w, bias) = (self.weights.view(), flat(self.bias.view()));
-        for_each_block(work, indexed(blocks), |(block, (x, mut z, mut a))| {
-            self.scratch.with(block, k * p, |cols| {
-                for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut()) {
-                    let xm = ArrayView2::from_shape((c_in, p), flat(x)).expect("row");
-                    let mut cm = ArrayViewMut2::from_shape((k, p), &mut *cols).expect("k p");
-                    product(T::one(), &w.t(), &xm, T::zero(), &mut cm);
-                    let z = flat_mut(z);
-                    z.fill(T::zero());
-                    col2im_add(&g, cols, z);
-                    bias_activate(bias, self.activation, z, flat_mut(a));
-                }
-            });
-            0.0
+        self.scratch.with(block, k * p, |cols| {
+            for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut()) {
+                let xm = ArrayView2::from_shape((c_in, p), flat(x)).expect("row");
+                let mut cm = ArrayViewMut2::from_shape((k, p), &mut *cols).expect("k p");
+                product(T::one(), &w.t(), &xm, T::zero(), &mut cm);
+                let z = flat_mut(z);
+                z.fill(T::zero());
+                col2im_add(&g, cols, z);
+                bias_activate(bias, self.activation, z, flat_mut(a));
+            }
         });
     }
 
@@ -276,49 +279,47 @@ impl<T: Float> LayerKind<T> for ConvTranspose2d<T> {
         d_z: ArrayView2<T>,
         d_input: Option<ArrayViewMut2<T>>,
     ) {
-        // Copies only a caller's non-contiguous view (the model's buffers are contiguous).
-        let (input, d_z) = (input.as_standard_layout(), d_z.as_standard_layout());
+        let g = self.geometry();
+        let work = input.nrows() * self.window.input[0] * g.rows() * g.positions() * 2;
+        backward_by_blocks(self, input, d_z, d_input, work);
+    }
+
+    fn backward_begin(&mut self) {
+        self.partials.zero(self.weights.len());
+    }
+
+    fn backward_rows(
+        &self,
+        block: usize,
+        x: ArrayView2<T>,
+        d_z: ArrayView2<T>,
+        mut d_in: Option<ArrayViewMut2<T>>,
+    ) {
         let g = self.geometry();
         let (k, p, c_in) = (g.rows(), g.positions(), self.window.input[0]);
-        bias_grad(d_z.view(), self.grad_bias.as_slice_mut().expect("owned"));
-        let work = input.nrows() * c_in * k * p * 2;
-        let blocks = zip3(
-            zip3(
-                row_blocks(input.view()),
-                row_blocks(d_z.view()),
-                optional_blocks(d_input),
-            ),
-            slice_blocks_mut(&mut self.partial),
-            std::array::from_fn::<_, ROW_BLOCKS, _>(|_| ()),
-        );
-        let (w, scratch) = (self.weights.view(), &self.scratch);
-        for_each_block(
-            work,
-            indexed(blocks),
-            |(block, ((x, d_z, d_in), partial, ()))| {
-                partial.fill(T::zero());
-                let mut dw = ArrayViewMut2::from_shape((c_in, k), partial).expect("c_in k");
-                let mut d_in = d_in;
-                scratch.with(block, k * p, |cols| {
-                    for (b, (x, d)) in x.rows().into_iter().zip(d_z.rows()).enumerate() {
-                        im2col(&g, flat(d), cols);
-                        let cm = ArrayView2::from_shape((k, p), &*cols).expect("k p");
-                        let xm = ArrayView2::from_shape((c_in, p), flat(x)).expect("row");
-                        product(T::one(), &xm, &cm.t(), T::one(), &mut dw);
-                        if let Some(d_in) = d_in.as_mut() {
-                            let dx = flat_mut(d_in.row_mut(b));
-                            let mut dxm = ArrayViewMut2::from_shape((c_in, p), dx).expect("row");
-                            product(T::one(), &w, &cm, T::zero(), &mut dxm);
-                        }
+        let w = self.weights.view();
+        self.partials.with(block, c_in * k, |partial| {
+            let mut dw = ArrayViewMut2::from_shape((c_in, k), partial).expect("c_in k");
+            self.scratch.with(block, k * p, |cols| {
+                for (b, (x, d)) in x.rows().into_iter().zip(d_z.rows()).enumerate() {
+                    im2col(&g, flat(d), cols);
+                    let cm = ArrayView2::from_shape((k, p), &*cols).expect("k p");
+                    let xm = ArrayView2::from_shape((c_in, p), flat(x)).expect("row");
+                    product(T::one(), &xm, &cm.t(), T::one(), &mut dw);
+                    if let Some(d_in) = d_in.as_mut() {
+                        let dx = flat_mut(d_in.row_mut(b));
+                        let mut dxm = ArrayViewMut2::from_shape((c_in, p), dx).expect("row");
+                        product(T::one(), &w, &cm, T::zero(), &mut dxm);
                     }
-                });
-                0.0
-            },
-        );
-        add_partials(
-            &self.partial,
-            self.grad_weights.as_slice_mut().expect("owned"),
-        );
+                }
+            });
+        });
+    }
+
+    fn backward_end(&mut self, d_z: ArrayView2<T>) {
+        self.partials
+            .add_into(self.grad_weights.as_slice_mut().expect("owned"));
+        bias_grad(d_z, self.grad_bias.as_slice_mut().expect("owned"));
     }
 
     fn zero_grad(&mut self) {

@@ -5,7 +5,7 @@
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
 use crate::activation::Activation;
-use crate::compute::{row_blocks_mut, simd_dispatch, ROW_BLOCKS};
+use crate::compute::{for_each_block, row_blocks, row_blocks_mut, simd_dispatch, ROW_BLOCKS};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::LayerKind;
@@ -147,12 +147,52 @@ pub(super) fn optional_blocks<T>(
     }
 }
 
-/// Adds the blocks' partial weight gradients, `partial` `(8 rows, n)` flat, into `grad` in
-/// block order.
-pub(super) fn add_partials<T: Float>(partial: &[T], grad: &mut [T]) {
-    for block in partial.chunks_exact(grad.len().max(1)) {
-        grad.iter_mut().zip(block).for_each(|(g, &p)| *g += p);
-    }
+/// [`LayerKind::forward`] of a per-row kind: the batch cut into the fixed blocks, each
+/// through [`LayerKind::forward_rows`] on the pool's threads (`work`: the pass's size, which
+/// decides whether threads are woken).
+pub(super) fn forward_by_blocks<T: Float, L: LayerKind<T> + Sync>(
+    layer: &L,
+    input: ArrayView2<T>,
+    mut z: ArrayViewMut2<T>,
+    mut a: ArrayViewMut2<T>,
+    work: usize,
+) {
+    let input = input.as_standard_layout(); // copies only a caller's non-contiguous view
+    let blocks = zip3(
+        row_blocks(input.view()),
+        row_blocks_mut(z.view_mut()),
+        row_blocks_mut(a.view_mut()),
+    );
+    for_each_block(work, indexed(blocks), |(block, (x, z, a))| {
+        layer.forward_rows(block, x, z, a);
+        0.0
+    });
+}
+
+/// [`LayerKind::backward`] of a per-row kind: [`LayerKind::backward_begin`], the fixed
+/// blocks through [`LayerKind::backward_rows`] on the pool's threads, then
+/// [`LayerKind::backward_end`].
+pub(super) fn backward_by_blocks<T: Float, L: LayerKind<T> + Sync>(
+    layer: &mut L,
+    input: ArrayView2<T>,
+    d_z: ArrayView2<T>,
+    d_input: Option<ArrayViewMut2<T>>,
+    work: usize,
+) {
+    // Copies only a caller's non-contiguous view (the model's buffers are contiguous).
+    let (input, d_z) = (input.as_standard_layout(), d_z.as_standard_layout());
+    layer.backward_begin();
+    let blocks = zip3(
+        row_blocks(input.view()),
+        row_blocks(d_z.view()),
+        optional_blocks(d_input),
+    );
+    let shared = &*layer;
+    for_each_block(work, indexed(blocks), |(block, (x, d_z, d_in))| {
+        shared.backward_rows(block, x, d_z, d_in);
+        0.0
+    });
+    layer.backward_end(d_z.view());
 }
 
 /// Three arrays of blocks side by side.

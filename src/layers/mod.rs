@@ -115,6 +115,56 @@ pub trait LayerKind<T: Float> {
     /// Sets every parameter gradient to 0.
     fn zero_grad(&mut self);
 
+    /// Whether the kind maps each row (image) on its own, through [`LayerKind::forward_rows`]
+    /// and [`LayerKind::backward_rows`]: the model then runs a few images at a time through
+    /// several such layers in a row, while they are in the core's cache. The image kinds
+    /// are; [`Dense`] is not (its product wants the whole batch).
+    fn per_row(&self) -> bool {
+        false
+    }
+
+    /// Forward pass of some rows of fixed block `block` of the batch (one of
+    /// `compute::ROW_BLOCKS`, whose scratch buffers it uses), on the calling thread: what
+    /// [`LayerKind::forward`] does to those rows, bit for bit. Per-row kinds only.
+    fn forward_rows(
+        &self,
+        block: usize,
+        input: ArrayView2<T>,
+        z: ArrayViewMut2<T>,
+        a: ArrayViewMut2<T>,
+    ) {
+        let _ = block;
+        self.forward(input, z, a);
+    }
+
+    /// Starts a backward pass made of [`LayerKind::backward_rows`] calls (zeroes the blocks'
+    /// partial gradients). Per-row kinds only.
+    fn backward_begin(&mut self) {}
+
+    /// Backward pass of some rows of fixed block `block`, on the calling thread: adds their
+    /// parameter gradients to the block's partial sums (rows of a block in order) and, if
+    /// asked, overwrites `d_input`. Per-row kinds only.
+    ///
+    /// # Panics
+    /// For a kind that is not per row (an internal invariant: the model asks only those).
+    fn backward_rows(
+        &self,
+        block: usize,
+        input: ArrayView2<T>,
+        d_z: ArrayView2<T>,
+        d_input: Option<ArrayViewMut2<T>>,
+    ) {
+        let _ = (block, input, d_z, d_input);
+        unreachable!("backward_rows of a kind that is not per row");
+    }
+
+    /// Ends a backward pass made of [`LayerKind::backward_rows`] calls: adds the blocks'
+    /// partial sums to the parameter gradients in block order, and the bias gradient of the
+    /// whole batch's `d_z`. Per-row kinds only.
+    fn backward_end(&mut self, d_z: ArrayView2<T>) {
+        let _ = d_z;
+    }
+
     /// Calls `f(param, grad, kind)` for each parameter tensor, as flat row-major slices, in
     /// a fixed order (weights, then bias).
     fn visit_params(&mut self, f: &mut ParamVisitor<'_, T>);
@@ -246,6 +296,43 @@ impl<T: Float> Layer<T> {
     /// Sets every parameter gradient to 0.
     pub fn zero_grad(&mut self) {
         each_kind!(self, l => l.zero_grad())
+    }
+
+    /// See [`LayerKind::per_row`].
+    pub(crate) fn per_row(&self) -> bool {
+        each_kind!(self, l => l.per_row())
+    }
+
+    /// See [`LayerKind::forward_rows`].
+    pub(crate) fn forward_rows(
+        &self,
+        block: usize,
+        input: ArrayView2<T>,
+        z: ArrayViewMut2<T>,
+        a: ArrayViewMut2<T>,
+    ) {
+        each_kind!(self, l => l.forward_rows(block, input, z, a))
+    }
+
+    /// See [`LayerKind::backward_begin`].
+    pub(crate) fn backward_begin(&mut self) {
+        each_kind!(self, l => l.backward_begin())
+    }
+
+    /// See [`LayerKind::backward_rows`].
+    pub(crate) fn backward_rows(
+        &self,
+        block: usize,
+        input: ArrayView2<T>,
+        d_z: ArrayView2<T>,
+        d_input: Option<ArrayViewMut2<T>>,
+    ) {
+        each_kind!(self, l => l.backward_rows(block, input, d_z, d_input))
+    }
+
+    /// See [`LayerKind::backward_end`].
+    pub(crate) fn backward_end(&mut self, d_z: ArrayView2<T>) {
+        each_kind!(self, l => l.backward_end(d_z))
     }
 
     /// Visits the parameter tensors; see [`LayerKind::visit_params`].

@@ -6,10 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::activation::Activation;
 use crate::architecture::{LayerKindName, Window};
-use crate::compute::{for_each_block, row_blocks, row_blocks_mut, simd_dispatch};
+use crate::compute::simd_dispatch;
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::layers::images::{activate, flat, flat_mut, indexed, infer_kind, optional_blocks, zip3};
+use crate::layers::images::{
+    activate, backward_by_blocks, flat, flat_mut, forward_by_blocks, infer_kind,
+};
 use crate::layers::{LayerKind, ParamKind, ParamVisitor};
 
 /// Max pooling: for each image `x` `(c, h, w)` and channel `c`,
@@ -251,28 +253,33 @@ impl<T: Float> LayerKind<T> for MaxPool2d<T> {
     /// # Panics
     /// If the shapes disagree or a row of the output buffers is not contiguous (internal
     /// invariants: the model's buffers are).
-    fn forward(&self, input: ArrayView2<T>, mut z: ArrayViewMut2<T>, mut a: ArrayViewMut2<T>) {
-        let input = input.as_standard_layout(); // copies only a caller's non-contiguous view
+    fn forward(&self, input: ArrayView2<T>, z: ArrayViewMut2<T>, a: ArrayViewMut2<T>) {
         let work = input.len();
-        let blocks = zip3(
-            row_blocks(input.view()),
-            row_blocks_mut(z.view_mut()),
-            row_blocks_mut(a.view_mut()),
-        );
+        forward_by_blocks(self, input, z, a, work);
+    }
+
+    fn per_row(&self) -> bool {
+        true
+    }
+
+    fn forward_rows(
+        &self,
+        _block: usize,
+        x: ArrayView2<T>,
+        mut z: ArrayViewMut2<T>,
+        mut a: ArrayViewMut2<T>,
+    ) {
         let (fast, general) = self.paths();
-        for_each_block(work, indexed(blocks), |(_, (x, mut z, mut a))| {
-            for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut()) {
-                let (x, z, a) = (flat(x), flat_mut(z), flat_mut(a));
-                if fast {
-                    self.max_2x2(x, z);
-                }
-                if general {
-                    self.each_max(x, fast, |o, i| z[o] = x[i]);
-                }
-                activate(self.activation, z, a);
+        for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut()) {
+            let (x, z, a) = (flat(x), flat_mut(z), flat_mut(a));
+            if fast {
+                self.max_2x2(x, z);
             }
-            0.0
-        });
+            if general {
+                self.each_max(x, fast, |o, i| z[o] = x[i]);
+            }
+            activate(self.activation, z, a);
+        }
     }
 
     /// `dL/dx = 0`, then `dL/dx[argmax of window o] += dL/dz[o]` for each output `o`.
@@ -286,39 +293,36 @@ impl<T: Float> LayerKind<T> for MaxPool2d<T> {
         d_z: ArrayView2<T>,
         d_input: Option<ArrayViewMut2<T>>,
     ) {
-        // Copies only a caller's non-contiguous view (the model's buffers are contiguous).
-        let (input, d_z) = (input.as_standard_layout(), d_z.as_standard_layout());
-        if d_input.is_none() {
-            return;
+        if d_input.is_some() {
+            let work = input.len();
+            backward_by_blocks(self, input, d_z, d_input, work);
         }
-        let work = input.len();
-        let blocks = zip3(
-            row_blocks(input.view()),
-            row_blocks(d_z.view()),
-            optional_blocks(d_input),
-        );
-        let this = &*self;
-        let (fast, general) = this.paths();
-        let [_, h, w] = this.window.input;
+    }
+
+    fn backward_rows(
+        &self,
+        _block: usize,
+        x: ArrayView2<T>,
+        d_z: ArrayView2<T>,
+        d_in: Option<ArrayViewMut2<T>>,
+    ) {
+        let Some(mut d_in) = d_in else { return };
+        let (fast, general) = self.paths();
+        let [_, h, w] = self.window.input;
         // The whole 2x2 windows write every pixel of an image of even sides.
         let zero_first = !fast || h % 2 != 0 || w % 2 != 0;
-        for_each_block(work, indexed(blocks), |(_, (x, d_z, d_in))| {
-            if let Some(mut d_in) = d_in {
-                for ((x, d), dx) in x.rows().into_iter().zip(d_z.rows()).zip(d_in.rows_mut()) {
-                    let (x, d, dx) = (flat(x), flat(d), flat_mut(dx));
-                    if zero_first {
-                        dx.fill(T::zero());
-                    }
-                    if fast {
-                        this.route_2x2(x, d, dx);
-                    }
-                    if general {
-                        this.each_max(x, fast, |o, i| dx[i] += d[o]);
-                    }
-                }
+        for ((x, d), dx) in x.rows().into_iter().zip(d_z.rows()).zip(d_in.rows_mut()) {
+            let (x, d, dx) = (flat(x), flat(d), flat_mut(dx));
+            if zero_first {
+                dx.fill(T::zero());
             }
-            0.0
-        });
+            if fast {
+                self.route_2x2(x, d, dx);
+            }
+            if general {
+                self.each_max(x, fast, |o, i| dx[i] += d[o]);
+            }
+        }
     }
 
     fn zero_grad(&mut self) {}

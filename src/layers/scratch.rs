@@ -27,4 +27,22 @@ impl<T: Float> Scratch<T> {
         }
         f(&mut buf[..len])
     }
+
+    /// Sets the first `len` elements of every block's buffer to 0 (partial sums, before a
+    /// pass).
+    pub(crate) fn zero(&self, len: usize) {
+        for block in 0..ROW_BLOCKS {
+            self.with(block, len, |p| p.fill(T::zero()));
+        }
+    }
+
+    /// Adds the first `sum.len()` elements of every block's buffer into `sum`, in block
+    /// order (the blocks' partial sums, after a pass).
+    pub(crate) fn add_into(&self, sum: &mut [T]) {
+        for block in 0..ROW_BLOCKS {
+            self.with(block, sum.len(), |p| {
+                sum.iter_mut().zip(p.iter()).for_each(|(s, &p)| *s += p)
+            });
+        }
+    }
 }

@@ -6,11 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::activation::Activation;
 use crate::architecture::{LayerKindName, Window};
-use crate::compute::{for_each_block, row_blocks, row_blocks_mut};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::images::{
-    activate, copy_row, flat, flat_mut, indexed, infer_kind, optional_blocks, zip3,
+    activate, backward_by_blocks, copy_row, flat, flat_mut, forward_by_blocks, infer_kind,
 };
 use crate::layers::{LayerKind, ParamKind, ParamVisitor};
 
@@ -116,44 +115,49 @@ impl<T: Float> LayerKind<T> for Upsample2d<T> {
     /// # Panics
     /// If the shapes disagree or a row of the output buffers is not contiguous (internal
     /// invariants: the model's buffers are).
-    fn forward(&self, input: ArrayView2<T>, mut z: ArrayViewMut2<T>, mut a: ArrayViewMut2<T>) {
-        let input = input.as_standard_layout(); // copies only a caller's non-contiguous view
+    fn forward(&self, input: ArrayView2<T>, z: ArrayViewMut2<T>, a: ArrayViewMut2<T>) {
+        let work = z.len();
+        forward_by_blocks(self, input, z, a, work);
+    }
+
+    fn per_row(&self) -> bool {
+        true
+    }
+
+    fn forward_rows(
+        &self,
+        _block: usize,
+        x: ArrayView2<T>,
+        mut z: ArrayViewMut2<T>,
+        mut a: ArrayViewMut2<T>,
+    ) {
         let [c, h, w] = self.window.input;
         let [sh, sw] = self.window.kernel;
         let ow = w * sw;
-        let work = z.len();
-        let blocks = zip3(
-            row_blocks(input.view()),
-            row_blocks_mut(z.view_mut()),
-            row_blocks_mut(a.view_mut()),
-        );
-        for_each_block(work, indexed(blocks), |(_, (x, mut z, mut a))| {
-            for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut()) {
-                let (x, z) = (flat(x), flat_mut(z));
-                for (src, dst) in x
-                    .chunks_exact(w)
-                    .zip(z.chunks_exact_mut(ow * sh))
-                    .take(c * h)
-                {
-                    let (first, rest) = dst.split_at_mut(ow);
-                    if sw == 2 {
-                        // The common factor, as a loop that vectorizes.
-                        for (d, &v) in first.chunks_exact_mut(2).zip(src) {
-                            [d[0], d[1]] = [v, v];
-                        }
-                    } else {
-                        for (d, &v) in first.chunks_exact_mut(sw).zip(src) {
-                            d.fill(v);
-                        }
+        for ((x, z), a) in x.rows().into_iter().zip(z.rows_mut()).zip(a.rows_mut()) {
+            let (x, z) = (flat(x), flat_mut(z));
+            for (src, dst) in x
+                .chunks_exact(w)
+                .zip(z.chunks_exact_mut(ow * sh))
+                .take(c * h)
+            {
+                let (first, rest) = dst.split_at_mut(ow);
+                if sw == 2 {
+                    // The common factor, as a loop that vectorizes.
+                    for (d, &v) in first.chunks_exact_mut(2).zip(src) {
+                        [d[0], d[1]] = [v, v];
                     }
-                    for copy in rest.chunks_exact_mut(ow) {
-                        copy_row(copy, first);
+                } else {
+                    for (d, &v) in first.chunks_exact_mut(sw).zip(src) {
+                        d.fill(v);
                     }
                 }
-                activate(self.activation, z, flat_mut(a));
+                for copy in rest.chunks_exact_mut(ow) {
+                    copy_row(copy, first);
+                }
             }
-            0.0
-        });
+            activate(self.activation, z, flat_mut(a));
+        }
     }
 
     /// `dL/dx[c, y, x] = sum of dL/dz over the `sh x sw` copies of the pixel`.
@@ -167,47 +171,45 @@ impl<T: Float> LayerKind<T> for Upsample2d<T> {
         d_z: ArrayView2<T>,
         d_input: Option<ArrayViewMut2<T>>,
     ) {
-        // Copies only a caller's non-contiguous view (the model's buffers are contiguous).
-        let (input, d_z) = (input.as_standard_layout(), d_z.as_standard_layout());
-        if d_input.is_none() {
-            return;
+        if d_input.is_some() {
+            let work = d_z.len();
+            backward_by_blocks(self, input, d_z, d_input, work);
         }
+    }
+
+    fn backward_rows(
+        &self,
+        _block: usize,
+        _x: ArrayView2<T>,
+        d_z: ArrayView2<T>,
+        d_in: Option<ArrayViewMut2<T>>,
+    ) {
+        let Some(mut d_in) = d_in else { return };
         let [_, _, w] = self.window.input;
         let [sh, sw] = self.window.kernel;
         let ow = w * sw;
-        let work = d_z.len();
-        let blocks = zip3(
-            row_blocks(input.view()),
-            row_blocks(d_z.view()),
-            optional_blocks(d_input),
-        );
-        for_each_block(work, indexed(blocks), |(_, (_, d_z, d_in))| {
-            if let Some(mut d_in) = d_in {
-                for (d, dx) in d_z.rows().into_iter().zip(d_in.rows_mut()) {
-                    let (d, dx) = (flat(d), flat_mut(dx));
-                    for (dst, src) in dx.chunks_exact_mut(w).zip(d.chunks_exact(ow * sh)) {
-                        if [sh, sw] == [2, 2] {
-                            // The common factors, as a loop that vectorizes, with the sums
-                            // below in their order: `0 + (0 + row 0's pair) + row 1's`.
-                            let (r0, r1) = src.split_at(ow);
-                            let pairs = r0.chunks_exact(2).zip(r1.chunks_exact(2));
-                            for (g, (a, b)) in dst.iter_mut().zip(pairs) {
-                                let zero = T::zero();
-                                *g = (zero + ((zero + a[0]) + a[1])) + ((zero + b[0]) + b[1]);
-                            }
-                            continue;
-                        }
-                        dst.fill(T::zero());
-                        for copy in src.chunks_exact(ow) {
-                            for (g, part) in dst.iter_mut().zip(copy.chunks_exact(sw)) {
-                                *g += part.iter().fold(T::zero(), |s, &v| s + v);
-                            }
-                        }
+        for (d, dx) in d_z.rows().into_iter().zip(d_in.rows_mut()) {
+            let (d, dx) = (flat(d), flat_mut(dx));
+            for (dst, src) in dx.chunks_exact_mut(w).zip(d.chunks_exact(ow * sh)) {
+                if [sh, sw] == [2, 2] {
+                    // The common factors, as a loop that vectorizes, with the sums below in
+                    // their order: `0 + (0 + row 0's pair) + row 1's`.
+                    let (r0, r1) = src.split_at(ow);
+                    let pairs = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+                    for (g, (a, b)) in dst.iter_mut().zip(pairs) {
+                        let zero = T::zero();
+                        *g = (zero + ((zero + a[0]) + a[1])) + ((zero + b[0]) + b[1]);
+                    }
+                    continue;
+                }
+                dst.fill(T::zero());
+                for copy in src.chunks_exact(ow) {
+                    for (g, part) in dst.iter_mut().zip(copy.chunks_exact(sw)) {
+                        *g += part.iter().fold(T::zero(), |s, &v| s + v);
                     }
                 }
             }
-            0.0
-        });
+        }
     }
 
     fn zero_grad(&mut self) {}
