@@ -41,7 +41,8 @@ use crate::init::Init;
 use crate::layers::conv_direct::{self as direct, Plane};
 use crate::layers::conv_taps::{input_grad_by_taps, weight_grad_by_taps};
 use crate::layers::images::{
-    backward_by_blocks, bias_activate, bias_grad, flat, flat_mut, forward_by_blocks, infer_kind,
+    add_channel_sums, backward_by_blocks, bias_activate, channel_sums, flat, flat_mut,
+    forward_by_blocks, infer_kind,
 };
 use crate::layers::patches::{im2col, unpatch_into, PaddedPatches, Patches};
 use crate::layers::scratch::Scratch;
@@ -87,6 +88,8 @@ pub struct Conv2d<T> {
     grad_weights: Array2<T>, // (c_out, c_in kh kw), dL/dW, accumulated
     #[serde(skip)]
     grad_bias: Array1<T>, // (c_out), dL/db, accumulated
+    #[serde(skip)]
+    bias_sums: Scratch<T>, // per block: its rows' channel sums of dL/dz, (rows, c_out)
     #[serde(skip)]
     partials: Scratch<T>, // per block: its dL/dW, (c_out, c_in kh kw)
     #[serde(skip)]
@@ -253,6 +256,7 @@ impl<T: Float> Conv2d<T> {
             patches: Some(patches),
             grad_weights: Array2::zeros(dim),
             partials: Scratch::default(),
+            bias_sums: Scratch::default(),
             scratch: Scratch::default(),
             weights_t: vec![T::zero(); dim.0 * dim.1],
             taps,
@@ -430,6 +434,7 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
 
     fn backward_begin(&mut self) {
         self.partials.zero(self.weights.len());
+        self.bias_sums.clear();
         // `W^T` with contiguous rows: the input gradient's product reads it in place
         // instead of packing it for every image (the same values, the same bits).
         let (k, c_out) = (self.weights.ncols(), self.weights.nrows());
@@ -444,6 +449,11 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
         d_z: ArrayView2<T>,
         mut d_in: Option<ArrayViewMut2<T>>,
     ) {
+        let channels = self.window.channels;
+        for d in d_z.rows() {
+            self.bias_sums
+                .append(block, channels, |sums| channel_sums(flat(d), sums));
+        }
         let g = self.geometry();
         let (k, p, c_out) = (g.rows(), g.positions(), self.window.channels);
         let (w, scratch) = (self.weights.view(), &self.scratch);
@@ -519,10 +529,12 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
         });
     }
 
-    fn backward_end(&mut self, d_z: ArrayView2<T>) {
+    fn backward_end(&mut self) {
         self.partials
             .add_into(self.grad_weights.as_slice_mut().expect("owned"));
-        bias_grad(d_z, self.grad_bias.as_slice_mut().expect("owned"));
+        let grad_bias = self.grad_bias.as_slice_mut().expect("owned");
+        self.bias_sums
+            .each(|sums| add_channel_sums(sums, grad_bias));
     }
 
     fn zero_grad(&mut self) {

@@ -23,7 +23,8 @@ use crate::float::Float;
 use crate::init::Init;
 use crate::layers::conv::{check_params, ConvData};
 use crate::layers::images::{
-    backward_by_blocks, bias_activate, bias_grad, flat, flat_mut, forward_by_blocks, infer_kind,
+    add_channel_sums, backward_by_blocks, bias_activate, channel_sums, flat, flat_mut,
+    forward_by_blocks, infer_kind,
 };
 use crate::layers::patches::{col2im_add, im2col, Patches};
 use crate::layers::scratch::Scratch;
@@ -60,6 +61,8 @@ pub struct ConvTranspose2d<T> {
     grad_weights: Array2<T>,
     #[serde(skip)]
     grad_bias: Array1<T>,
+    #[serde(skip)]
+    bias_sums: Scratch<T>, // per block: its rows' channel sums of dL/dz, (rows, c_out)
     #[serde(skip)]
     partials: Scratch<T>, // per block: its dL/dW, (c_in, c_out kh kw)
     #[serde(skip)]
@@ -159,6 +162,7 @@ impl<T: Float> ConvTranspose2d<T> {
             patches: Some(patches),
             grad_weights: Array2::zeros(dim),
             partials: Scratch::default(),
+            bias_sums: Scratch::default(),
             scratch: Scratch::default(),
         }
     }
@@ -286,6 +290,7 @@ impl<T: Float> LayerKind<T> for ConvTranspose2d<T> {
 
     fn backward_begin(&mut self) {
         self.partials.zero(self.weights.len());
+        self.bias_sums.clear();
     }
 
     fn backward_rows(
@@ -295,6 +300,11 @@ impl<T: Float> LayerKind<T> for ConvTranspose2d<T> {
         d_z: ArrayView2<T>,
         mut d_in: Option<ArrayViewMut2<T>>,
     ) {
+        let channels = self.window.channels;
+        for d in d_z.rows() {
+            self.bias_sums
+                .append(block, channels, |sums| channel_sums(flat(d), sums));
+        }
         let g = self.geometry();
         let (k, p, c_in) = (g.rows(), g.positions(), self.window.input[0]);
         let w = self.weights.view();
@@ -316,10 +326,12 @@ impl<T: Float> LayerKind<T> for ConvTranspose2d<T> {
         });
     }
 
-    fn backward_end(&mut self, d_z: ArrayView2<T>) {
+    fn backward_end(&mut self) {
         self.partials
             .add_into(self.grad_weights.as_slice_mut().expect("owned"));
-        bias_grad(d_z, self.grad_bias.as_slice_mut().expect("owned"));
+        let grad_bias = self.grad_bias.as_slice_mut().expect("owned");
+        self.bias_sums
+            .each(|sums| add_channel_sums(sums, grad_bias));
     }
 
     fn zero_grad(&mut self) {

@@ -104,21 +104,28 @@ pub(super) fn activate<T: Float>(activation: Activation, z: &[T], a: &mut [T]) {
     }
 }
 
-/// `dL/db_c += sum over rows and positions of d_z[row, (c, q)]`, in row order: each row's
-/// sum over its positions from zero, in order, then added. Eight channels' sums run side by
-/// side (each waits only on its own additions), with the bits of one at a time.
-pub(super) fn bias_grad<T: Float>(d_z: ArrayView2<T>, grad_bias: &mut [T]) {
-    let q = d_z.ncols() / grad_bias.len().max(1);
-    for row in d_z.rows() {
-        let mut channels = flat(row).chunks_exact(q);
-        let mut grads = grad_bias.chunks_exact_mut(8);
-        for g in &mut grads {
-            let d: [&[T]; 8] = std::array::from_fn(|_| channels.next().expect("8 channels"));
-            g.iter_mut().zip(sums(d)).for_each(|(g, s)| *g += s);
-        }
-        for (g, d) in grads.into_remainder().iter_mut().zip(channels) {
-            *g += sums([d])[0];
-        }
+/// The bias gradient's part from one row `d` `(c, q)` flat: each channel's sum over its
+/// positions, from zero, in order, into `sums` `(c)`. Eight channels' sums run side by side
+/// (each waits only on its own additions), with the bits of one at a time. Added to the
+/// gradient in the batch's row order ([`add_channel_sums`]), these give
+/// `dL/db_c = sum over rows and positions of d_z[row, (c, q)]`.
+pub(super) fn channel_sums<T: Float>(d: &[T], sums_out: &mut [T]) {
+    let q = d.len() / sums_out.len().max(1);
+    let mut channels = d.chunks_exact(q);
+    let mut outs = sums_out.chunks_exact_mut(8);
+    for out in &mut outs {
+        let d: [&[T]; 8] = std::array::from_fn(|_| channels.next().expect("8 channels"));
+        out.copy_from_slice(&sums(d));
+    }
+    for (out, d) in outs.into_remainder().iter_mut().zip(channels) {
+        *out = sums([d])[0];
+    }
+}
+
+/// Adds rows of channel sums `sums` `(rows, c)` flat into `grad` `(c)`, in row order.
+pub(super) fn add_channel_sums<T: Float>(sums: &[T], grad: &mut [T]) {
+    for row in sums.chunks_exact(grad.len().max(1)) {
+        grad.iter_mut().zip(row).for_each(|(g, &s)| *g += s);
     }
 }
 
@@ -192,7 +199,7 @@ pub(super) fn backward_by_blocks<T: Float, L: LayerKind<T> + Sync>(
         shared.backward_rows(block, x, d_z, d_in);
         0.0
     });
-    layer.backward_end(d_z.view());
+    layer.backward_end();
 }
 
 /// Three arrays of blocks side by side.
@@ -256,8 +263,9 @@ mod tests {
         }
     }
 
-    /// `bias_grad` (eight channels side by side, then the rest) gives the bits of one
-    /// channel at a time, each row's sum from zero in order, rows in order.
+    /// `channel_sums` (eight channels side by side, then the rest) and `add_channel_sums`
+    /// give the bits of one channel at a time, each row's sum from zero in order, rows in
+    /// order.
     #[test]
     fn bias_grad_adds_in_the_documented_order() {
         let (rows, channels, q) = (3, 11, 37);
@@ -270,8 +278,12 @@ mod tests {
                 *g += part.iter().fold(0.0, |s, &v| s + v);
             }
         }
+        let mut sums = vec![f32::NAN; rows * channels];
+        for (row, out) in d.rows().into_iter().zip(sums.chunks_exact_mut(channels)) {
+            channel_sums(flat(row), out);
+        }
         let mut got = vec![0.5f32; channels];
-        bias_grad(d.view(), &mut got);
+        add_channel_sums(&sums, &mut got);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&got), bits(&expected));
     }

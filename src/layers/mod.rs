@@ -16,6 +16,12 @@
 //! - `visit_params` walks its parameter tensors with their gradients (the one list the
 //!   optimizer, clipping, the gradient norm, weight penalties and files use).
 //!
+//! The image kinds map each row on its own (`per_row`): their passes are per-block bodies
+//! (`forward_rows`; `backward_begin`, `backward_rows`, `backward_end`) that their
+//! `forward` and `backward` run over the batch's fixed blocks, and that the model runs a
+//! few images at a time through several layers in a row (`model/runs.rs`), with the same
+//! bits.
+//!
 //! Images stay rows (channels first inside a row, as MNIST's 784 pixels are 1x28x28), so
 //! losses, penalties, noise, the trainer and files work for every kind unchanged.
 //!
@@ -159,11 +165,9 @@ pub trait LayerKind<T: Float> {
     }
 
     /// Ends a backward pass made of [`LayerKind::backward_rows`] calls: adds the blocks'
-    /// partial sums to the parameter gradients in block order, and the bias gradient of the
-    /// whole batch's `d_z`. Per-row kinds only.
-    fn backward_end(&mut self, d_z: ArrayView2<T>) {
-        let _ = d_z;
-    }
+    /// partial sums to the parameter gradients in block order (and the rows' bias sums in
+    /// row order). Per-row kinds only.
+    fn backward_end(&mut self) {}
 
     /// Calls `f(param, grad, kind)` for each parameter tensor, as flat row-major slices, in
     /// a fixed order (weights, then bias).
@@ -331,8 +335,8 @@ impl<T: Float> Layer<T> {
     }
 
     /// See [`LayerKind::backward_end`].
-    pub(crate) fn backward_end(&mut self, d_z: ArrayView2<T>) {
-        each_kind!(self, l => l.backward_end(d_z))
+    pub(crate) fn backward_end(&mut self) {
+        each_kind!(self, l => l.backward_end())
     }
 
     /// Visits the parameter tensors; see [`LayerKind::visit_params`].

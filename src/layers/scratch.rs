@@ -45,4 +45,27 @@ impl<T: Float> Scratch<T> {
             });
         }
     }
+
+    /// Empties every block's buffer (keeping its memory), before a pass that appends.
+    pub(crate) fn clear(&self) {
+        for cell in &self.0 {
+            cell.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        }
+    }
+
+    /// Appends `len` elements to block `block`'s buffer and runs `f` on them (no
+    /// allocation once the buffer has grown to a pass's size).
+    pub(crate) fn append(&self, block: usize, len: usize, f: impl FnOnce(&mut [T])) {
+        let mut buf = self.0[block].lock().unwrap_or_else(PoisonError::into_inner);
+        let at = buf.len();
+        buf.resize(at + len, T::zero());
+        f(&mut buf[at..]);
+    }
+
+    /// Runs `f` on each block's buffer, in block order.
+    pub(crate) fn each(&self, mut f: impl FnMut(&[T])) {
+        for cell in &self.0 {
+            f(&cell.lock().unwrap_or_else(PoisonError::into_inner));
+        }
+    }
 }

@@ -13,6 +13,7 @@ use crate::architecture::{Architecture, Latent};
 use crate::float::Float;
 use crate::layers::Layer;
 use crate::model::latent::{reparameterize, reparameterize_backward, skip_eps};
+use crate::model::runs::{backward_run, forward_run, MAX_RUN};
 use crate::model::Autoencoder;
 use crate::objective::activity::{BatchStats, BatchSums};
 use crate::objective::loss::Loss;
@@ -24,21 +25,24 @@ use crate::objective::{LossTerms, Penalty};
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Workspace<T> {
     rows: usize,
-    z: Vec<Array2<T>>,
-    a: Vec<Array2<T>>,
-    d: Vec<Array2<T>>,
+    pub(super) z: Vec<Array2<T>>,
+    pub(super) a: Vec<Array2<T>>,
+    pub(super) d: Vec<Array2<T>>,
     eps: Array2<T>,
     sample: Array2<T>,
     d_sample: Array2<T>,
     /// `(widest layer)`: per-unit sums over the batch (KL sparsity's mean activation).
     unit_sums: Vec<f64>,
+    /// Per block of the batch, per layer: `[z, a, d]` of the few rows in flight, for a
+    /// step taken a few images at a time (`runs.rs`).
+    pub(super) images: Vec<Vec<[Array2<T>; 3]>>,
 }
 
 impl<T: Float> Workspace<T> {
     /// Makes room for `rows` rows; reallocates only when the capacity is too small or the
     /// layers changed. `k` is the width of a Gaussian latent's sample (0 for a deterministic
     /// code).
-    fn prepare(&mut self, rows: usize, layers: &[Layer<T>], k: usize) {
+    pub(super) fn prepare(&mut self, rows: usize, layers: &[Layer<T>], k: usize) {
         let fits = self.rows >= rows
             && self.a.len() == layers.len()
             && self
@@ -66,7 +70,31 @@ impl<T: Float> Workspace<T> {
             sample: sample(),
             d_sample: sample(),
             unit_sums: vec![0.0; layers.iter().map(|l| l.n_out()).max().unwrap_or(0)],
+            images: Vec::new(),
         };
+    }
+
+    /// Makes each block's own buffers ([`Workspace::images`]) of `rows` rows for `layers`;
+    /// allocates only when they are missing or the layers changed.
+    pub(super) fn prepare_images(&mut self, layers: &[Layer<T>], rows: usize) {
+        let fits = self.images.len() == crate::compute::ROW_BLOCKS
+            && self.images.iter().all(|block| {
+                block.len() == layers.len()
+                    && block
+                        .iter()
+                        .zip(layers)
+                        .all(|(b, l)| b[0].dim() == (rows, l.n_out()))
+            });
+        if !fits {
+            self.images = (0..crate::compute::ROW_BLOCKS)
+                .map(|_| {
+                    layers
+                        .iter()
+                        .map(|l| std::array::from_fn(|_| Array2::zeros((rows, l.n_out()))))
+                        .collect()
+                })
+                .collect();
+        }
     }
 
     /// The output of the last forward pass, `(rows, n_in)`: pre-activation and activation.
@@ -122,12 +150,32 @@ impl<T: Float> Autoencoder<T> {
         penalties: &[Penalty],
         terms: &mut LossTerms,
         rng: &mut ChaCha8Rng,
+        global: Option<&mut dyn BatchSums>,
+    ) {
+        terms.reset(penalties.len());
+        if self.steps_whole(penalties) {
+            self.whole_step(input, target, loss, terms);
+        } else {
+            self.gradient_by_layers(input, target, loss, penalties, terms, rng, global);
+        }
+    }
+
+    /// [`Autoencoder::data_gradient`] layer after layer (runs of image layers a few images
+    /// at a time), for any model, with `terms` reset.
+    #[allow(clippy::too_many_arguments)] // as data_gradient
+    pub(super) fn gradient_by_layers(
+        &mut self,
+        input: ArrayView2<T>,
+        target: ArrayView2<T>,
+        loss: Loss,
+        penalties: &[Penalty],
+        terms: &mut LossTerms,
+        rng: &mut ChaCha8Rng,
         mut global: Option<&mut dyn BatchSums>,
     ) {
         let rows = input.nrows();
         self.forward_batch(input, Some(rng));
         self.layers.iter_mut().for_each(Layer::zero_grad);
-        terms.reset(penalties.len());
         let last = self.layers.len() - 1;
         let ws = &mut self.ws;
         terms.reconstruction = loss.value_and_grad_unchecked(
@@ -137,8 +185,23 @@ impl<T: Float> Autoencoder<T> {
             self.layers[last].activation(),
             ws.d[last].slice_mut(s![..rows, ..]), // dL/dz_last
         );
-        for l in (1..=last).rev() {
-            self.backward_layer(l, rows); // d[l - 1] = dL/da_{l-1}
+        // Invariant: `d[l] = dL/dz_l`, and the layers above `l` are done.
+        let mut l = last;
+        loop {
+            let start = self.run_start(l, penalties);
+            if start < l {
+                // Image layers `start ..= l`, a few images at a time through all of them.
+                backward_run(&mut self.layers, start..l + 1, &mut self.ws, input);
+                if start == 0 {
+                    return;
+                }
+                l = start; // d[l - 1] = dL/da_{l-1}
+            } else if l == 0 {
+                self.layers[0].backward(input, self.ws.d[0].slice(s![..rows, ..]), None);
+                return;
+            } else {
+                self.backward_layer(l, rows); // d[l - 1] = dL/da_{l-1}
+            }
             let values = &mut terms.penalties;
             let global = global.as_mut().map(|g| &mut **g as &mut dyn BatchSums);
             self.add_activity_penalties(l - 1, rows, penalties, values, global);
@@ -149,8 +212,35 @@ impl<T: Float> Autoencoder<T> {
                 a.slice(s![..rows, ..]),
                 ws.d[l - 1].slice_mut(s![..rows, ..]), // now dL/dz_{l-1}
             );
+            l -= 1;
         }
-        self.layers[0].backward(input, self.ws.d[0].slice(s![..rows, ..]), None);
+    }
+
+    /// The first layer of the run of per-row layers that ends at `l` and that the backward
+    /// pass may take block by block ([`backward_run`]): down from `l` while the layer below
+    /// is per row, is no Gaussian latent's sampling step away, and has no activity penalty
+    /// (its gradient is then only the run's); at most [`MAX_RUN`] layers. `l` itself when
+    /// there is no run of two.
+    fn run_start(&self, l: usize, penalties: &[Penalty]) -> usize {
+        let gaussian = self.arch.latent == Latent::Gaussian;
+        let penalized = |i: usize| {
+            penalties.iter().any(|p| match p {
+                Penalty::Activity(p) => p.layer_index(&self.arch) == i,
+                Penalty::GaussianKl(_) => i == self.arch.code_layer(),
+                Penalty::Weight(_) => false,
+            })
+        };
+        let mut start = l;
+        while start > 0
+            && l + 1 - start < MAX_RUN
+            && self.layers[start].per_row()
+            && self.layers[start - 1].per_row()
+            && !(gaussian && start == self.arch.n_encoder)
+            && !penalized(start - 1)
+        {
+            start -= 1;
+        }
+        start
     }
 
     /// The exchanges of global batch sums that [`Autoencoder::data_gradient`] makes, in the
@@ -267,7 +357,35 @@ pub(crate) fn forward<T: Float>(
     let n_encoder = arch.n_encoder;
     let k = if gaussian { arch.n_latent() } else { 0 };
     ws.prepare(rows, layers, k);
+    let mut run_end = 0;
     for (l, layer) in layers.iter().enumerate() {
+        if l < run_end {
+            continue; // ran in the run below
+        }
+        // A run of per-row layers (not across the sampling step), a few images at a time
+        // through all of them.
+        run_end = l + 1;
+        while run_end < layers.len()
+            && run_end - l < MAX_RUN
+            && layers[run_end - 1].per_row()
+            && layers[run_end].per_row()
+            && !(gaussian && run_end == n_encoder)
+        {
+            run_end += 1;
+        }
+        if run_end - l > 1 {
+            forward_run(layers, l..run_end, ws, input);
+            if gaussian && run_end == n_encoder {
+                let a = ws.a[n_encoder - 1].slice(s![..rows, ..]);
+                let (eps, sample) = (&mut ws.eps, &mut ws.sample);
+                let (eps, sample) = (
+                    eps.slice_mut(s![..rows, ..]),
+                    sample.slice_mut(s![..rows, ..]),
+                );
+                reparameterize(a, eps, sample, rng.as_deref_mut());
+            }
+            continue;
+        }
         let (a_below, a_here) = ws.a.split_at_mut(l);
         let x = match l {
             0 => input,

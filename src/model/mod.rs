@@ -7,6 +7,7 @@
 //! | `inference.rs` | `encode`, `decode`, `reconstruct`, sampling and interpolation |
 //! | `builder.rs` | the builder, assembly from layers (with the checks) and stacking |
 //! | `backprop.rs` | the workspace, the forward pass and the backward pass of one batch |
+//! | `runs.rs` | image layers a few images at a time through several layers, and the whole step |
 //! | `latent.rs` | the Gaussian latent: reparameterization forward and backward, its KL |
 //! | `tying.rs` | tied weights: the sync after an update and the gradient fold |
 //! | `params.rs` | the one list of parameters (`visit_params`) and what uses it |
@@ -26,6 +27,7 @@ mod evaluate;
 mod inference;
 pub(crate) mod latent;
 mod params;
+mod runs;
 mod sequence;
 mod tying;
 

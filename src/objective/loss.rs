@@ -216,9 +216,37 @@ impl Loss {
         a: ArrayView2<T>,
         target: ArrayView2<T>,
         activation: Activation,
-        mut d_z: ArrayViewMut2<T>,
+        d_z: ArrayViewMut2<T>,
     ) -> f64 {
-        let (batch, n) = target.dim();
+        self.value_and_grad_of(z, a, target, activation, d_z, target.nrows())
+    }
+
+    /// `dL/dz` of some rows of a batch of `batch` rows, as [`Loss::value_and_grad_unchecked`]
+    /// writes it for them (its value over the whole batch is [`Loss::value`]'s).
+    pub(crate) fn grad_rows_unchecked<T: Float>(
+        &self,
+        z: ArrayView2<T>,
+        a: ArrayView2<T>,
+        target: ArrayView2<T>,
+        activation: Activation,
+        d_z: ArrayViewMut2<T>,
+        batch: usize,
+    ) {
+        self.value_and_grad_of(z, a, target, activation, d_z, batch);
+    }
+
+    /// [`Loss::value_and_grad_unchecked`] of rows of a batch of `batch` rows (the value of
+    /// those rows alone, divided as the batch's).
+    fn value_and_grad_of<T: Float>(
+        &self,
+        z: ArrayView2<T>,
+        a: ArrayView2<T>,
+        target: ArrayView2<T>,
+        activation: Activation,
+        mut d_z: ArrayViewMut2<T>,
+        batch: usize,
+    ) -> f64 {
+        let n = target.ncols();
         let scale = T::cast(1.0 / self.divisor(batch, n));
         // Each loss: its value and dL/da (dL/dz for BCE) in one pass, the same terms and
         // order of additions as `value`.
