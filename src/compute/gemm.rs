@@ -10,7 +10,7 @@
 //! columns wide; blocks of `MC` rows of `A` are packed into slivers `MR` rows tall (or read
 //! in place when `A`'s rows are contiguous); a micro-kernel multiplies one sliver of each
 //! into an `MR x NR` tile of `C` held in registers (`kernel.rs`). On x86-64 the kernels use
-//! AVX-512F (`f32`: 6 x 32, `f64`: 6 x 16) or AVX2 and FMA (6 x 16, 6 x 8) when the CPU has
+//! AVX-512F (`f32`: 8 x 32, `f64`: 8 x 16) or AVX2 and FMA (6 x 16, 6 x 8) when the CPU has
 //! them; elsewhere a portable kernel of the AVX2 shape runs. Each element of `C` gets the
 //! same bits from all of them.
 //!
@@ -193,15 +193,15 @@ struct Plan<T> {
 }
 
 /// The largest `MR * NR` of any plan (edge tiles go through a stack tile this big).
-const MAX_TILE: usize = 192;
+const MAX_TILE: usize = 256;
 
 /// The plans' block sizes: `MC` rows of `A`, `KC` inner indices, `NC` columns of `B`
-/// (`f32`, `f64`); every tile is `MR = 6` rows tall.
+/// (`f32`, `f64`); tiles are `MR = 6` or 8 rows tall (`TILE_ROWS`: the most).
 const MC: usize = 96;
 pub(crate) const KC: usize = 256;
 const NC_F32: usize = 1024;
 const NC_F64: usize = 512;
-const TILE_ROWS: usize = 6;
+const TILE_ROWS: usize = 8;
 
 // Each plan's packing regions (a block of each operand and an edge sliver of `A`,
 // `(MC + MR) * KC + KC * NC` elements) fit in the thread's packing buffer.
@@ -237,9 +237,9 @@ unsafe fn dispatch<T: Float, B: SourceB<T> + Sync>(alpha: T, beta: T, mats: &Mat
     unsafe {
         match (is_f32::<T>(), tile()) {
             (true, Tile::Narrow) => split::<T, B, 6, 16>(alpha, beta, mats),
-            (true, Tile::Wide) => split::<T, B, 6, 32>(alpha, beta, mats),
+            (true, Tile::Wide) => split::<T, B, 8, 32>(alpha, beta, mats),
             (false, Tile::Narrow) => split::<T, B, 6, 8>(alpha, beta, mats),
-            (false, Tile::Wide) => split::<T, B, 6, 16>(alpha, beta, mats),
+            (false, Tile::Wide) => split::<T, B, 8, 16>(alpha, beta, mats),
         }
     }
 }

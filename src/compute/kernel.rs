@@ -2,8 +2,8 @@
 //! a sliver of `A` and a packed sliver of `B` (`gemm.rs` does the blocking, packing and
 //! threads around them).
 //!
-//! Every tile is 6 rows tall and two SIMD vectors wide: with AVX-512F, 6 x 32 (`f32`) or
-//! 6 x 16 (`f64`) in 512-bit vectors; with AVX2 and FMA, 6 x 16 or 6 x 8 in 256-bit ones;
+//! Every tile is two SIMD vectors wide: with AVX-512F, 8 x 32 (`f32`) or 8 x 16 (`f64`) in
+//! 512-bit vectors; with AVX2 and FMA, 6 x 16 or 6 x 8 in 256-bit ones;
 //! elsewhere (or when `AUTOENCODER_PORTABLE` is set, `simd.rs`) a portable kernel of the
 //! 256-bit shape that fuses its multiply-adds the same way (`fma.rs`). All give the same
 //! bits: each element of `C` sees the same chain of fused multiply-adds whatever the tile's
@@ -74,7 +74,7 @@ impl<T: Copy> SliverB<T> for Rows<T> {
 pub(super) enum Tile {
     /// 6 x 16 (`f32`) or 6 x 8 (`f64`): the AVX2 + FMA kernel, or the portable one.
     Narrow,
-    /// 6 x 32 (`f32`) or 6 x 16 (`f64`): the AVX-512F kernel.
+    /// 8 x 32 (`f32`) or 8 x 16 (`f64`): the AVX-512F kernel.
     Wide,
 }
 
@@ -104,18 +104,18 @@ pub(super) fn kernel<T: Float, const NR: usize>() -> TileKernels<T> {
     let wide = NR * std::mem::size_of::<T>() == 128;
     simd_kernel::<T>(wide).unwrap_or_else(|| {
         if wide {
-            for_type(portable_pair::<f32, 32>(), portable_pair::<f64, 16>())
+            for_type(portable_pair::<f32, 8, 32>(), portable_pair::<f64, 8, 16>())
         } else {
-            for_type(portable_pair::<f32, 16>(), portable_pair::<f64, 8>())
+            for_type(portable_pair::<f32, 6, 16>(), portable_pair::<f64, 6, 8>())
         }
     })
 }
 
-/// The portable kernels of tiles `6 x NR`.
-fn portable_pair<T: Float + FusedMulAdd, const NR: usize>() -> TileKernels<T> {
+/// The portable kernels of tiles `MR x NR`.
+fn portable_pair<T: Float + FusedMulAdd, const MR: usize, const NR: usize>() -> TileKernels<T> {
     TileKernels {
-        packed: kernel_portable::<T, 6, NR>,
-        rows: rows_portable::<T, 6, NR>,
+        packed: kernel_portable::<T, MR, NR>,
+        rows: rows_portable::<T, MR, NR>,
     }
 }
 
@@ -347,14 +347,14 @@ mod tests {
 
     /// The elements that differ between the portable kernels of tiles `NR32` (`f32`) and
     /// `NR64` (`f64`) wide and the SIMD kernels `simd`, `(f32, f64)`.
-    fn differing<const NR32: usize, const NR64: usize>(
+    fn differing<const MR: usize, const NR32: usize, const NR64: usize>(
         simd: (Kernel<f32>, Kernel<f64>),
     ) -> (usize, usize) {
         let f32_bits = |v: f32| v.to_bits().into();
         (
-            same_bits_as_simd::<f32, 6, NR32>(kernel_portable::<f32, 6, NR32>, simd.0, f32_bits),
-            same_bits_as_simd::<f64, 6, NR64>(
-                kernel_portable::<f64, 6, NR64>,
+            same_bits_as_simd::<f32, MR, NR32>(kernel_portable::<f32, MR, NR32>, simd.0, f32_bits),
+            same_bits_as_simd::<f64, MR, NR64>(
+                kernel_portable::<f64, MR, NR64>,
                 simd.1,
                 f64::to_bits,
             ),
@@ -367,7 +367,7 @@ mod tests {
             eprintln!("SKIPPED: this CPU has no AVX2 + FMA kernel to compare with");
             return;
         }
-        let differ = differing::<16, 8>((avx2::kernel_f32::packed, avx2::kernel_f64::packed));
+        let differ = differing::<6, 16, 8>((avx2::kernel_f32::packed, avx2::kernel_f64::packed));
         assert_eq!(differ, (0, 0), "elements that differ, f32 and f64");
     }
 
@@ -377,7 +377,8 @@ mod tests {
             eprintln!("SKIPPED: this CPU has no AVX-512F kernel to compare with");
             return;
         }
-        let differ = differing::<32, 16>((avx512::kernel_f32::packed, avx512::kernel_f64::packed));
+        let differ =
+            differing::<8, 32, 16>((avx512::kernel_f32::packed, avx512::kernel_f64::packed));
         assert_eq!(differ, (0, 0), "elements that differ, f32 and f64");
     }
 }

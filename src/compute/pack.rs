@@ -12,9 +12,9 @@ use std::cell::RefCell;
 use crate::float::Float;
 
 /// The buffer's size in bytes: the largest `(MC + MR) * KC + KC * NC` elements of the
-/// product's plans (`f64`: `MC` 96, `MR` 6, `KC` 256, `NC` 512; `f32`, with `NC` 1024,
+/// product's plans (`f64`: `MC` 96, `MR` 8, `KC` 256, `NC` 512; `f32`, with `NC` 1024,
 /// needs a little less). `gemm.rs` checks at compile time that each of its plans fits.
-pub(crate) const PACK_BYTES: usize = ((96 + 6) * 256 + 256 * 512) * 8;
+pub(crate) const PACK_BYTES: usize = ((96 + 8) * 256 + 256 * 512) * 8;
 
 thread_local! {
     /// This thread's packing buffer, empty until reserved.

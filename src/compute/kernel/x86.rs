@@ -1,19 +1,19 @@
 //! The x86-64 micro-kernels: one generic body per instruction set and element type,
-//! compiled with AVX2 + FMA (6 x 16 `f32`, 6 x 8 `f64`) and with AVX-512F (6 x 32, 6 x 16);
+//! compiled with AVX2 + FMA (6 x 16 `f32`, 6 x 8 `f64`) and with AVX-512F (8 x 32, 8 x 16);
 //! each in two forms, `B` packed and `B` read in place (see `kernel.rs`).
 
-/// A micro-kernel of 6 rows by two SIMD vectors (12 accumulators), compiled for the
-/// instructions `$feature` with the vector operations given: a module `$name` with the
+/// A micro-kernel of `$rows` rows by two SIMD vectors (`2 $rows` accumulators), compiled
+/// for the instructions `$feature` with the vector operations given: a module `$name` with the
 /// kernel of packed slivers of `B` (`packed`, a [`Kernel`]) and the one that reads `B`'s
 /// rows where they are (`rows`, a [`RowsKernel`]), both the one generic body.
 macro_rules! kernel {
-    ($feature:literal, $name:ident, $t:ty, $lanes:expr, $zero:ident, $load:ident, $store:ident, $splat:ident,
-     $fma:ident, $mul:ident, $add:ident) => {
+    ($feature:literal, $name:ident, $t:ty, $rows:expr, $lanes:expr, $zero:ident, $load:ident,
+     $store:ident, $splat:ident, $fma:ident, $mul:ident, $add:ident) => {
         pub(in crate::compute) mod $name {
             use crate::compute::kernel::{Packed, Rows, SliverB};
             use std::arch::x86_64::*;
 
-            /// See `Kernel`: `MR = 6`, `NR = 2 * lanes`.
+            /// See `Kernel`: `MR = rows`, `NR = 2 * lanes`.
             ///
             /// # Safety
             /// The CPU has the instructions the kernel is compiled for; pointers as `Kernel`
@@ -37,7 +37,7 @@ macro_rules! kernel {
                 unsafe { body(kc, a, ars, acs, b, alpha, beta, c, rsc, csc) }
             }
 
-            /// See `RowsKernel`: `MR = 6`, `NR = 2 * lanes`.
+            /// See `RowsKernel`: `MR = rows`, `NR = 2 * lanes`.
             ///
             /// # Safety
             /// The CPU has the instructions the kernel is compiled for; pointers as
@@ -78,8 +78,8 @@ macro_rules! kernel {
                 csc: isize,
             ) {
                 const L: usize = $lanes;
-                let mut acc = [[$zero(); 2]; 6];
-                let rows: [*const $t; 6] =
+                let mut acc = [[$zero(); 2]; $rows];
+                let rows: [*const $t; $rows] =
                     std::array::from_fn(|i| a.wrapping_offset(i as isize * ars));
                 for p in 0..kc {
                     // SAFETY: step p of both slivers.
@@ -88,7 +88,7 @@ macro_rules! kernel {
                         let b0 = $load(bp);
                         let b1 = $load(bp.add(L));
                         let off = p as isize * acs;
-                        for i in 0..6 {
+                        for i in 0..$rows {
                             let ai = $splat(*rows[i].offset(off));
                             acc[i][0] = $fma(ai, b0, acc[i][0]);
                             acc[i][1] = $fma(ai, b1, acc[i][1]);
@@ -97,7 +97,7 @@ macro_rules! kernel {
                 }
                 let va = $splat(alpha);
                 let vb = $splat(beta);
-                for i in 0..6 {
+                for i in 0..$rows {
                     for h in 0..2 {
                         let r = $mul(acc[i][h], va);
                         // SAFETY: the tile's row i, lanes h * L .. h * L + L.
@@ -132,6 +132,7 @@ pub(super) mod avx2 {
         "avx2,fma",
         kernel_f32,
         f32,
+        6,
         8,
         _mm256_setzero_ps,
         _mm256_loadu_ps,
@@ -145,6 +146,7 @@ pub(super) mod avx2 {
         "avx2,fma",
         kernel_f64,
         f64,
+        6,
         4,
         _mm256_setzero_pd,
         _mm256_loadu_pd,
@@ -156,12 +158,14 @@ pub(super) mod avx2 {
     );
 }
 
-/// The AVX-512F micro-kernels: 6 rows by two 512-bit vectors.
+/// The AVX-512F micro-kernels: 8 rows by two 512-bit vectors (16 accumulators of the 32
+/// registers: no edge tile for the 32 channels of a convolution).
 pub(super) mod avx512 {
     kernel!(
         "avx512f",
         kernel_f32,
         f32,
+        8,
         16,
         _mm512_setzero_ps,
         _mm512_loadu_ps,
@@ -175,6 +179,7 @@ pub(super) mod avx512 {
         "avx512f",
         kernel_f64,
         f64,
+        8,
         8,
         _mm512_setzero_pd,
         _mm512_loadu_pd,
