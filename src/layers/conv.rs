@@ -222,11 +222,13 @@ impl<T: Float> Conv2d<T> {
         )?;
         check_elements::<T>("convolution patches", &[2, c, g.kh, g.kw, oh, ow])?;
         // The direct kernels' buffers: 2 c_in padded planes and c_out outputs of about
-        // `(h + top + bottom) (w + left + right) + kw` values each (sizes the window checked).
+        // `(h + top + bottom) (w + left + right) + kw` values each, and c_out outputs of
+        // twice that (with margins); sizes the window checked.
         let [pt, pb, pl, pr] = window.padding;
         let (hp, wp) = (h + pt + pb, w + pl + pr);
         let plane = hp.checked_mul(wp).and_then(|n| n.checked_add(g.kw));
-        let planes = (2 * c).checked_add(window.channels);
+        let outputs = window.channels.checked_mul(3);
+        let planes = outputs.and_then(|n| n.checked_add(2 * c));
         check_elements::<T>(
             "convolution planes",
             &[plane.unwrap_or(usize::MAX), planes.unwrap_or(usize::MAX)],
@@ -461,16 +463,18 @@ impl<T: Float> LayerKind<T> for Conv2d<T> {
             if let Some(plane) = self.plane() {
                 let c_in = self.window.input[0];
                 let (n_pad, n_dp) = (c_in * plane.len, c_out * plane.out);
-                scratch.with(block, 2 * n_pad + n_dp, |buf| {
+                let n_ext = c_out * plane.extended(&g);
+                scratch.with(block, 2 * n_pad + n_dp + n_ext, |buf| {
                     let (pad, rest) = buf.split_at_mut(n_pad);
-                    let (dp, dpad) = rest.split_at_mut(n_dp);
+                    let (dp, rest) = rest.split_at_mut(n_dp);
+                    let (dp_ext, dpad) = rest.split_at_mut(n_ext);
                     for (b, (x, d)) in x.rows().into_iter().zip(d_z.rows()).enumerate() {
                         direct::pad_image(&g, &plane, flat(x), pad);
                         direct::spread(&g, &plane, flat(d), dp);
                         direct::weight_grad(&g, &plane, dp, pad, partial);
                         if let Some(d_in) = d_in.as_mut() {
                             let dx = flat_mut(d_in.row_mut(b));
-                            direct::input_grad(&g, &plane, w, dp, dpad, dx);
+                            direct::input_grad(&g, &plane, w, dp, dp_ext, dpad, dx);
                         }
                     }
                 });

@@ -53,6 +53,12 @@ impl Plane {
         })
     }
 
+    /// Values a channel of the output gradient takes with [`margin`] zeros on each side
+    /// (and one more): `out + 2 margin + 1`.
+    pub fn extended(&self, g: &Patches) -> usize {
+        self.out + 2 * margin(g, self) + 1
+    }
+
     /// Where tap `t = (c, i, j)` (row `t` of the patch matrix) starts reading the planes.
     pub fn tap(&self, g: &Patches, t: usize) -> usize {
         let (c, ij) = (t / (g.kh * g.kw), t % (g.kh * g.kw));
@@ -97,15 +103,11 @@ pub(super) fn forward<T: Float>(
     let plane = g.oh * g.ow;
     for (w_o, z_o) in weights.rows().into_iter().zip(z.chunks_exact_mut(plane)) {
         acc.fill(T::zero());
-        let mut taps = w_o.iter();
-        for pad_c in pad.chunks_exact(p.len) {
-            for i in 0..g.kh {
-                for j in 0..g.kw {
-                    let w = *taps.next().expect("c_in kh kw taps");
-                    axpy(w, &pad_c[i * p.wp + j..][..p.out], acc);
-                }
-            }
-        }
+        let taps = w_o
+            .iter()
+            .enumerate()
+            .map(|(t, &w)| (w, &pad[p.tap(g, t)..][..p.out]));
+        axpy_taps(taps, acc);
         gather(g, p, acc, z_o);
     }
 }
@@ -157,27 +159,61 @@ pub(super) fn weight_grad<T: Float>(g: &Patches, p: &Plane, dp: &[T], pad: &[T],
     }
 }
 
-/// `dx` `(c_in, h w)` (overwritten) from `dp` and `weights`, through `dpad` `(c_in, len)`.
+/// `dx` `(c_in, h w)` (overwritten) from `dp` and `weights`, through `dp_ext` (`dp` with
+/// [`margin`] zeros on each side of each channel, [`Plane::extended`] values a channel) and
+/// `dpad` `(c_in, len)`: `dpad_c[tap + q] += W[o, c, tap] dp_o[q]` for each output channel,
+/// tap by tap, written as one pass over the whole plane per four taps (the zeros add
+/// nothing: the same sums in the same order).
 pub(super) fn input_grad<T: Float>(
     g: &Patches,
     p: &Plane,
     weights: ArrayView2<T>,
     dp: &[T],
+    dp_ext: &mut [T],
     dpad: &mut [T],
     dx: &mut [T],
 ) {
+    let (margin, ext) = (margin(g, p), p.extended(g));
+    for (dst, src) in dp_ext.chunks_exact_mut(ext).zip(dp.chunks_exact(p.out)) {
+        dst[..margin].fill(T::zero());
+        copy_row(&mut dst[margin..margin + p.out], src);
+        dst[margin + p.out..].fill(T::zero());
+    }
     dpad.fill(T::zero());
+    let (taps, c_out) = (g.kh * g.kw, weights.nrows());
     for (c, dpad_c) in dpad.chunks_exact_mut(p.len).enumerate() {
-        for (o, dp_o) in dp.chunks_exact(p.out).enumerate() {
-            for i in 0..g.kh {
-                for j in 0..g.kw {
-                    let w = weights[[o, (c * g.kh + i) * g.kw + j]];
-                    axpy(w, dp_o, &mut dpad_c[i * p.wp + j..][..p.out]);
-                }
-            }
-        }
+        let taps = (0..c_out * taps).map(|ot| {
+            let (o, t) = (ot / taps, ot % taps);
+            let from = o * ext + margin - p.tap(g, t);
+            (weights[[o, c * taps + t]], &dp_ext[from..][..p.len])
+        });
+        axpy_taps(taps, dpad_c);
     }
     unpad_image(g, p, dpad, dx);
+}
+
+/// How far a tap reaches into a plane, at most: `(kh - 1) wp + kw - 1`.
+fn margin(g: &Patches, p: &Plane) -> usize {
+    (g.kh - 1) * p.wp + g.kw - 1
+}
+
+/// `y += a_t x_t` for each `(a_t, x_t)` in order, four at a time in one pass over `y`
+/// ([`axpy4`]), the rest one at a time: each element sees the multiplies and adds of one
+/// tap after another, as with one pass per tap.
+fn axpy_taps<'a, T: Float>(taps: impl Iterator<Item = (T, &'a [T])>, y: &mut [T]) {
+    let mut group: [(T, &[T]); 4] = [(T::zero(), &[]); 4];
+    let mut n = 0;
+    for tap in taps {
+        group[n] = tap;
+        n += 1;
+        if n == 4 {
+            axpy4(group.map(|t| t.0), group.map(|t| t.1), y);
+            n = 0;
+        }
+    }
+    for &(a, x) in &group[..n] {
+        axpy(a, x, y);
+    }
 }
 
 simd_dispatch! {
@@ -195,6 +231,28 @@ fn unpad_image_plain<T: Float>(g: &Patches, p: &Plane, pad: &[T], x: &mut [T]) {
             let at = (y + g.top) * p.wp + g.left;
             copy_row(row, &plane[at..at + g.w]);
         }
+    }
+}
+
+simd_dispatch! {
+    /// [`axpy4_plain`], for AVX-512F or AVX2 when available.
+    fn axpy4 / axpy4_plain<T>(a: [T; 4], x: [&[T]; 4], y: &mut [T])
+    where T: Float
+}
+
+/// `y += a_0 x_0`, then `+= a_1 x_1`, `+= a_2 x_2`, `+= a_3 x_3` (each a multiply, then an
+/// add), in one pass.
+#[inline(always)]
+fn axpy4_plain<T: Float>(a: [T; 4], x: [&[T]; 4], y: &mut [T]) {
+    let n = y.len();
+    let x = x.map(|x| &x[..n]);
+    for (i, y) in y.iter_mut().enumerate() {
+        let mut v = *y;
+        v += a[0] * x[0][i];
+        v += a[1] * x[1][i];
+        v += a[2] * x[2][i];
+        v += a[3] * x[3][i];
+        *y = v;
     }
 }
 
@@ -221,4 +279,81 @@ simd_dispatch! {
 #[inline(always)]
 fn dots4_plain<T: Float>(x: &[T], ys: [&[T]; 4]) -> [T; 4] {
     lane_dots(x, ys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// The input gradient (four taps a pass over the plane, the output gradient with zero
+    /// margins) against one pass per output channel and tap over its window, in `f32`:
+    /// the same bits, over kernels, paddings and channel counts.
+    #[test]
+    fn the_input_gradient_has_the_bits_of_one_pass_per_tap() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for (c, h, w, kh, kw, top, left, c_out) in [
+            (3, 6, 5, 3, 3, 1, 1, 1),
+            (2, 7, 7, 2, 3, 0, 2, 3),
+            (1, 4, 6, 1, 1, 0, 0, 2),
+            (4, 5, 5, 3, 2, 2, 1, 1),
+        ] {
+            let (oh, ow) = (h + 2 * top - kh + 1, w + 2 * left - kw + 1);
+            let g = Patches {
+                c,
+                h,
+                w,
+                kh,
+                kw,
+                sh: 1,
+                sw: 1,
+                top,
+                left,
+                oh,
+                ow,
+            };
+            let p = Plane::of(&g).expect("stride 1");
+            let mut random =
+                |n| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+            let weights = Array2::from_shape_vec((c_out, g.rows()), random(c_out * g.rows()))
+                .expect("c_out rows");
+            let mut dp = random(c_out * p.out);
+            for (i, v) in dp.iter_mut().enumerate() {
+                if i % p.wp >= ow {
+                    *v = 0.0; // the discarded columns, as `spread` leaves them
+                }
+            }
+            let mut want_pad = vec![0.0f32; c * p.len];
+            for (ch, dpad_c) in want_pad.chunks_exact_mut(p.len).enumerate() {
+                for (o, dp_o) in dp.chunks_exact(p.out).enumerate() {
+                    for t in 0..kh * kw {
+                        let wt = weights[[o, ch * kh * kw + t]];
+                        let y = &mut dpad_c[p.tap(&g, t)..][..p.out];
+                        y.iter_mut().zip(dp_o).for_each(|(y, &d)| *y += wt * d);
+                    }
+                }
+            }
+            let mut want = vec![f32::NAN; c * h * w];
+            unpad_image(&g, &p, &want_pad, &mut want);
+            let (mut got, mut dpad) = (vec![f32::NAN; c * h * w], vec![f32::NAN; c * p.len]);
+            let mut dp_ext = vec![f32::NAN; c_out * p.extended(&g)];
+            input_grad(
+                &g,
+                &p,
+                weights.view(),
+                &dp,
+                &mut dp_ext,
+                &mut dpad,
+                &mut got,
+            );
+            assert_eq!(
+                bits(&got),
+                bits(&want),
+                "{c}x{h}x{w} k{kh}x{kw}, {c_out} out"
+            );
+        }
+    }
 }
