@@ -301,20 +301,8 @@ mod tests {
             (1, 4, 6, 1, 1, 0, 0, 2),
             (4, 5, 5, 3, 2, 2, 1, 1),
         ] {
-            let (oh, ow) = (h + 2 * top - kh + 1, w + 2 * left - kw + 1);
-            let g = Patches {
-                c,
-                h,
-                w,
-                kh,
-                kw,
-                sh: 1,
-                sw: 1,
-                top,
-                left,
-                oh,
-                ow,
-            };
+            let g = Patches::unit_stride(c, [h, w], [kh, kw], [top, top, left, left]);
+            let ow = g.ow;
             let p = Plane::of(&g).expect("stride 1");
             let mut random =
                 |n| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };

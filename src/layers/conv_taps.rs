@@ -121,20 +121,7 @@ mod tests {
             (5, 4, 4, 3, 3, [2, 2, 2, 2], 3),
             (8, 16, 16, 3, 3, [0, 0, 0, 0], 16),
         ] {
-            let (oh, ow) = (h + top + bottom - kh + 1, w + left + right - kw + 1);
-            let g = Patches {
-                c,
-                h,
-                w,
-                kh,
-                kw,
-                sh: 1,
-                sw: 1,
-                top,
-                left,
-                oh,
-                ow,
-            };
+            let g = Patches::unit_stride(c, [h, w], [kh, kw], [top, bottom, left, right]);
             let plane = Plane::of(&g).expect("stride 1");
             let (k, p, out) = (g.rows(), g.positions(), plane.out);
             let mut random =

@@ -26,6 +26,33 @@ pub(super) struct Patches {
     pub ow: usize,
 }
 
+#[cfg(test)]
+impl Patches {
+    /// The patches of a stride-1 convolution of `c` channels of `h x w` with kernel
+    /// `kh x kw` and padding `[top, bottom, left, right]` (for the tests).
+    pub fn unit_stride(
+        c: usize,
+        [h, w]: [usize; 2],
+        [kh, kw]: [usize; 2],
+        pad: [usize; 4],
+    ) -> Self {
+        let [top, bottom, left, right] = pad;
+        Patches {
+            c,
+            h,
+            w,
+            kh,
+            kw,
+            sh: 1,
+            sw: 1,
+            top,
+            left,
+            oh: h + top + bottom - kh + 1,
+            ow: w + left + right - kw + 1,
+        }
+    }
+}
+
 impl Patches {
     /// Rows of the patch matrix, `c kh kw`.
     pub fn rows(&self) -> usize {
@@ -265,20 +292,7 @@ mod tests {
             (2, 3, 3, 3, 3, [2, 2, 2, 2]),
             (1, 4, 9, 1, 4, [0, 3, 2, 1]),
         ] {
-            let (oh, ow) = (h + top + bottom - kh + 1, w + left + right - kw + 1);
-            let g = Patches {
-                c,
-                h,
-                w,
-                kh,
-                kw,
-                sh: 1,
-                sw: 1,
-                top,
-                left,
-                oh,
-                ow,
-            };
+            let g = Patches::unit_stride(c, [h, w], [kh, kw], [top, bottom, left, right]);
             let plane = Plane::of(&g).expect("stride 1");
             let x: Vec<f64> = (0..c * h * w).map(|i| (i as f64 * 0.37).sin()).collect();
             let n = g.rows() * g.positions();
