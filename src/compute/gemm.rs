@@ -123,8 +123,9 @@ pub(crate) fn product<T: Float>(
 /// [`product`] with a `B` read where it lies (see [`RowsB`]): `C = alpha A B + beta C`,
 /// the same bits as with `B` written out.
 ///
-/// With the `blas` feature, `B` is written out (into a buffer allocated per call) and
-/// passed to the system library.
+/// With the `blas` feature, `B` is written out (into the thread's packing buffer, which
+/// the system library does not use; a `B` larger than it, into a buffer allocated for the
+/// call) and passed to the system library.
 ///
 /// # Panics
 /// If the shapes disagree (an internal invariant).
@@ -145,8 +146,26 @@ pub(crate) fn product_rows<T: Float>(
     );
     #[cfg(feature = "blas")]
     {
-        let whole = ndarray::Array2::from_shape_fn((k, n), |(p, j)| *b.at(p, j));
-        ndarray::linalg::general_mat_mul(alpha, a, &whole, beta, c);
+        // `B` written out into this thread's packing buffer (unused by the system
+        // library), or into a buffer of its own when larger.
+        let elements = k * n;
+        let mut run = |whole: &mut [T]| {
+            for (p, dst) in whole.chunks_exact_mut(n.max(1)).enumerate().take(k) {
+                dst.copy_from_slice(b.row(p));
+            }
+            let whole = ArrayView2::from_shape((k, n), &*whole).expect("k n elements");
+            ndarray::linalg::general_mat_mul(alpha, a, &whole, beta, c);
+        };
+        if elements * std::mem::size_of::<T>() <= PACK_BYTES {
+            with_packing_buffer(|base| {
+                // SAFETY: the buffer holds PACK_BYTES bytes, aligned to 64, that nothing
+                // else uses while this product runs; every element is written before read.
+                let whole = unsafe { std::slice::from_raw_parts_mut(base.cast::<T>(), elements) };
+                run(whole)
+            });
+        } else {
+            run(&mut vec![T::zero(); elements]);
+        }
     }
     #[cfg(not(feature = "blas"))]
     {

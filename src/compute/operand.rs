@@ -92,10 +92,10 @@ impl<'a, T> RowsB<'a, T> {
         (self.offsets.len(), self.n)
     }
 
-    /// `B[p, j]`.
+    /// Row `p` of `B`.
     #[cfg(any(test, feature = "blas"))]
-    pub(crate) fn at(&self, p: usize, j: usize) -> &T {
-        &self.data[self.offsets[p] + j]
+    pub(crate) fn row(&self, p: usize) -> &[T] {
+        &self.data[self.offsets[p]..][..self.n]
     }
 }
 
@@ -191,7 +191,7 @@ mod tests {
                 .collect();
             let offsets: Vec<usize> = (0..k).map(|_| rng.random_range(0..=2 * n + 50)).collect();
             let rows = RowsB::new(&data, &offsets, n);
-            let b = Array2::from_shape_fn((k, n), |(p, j)| *rows.at(p, j));
+            let b = Array2::from_shape_fn((k, n), |(p, j)| rows.row(p)[j]);
             let a = Array2::from_shape_fn((m, k), |_| rng.random_range(-1.0f32..1.0));
             let c0 = Array2::from_shape_fn((m, n), |_| rng.random_range(-1.0f32..1.0));
             for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.25)] {
