@@ -222,7 +222,6 @@ impl<T: Float> Autoencoder<T> {
     /// (its gradient is then only the run's); at most [`MAX_RUN`] layers. `l` itself when
     /// there is no run of two.
     fn run_start(&self, l: usize, penalties: &[Penalty]) -> usize {
-        let gaussian = self.arch.latent == Latent::Gaussian;
         let penalized = |i: usize| {
             penalties.iter().any(|p| match p {
                 Penalty::Activity(p) => p.layer_index(&self.arch) == i,
@@ -233,9 +232,7 @@ impl<T: Float> Autoencoder<T> {
         let mut start = l;
         while start > 0
             && l + 1 - start < MAX_RUN
-            && self.layers[start].per_row()
-            && self.layers[start - 1].per_row()
-            && !(gaussian && start == self.arch.n_encoder)
+            && continues_run(&self.layers, &self.arch, start)
             && !penalized(start - 1)
         {
             start -= 1;
@@ -357,50 +354,41 @@ pub(crate) fn forward<T: Float>(
     let n_encoder = arch.n_encoder;
     let k = if gaussian { arch.n_latent() } else { 0 };
     ws.prepare(rows, layers, k);
-    let mut run_end = 0;
-    for (l, layer) in layers.iter().enumerate() {
-        if l < run_end {
-            continue; // ran in the run below
+    let mut l = 0;
+    while l < layers.len() {
+        // A run of per-row layers, a few images at a time through all of them; else one
+        // layer over the batch.
+        let mut end = l + 1;
+        while end < layers.len() && end - l < MAX_RUN && continues_run(layers, arch, end) {
+            end += 1;
         }
-        // A run of per-row layers (not across the sampling step), a few images at a time
-        // through all of them.
-        run_end = l + 1;
-        while run_end < layers.len()
-            && run_end - l < MAX_RUN
-            && layers[run_end - 1].per_row()
-            && layers[run_end].per_row()
-            && !(gaussian && run_end == n_encoder)
-        {
-            run_end += 1;
+        if end - l > 1 {
+            forward_run(layers, l..end, ws, input);
+        } else {
+            let (a_below, a_here) = ws.a.split_at_mut(l);
+            let x = match l {
+                0 => input,
+                l if gaussian && l == n_encoder => ws.sample.slice(s![..rows, ..]),
+                l => a_below[l - 1].slice(s![..rows, ..]),
+            };
+            let a = a_here[0].slice_mut(s![..rows, ..]);
+            layers[l].forward(x, ws.z[l].slice_mut(s![..rows, ..]), a);
         }
-        if run_end - l > 1 {
-            forward_run(layers, l..run_end, ws, input);
-            if gaussian && run_end == n_encoder {
-                let a = ws.a[n_encoder - 1].slice(s![..rows, ..]);
-                let (eps, sample) = (&mut ws.eps, &mut ws.sample);
-                let (eps, sample) = (
-                    eps.slice_mut(s![..rows, ..]),
-                    sample.slice_mut(s![..rows, ..]),
-                );
-                reparameterize(a, eps, sample, rng.as_deref_mut());
-            }
-            continue;
-        }
-        let (a_below, a_here) = ws.a.split_at_mut(l);
-        let x = match l {
-            0 => input,
-            l if gaussian && l == n_encoder => ws.sample.slice(s![..rows, ..]),
-            l => a_below[l - 1].slice(s![..rows, ..]),
-        };
-        let a = a_here[0].slice_mut(s![..rows, ..]);
-        layer.forward(x, ws.z[l].slice_mut(s![..rows, ..]), a);
-        if gaussian && l + 1 == n_encoder {
+        if gaussian && end == n_encoder {
             reparameterize(
-                a_here[0].slice(s![..rows, ..]),
+                ws.a[end - 1].slice(s![..rows, ..]),
                 ws.eps.slice_mut(s![..rows, ..]),
                 ws.sample.slice_mut(s![..rows, ..]),
                 rng.as_deref_mut(),
             );
         }
+        l = end;
     }
+}
+
+/// Whether layer `l` continues a run of per-row layers from layer `l - 1` (both per row, and
+/// no Gaussian latent's sampling step between them).
+fn continues_run<T: Float>(layers: &[Layer<T>], arch: &Architecture, l: usize) -> bool {
+    let sampling = arch.latent == Latent::Gaussian && l == arch.n_encoder;
+    layers[l - 1].per_row() && layers[l].per_row() && !sampling
 }
